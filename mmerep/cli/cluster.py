@@ -1,0 +1,104 @@
+"""`mme-rep cluster ...`: the embedded local cluster."""
+
+from __future__ import annotations
+
+import typer
+
+from mmerep.cli.options import OutputFormat, OutputOption
+
+app = typer.Typer(
+    help="A local Kubernetes cluster (KWOK-simulated nodes, real control plane, local "
+    "registry) to try and test everything without a real cluster.\n\n"
+    "Examples:\n\n  mme-rep cluster up --nodes 8\n\n  mme-rep cluster status -o json\n\n"
+    "  export KUBECONFIG=$(mme-rep cluster kubeconfig)",
+    no_args_is_help=True,
+)
+
+
+@app.command("build")
+def build_binaries() -> None:
+    """Build the cluster's binaries from pinned Go modules (cached; `up` does this too)."""
+    import time
+
+    from mmerep.cli.output import Progress, console
+    from mmerep.cluster import build
+
+    started = time.monotonic()
+    with Progress("checking the cached binaries") as progress:
+        paths = build.ensure_binaries(progress=progress)
+    console.print(f"{len(paths)} binaries ready in {build.cache_dir() / 'bin'} "
+                  f"({time.monotonic() - started:.1f}s)")
+
+
+@app.command("up")
+def up(
+    nodes: int = typer.Option(4, "--nodes", "-n", min=1, max=500,
+                              help="Number of simulated nodes."),
+    node_cpu: str = typer.Option("16", help="CPU capacity of each node."),
+    node_memory: str = typer.Option("64Gi", help="Memory capacity of each node."),
+    node_pods: int = typer.Option(110, min=1, help="Pod capacity of each node."),
+) -> None:
+    """Build (first time only) and start the local cluster; a no-op when it is running."""
+    from mmerep.cli.output import Progress, console
+    from mmerep.cluster import local
+
+    spec = local.ClusterSpec(nodes=nodes, node_cpu=node_cpu, node_memory=node_memory,
+                             node_pods=node_pods)
+    with Progress("starting the local cluster") as progress:
+        info = local.up(spec, progress=progress)
+    verb = "already running" if info.already_running else f"up in {info.seconds:.1f}s"
+    console.print(f"[green]cluster {info.name} {verb}[/]: {info.server}, "
+                  f"{info.nodes} nodes, registry {info.registry}")
+    console.print(f"kubeconfig: {info.kubeconfig} (context {info.context})")
+
+
+@app.command("down")
+def down() -> None:
+    """Stop the local cluster and remove its state (binaries stay cached)."""
+    from mmerep.cli.output import console, err_console
+    from mmerep.cluster import local
+
+    with err_console.status("stopping the local cluster"):
+        stopped = local.down()
+    console.print("cluster stopped" if stopped else "cluster was not running")
+
+
+@app.command("status")
+def status(
+    output: OutputFormat = OutputOption,
+) -> None:
+    """Components and nodes of the local cluster."""
+    from mmerep.cli.output import render, table
+    from mmerep.cluster import local
+
+    data = local.status()
+
+    def as_table(d: dict) -> object:
+        from rich.console import Group
+
+        comps = table("components", ["component", "state", "detail"],
+                      [(c["name"], c["state"], c.get("detail", "")) for c in d["components"]])
+        nodes = table("nodes", ["name", "ready", "cpu", "memory", "pods"],
+                      [(n["name"], n["ready"], n["cpu"], n["memory"], n["pods"])
+                       for n in d["nodes"]])
+        return Group(comps, nodes) if d["nodes"] else comps
+
+    render(data, output, as_table)
+    if not data["running"]:
+        raise typer.Exit(1)
+
+
+@app.command("kubeconfig")
+def kubeconfig(
+    merge: bool = typer.Option(False, "--merge",
+                               help="Also merge the context into ~/.kube/config."),
+) -> None:
+    """Print the path of the local cluster's kubeconfig (for KUBECONFIG=...)."""
+    from mmerep.cli.output import err_console
+    from mmerep.cluster import local
+
+    path = local.kubeconfig_path()
+    if merge:
+        target = local.merge_kubeconfig()
+        err_console.print(f"merged context {local.CONTEXT} into {target}")
+    print(path)

@@ -1,0 +1,72 @@
+"""The one shared console and the renderers every read command uses."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from mmerep.cli.options import OutputFormat
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Table:
+    t = Table(title=title, title_justify="left", header_style="bold")
+    for col in columns:
+        t.add_column(col)
+    for row in rows:
+        t.add_row(*("" if v is None else str(v) for v in row))
+    return t
+
+
+def render(data: Any, output: OutputFormat, as_table: Callable[[Any], Any]) -> None:
+    """Print ``data`` as JSON or YAML (machine-readable), or as the rich table it builds."""
+    if output is OutputFormat.json:
+        print(json.dumps(data, indent=2, sort_keys=True, default=str))
+    elif output is OutputFormat.yaml:
+        import yaml
+
+        print(yaml.safe_dump(data, sort_keys=False, default_flow_style=False), end="")
+    else:
+        console.print(as_table(data))
+
+
+def fail(message: str, hint: str | None = None) -> None:
+    err_console.print(f"[bold red]error:[/] {message}" + (f" [dim]({hint})[/]" if hint else ""),
+                      soft_wrap=True)
+
+
+class Progress:
+    """Progress for long work: a live spinner on a terminal, else a line every ``every`` s."""
+
+    def __init__(self, label: str, every: float = 15.0) -> None:
+        self.label = label
+        self.every = every
+        self._status: Any = None
+        self._last = 0.0
+
+    def __enter__(self) -> Progress:
+        if err_console.is_terminal:
+            self._status = err_console.status(self.label)
+            self._status.__enter__()
+        else:
+            err_console.print(f"{self.label}...")
+        return self
+
+    def __call__(self, message: str) -> None:
+        import time
+
+        if self._status is not None:
+            self._status.update(message)
+        elif time.monotonic() - self._last >= self.every:
+            self._last = time.monotonic()
+            err_console.print(f"  {message}", soft_wrap=True)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._status is not None:
+            self._status.__exit__(*exc)

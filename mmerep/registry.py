@@ -1,0 +1,163 @@
+"""A small client for the OCI distribution API (what Harbor and the CNCF registry speak).
+
+Enough to push an image assembled in Python (the demo and tests build their own, since
+no base image can be pulled here), resolve a tag to its digest, and list repositories.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import tarfile
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+from mmerep.errors import RegistryError
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
+MANIFEST_TYPES = (OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST)
+
+
+def sha256_digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True)
+class Blob:
+    media_type: str
+    data: bytes
+
+    @property
+    def digest(self) -> str:
+        return sha256_digest(self.data)
+
+    def descriptor(self) -> dict[str, Any]:
+        return {"mediaType": self.media_type, "digest": self.digest, "size": len(self.data)}
+
+
+def layer_from_files(files: dict[str, bytes], mode: int = 0o755) -> tuple[Blob, str]:
+    """A gzipped tar layer holding ``files``; returns the blob and its diff ID."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for path, content in sorted(files.items()):
+            info = tarfile.TarInfo(path.lstrip("/"))
+            info.size, info.mode, info.mtime = len(content), mode, 0
+            tar.addfile(info, io.BytesIO(content))
+    diff_id = sha256_digest(raw.getvalue())
+    return Blob(OCI_LAYER, gzip.compress(raw.getvalue(), mtime=0)), diff_id
+
+
+def image_config(diff_ids: list[str], *, user: str = "1000:1000",
+                 entrypoint: list[str] | None = None,
+                 labels: dict[str, str] | None = None) -> Blob:
+    config = {
+        "architecture": "amd64", "os": "linux",
+        "config": {"User": user, "Entrypoint": entrypoint or ["/bin/sh"],
+                   "Labels": labels or {}},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    }
+    return Blob(OCI_CONFIG, json.dumps(config, sort_keys=True).encode())
+
+
+def image_manifest(config: Blob, layers: list[Blob]) -> Blob:
+    manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                "config": config.descriptor(), "layers": [b.descriptor() for b in layers]}
+    return Blob(OCI_MANIFEST, json.dumps(manifest, sort_keys=True).encode())
+
+
+class RegistryClient:
+    """One registry, by host[:port]; plain HTTP for loopback, HTTPS otherwise."""
+
+    def __init__(self, host: str, *, session: requests.Session | None = None,
+                 timeout: float = 15.0) -> None:
+        self.host = host
+        scheme = "http" if host.startswith(("127.", "localhost", "[::1]")) else "https"
+        self.base = f"{scheme}://{host}"
+        self.session = session or requests.Session()
+        self.timeout = timeout
+
+    def _call(self, method: str, path: str, what: str, ok: tuple[int, ...] = (200,),
+              **kw: Any) -> requests.Response:
+        try:
+            resp = self.session.request(method, self.base + path, timeout=self.timeout, **kw)
+        except requests.RequestException as exc:
+            raise RegistryError(f"registry {self.host} unreachable ({what}): "
+                                f"{type(exc).__name__}",
+                                hint="check the registry address and that it is running") from None
+        if resp.status_code not in ok:
+            raise RegistryError(f"registry {self.host} refused {what}: HTTP {resp.status_code} "
+                                f"{_error_text(resp)}")
+        return resp
+
+    def has_blob(self, repo: str, digest: str) -> bool:
+        resp = self._call("HEAD", f"/v2/{repo}/blobs/{digest}", "blob check", ok=(200, 404))
+        return resp.status_code == 200
+
+    def push_blob(self, repo: str, blob: Blob) -> None:
+        if self.has_blob(repo, blob.digest):
+            return
+        start = self._call("POST", f"/v2/{repo}/blobs/uploads/", "upload start", ok=(202,))
+        location = start.headers["Location"]
+        if location.startswith("/"):
+            location = self.base + location
+        sep = "&" if "?" in location else "?"
+        try:
+            resp = self.session.put(f"{location}{sep}digest={blob.digest}", data=blob.data,
+                                    headers={"Content-Type": "application/octet-stream"},
+                                    timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise RegistryError(f"registry {self.host} unreachable (blob upload): {exc}") from None
+        if resp.status_code != 201:
+            raise RegistryError(f"blob upload refused: HTTP {resp.status_code} "
+                                f"{_error_text(resp)}")
+
+    def push_manifest(self, repo: str, reference: str, manifest: Blob) -> str:
+        self._call("PUT", f"/v2/{repo}/manifests/{reference}", "manifest upload", ok=(201,),
+                   data=manifest.data, headers={"Content-Type": manifest.media_type})
+        return manifest.digest
+
+    def push_image(self, repo: str, tag: str, layers: list[Blob], config: Blob) -> str:
+        """Push layers, config and manifest; returns the manifest digest."""
+        for blob in [*layers, config]:
+            self.push_blob(repo, blob)
+        return self.push_manifest(repo, tag, image_manifest(config, layers))
+
+    def resolve(self, repo: str, tag: str) -> str:
+        """The digest that ``repo:tag`` points to now."""
+        resp = self._call("HEAD", f"/v2/{repo}/manifests/{tag}", f"resolving {repo}:{tag}",
+                          ok=(200, 404), headers={"Accept": ", ".join(MANIFEST_TYPES)})
+        if resp.status_code == 404:
+            raise RegistryError(f"{self.host}/{repo}:{tag} not found in the registry",
+                                hint="check the image name and tag (mme-rep images list)")
+        digest = resp.headers.get("Docker-Content-Digest")
+        if not digest:
+            raise RegistryError(f"registry {self.host} gave no digest for {repo}:{tag}")
+        return digest
+
+    def tags(self, repo: str) -> list[str]:
+        resp = self._call("GET", f"/v2/{repo}/tags/list", f"listing tags of {repo}",
+                          ok=(200, 404))
+        if resp.status_code == 404:
+            return []
+        return sorted(resp.json().get("tags") or [])
+
+    def catalog(self) -> list[str]:
+        resp = self._call("GET", "/v2/_catalog", "listing repositories")
+        return sorted(resp.json().get("repositories") or [])
+
+
+def _error_text(resp: requests.Response) -> str:
+    try:
+        errors = resp.json().get("errors") or []
+        return "; ".join(f"{e.get('code')}: {e.get('message')}" for e in errors)
+    except ValueError:
+        return resp.text[:200]
