@@ -295,13 +295,12 @@ class Kube:
         _, url, headers, _, _ = self.api_client.param_serialize(
             method, path, query_params=params, header_params=headers,
             auth_settings=["BearerToken"])
-        payload = None if body is None else json.dumps(body)
         delays = self.retry.delays()
         while True:
             self.requests_sent += 1
             try:
                 resp = self.api_client.call_api(
-                    method, url, header_params=dict(headers), body=payload,
+                    method, url, header_params=dict(headers), body=body,
                     _request_timeout=timeout or self.request_timeout)
             except (ApiException, Urllib3Error, ConnectionError, OSError) as exc:
                 delay = next(delays, None)
@@ -456,8 +455,9 @@ class Kube:
         )
         if before is None:
             action = "created"
-        elif before["metadata"].get("resourceVersion") == after["metadata"].get(
-                "resourceVersion") or (dry_run and _same_content(before, after)):
+        elif _project(before, body) == _project(after, body):
+            # Only what we sent counts: controllers change status, annotations and the
+            # resourceVersion under us at any time.
             action = "unchanged"
         else:
             action = "configured"
@@ -502,6 +502,23 @@ class Kube:
                 deleted.append(obj)
         return deleted
 
+    def wait_gone(self, objs: Iterable[Obj], *, timeout: float = 120.0,
+                  interval: float = 0.25) -> None:
+        """Wait until none of ``objs`` exists any more (finalizers and dependents done)."""
+        pending = list(objs)
+        deadline = time.monotonic() + timeout
+        while pending:
+            pending = [o for o in pending if self.get(
+                o["apiVersion"], o["kind"], o["metadata"]["name"],
+                o["metadata"].get("namespace")) is not None]
+            if not pending:
+                return
+            if time.monotonic() >= deadline:
+                raise KubeTimeout(f"still present after {timeout:.0f}s: "
+                                  + ", ".join(describe(o) for o in pending),
+                                  hint="a finalizer may be stuck; see the object's events")
+            time.sleep(interval)
+
     def get_scale(self, kind: str, name: str, namespace: str | None = None) -> Obj:
         res = self.resource("apps/v1", kind)
         return self.request("GET", res.path(namespace or self.namespace, name, "scale"),
@@ -544,12 +561,13 @@ class Kube:
             time.sleep(interval)
 
 
-def _same_content(a: Obj, b: Obj) -> bool:
-    def strip(o: Obj) -> Obj:
-        meta = {k: v for k, v in o.get("metadata", {}).items()
-                if k not in ("managedFields", "resourceVersion", "generation")}
-        return {**o, "metadata": meta}
-    return strip(a) == strip(b)
+def _project(live: Any, shape: Any) -> Any:
+    """The parts of ``live`` at the paths present in ``shape`` (what an apply sent)."""
+    if isinstance(shape, dict) and isinstance(live, dict):
+        return {k: _project(live.get(k), v) for k, v in shape.items()}
+    if isinstance(shape, list) and isinstance(live, list) and len(shape) == len(live):
+        return [_project(a, b) for a, b in zip(live, shape, strict=True)]
+    return live
 
 
 @dataclass(frozen=True)

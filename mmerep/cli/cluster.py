@@ -48,7 +48,7 @@ def up(
         info = local.up(spec, progress=progress)
     verb = "already running" if info.already_running else f"up in {info.seconds:.1f}s"
     console.print(f"[green]cluster {info.name} {verb}[/]: {info.server}, "
-                  f"{info.nodes} nodes, registry {info.registry}")
+                  f"{info.nodes} nodes, registry {info.registry}", soft_wrap=True)
     console.print(f"kubeconfig: {info.kubeconfig} (context {info.context})")
 
 

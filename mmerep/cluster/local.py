@@ -33,7 +33,8 @@ NODE_PREFIX = "mmerep-node-"
 Progress = Callable[[str], None]
 
 # kwok's CRDs let later features add exec, log and port-forward routes per pod at run time.
-KWOK_CRDS = ("Stage", "ClusterPortForward", "PortForward", "ClusterExec", "Exec",
+# (Stage stays out: as a CRD it would replace kwok's built-in node and pod life cycles.)
+KWOK_CRDS = ("ClusterPortForward", "PortForward", "ClusterExec", "Exec",
              "ClusterLogs", "Logs", "ClusterAttach", "Attach")
 
 
@@ -138,6 +139,9 @@ def kwokctl_config(binaries: dict[str, Path]) -> list[dict[str, Any]]:
             "kubeAdmission": True,
             "securePort": True,
             "quietPull": True,
+            "bindAddress": "127.0.0.1",
+            "cacheDir": str(kwok_workdir() / "cache"),
+            "disableQPSLimits": True,
             "enableCRDs": list(KWOK_CRDS),
         },
     }]

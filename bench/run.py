@@ -1,0 +1,35 @@
+"""Run every benchmark and print ratios against baselines measured in the same run.
+
+    ./mme-rep.sh bench            # all of them
+    ./mme-rep.sh bench startup    # only the named ones
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import bench_cluster
+import bench_startup
+
+BENCHMARKS = {"startup": bench_startup.run, "cluster": bench_cluster.run}
+
+
+def main(argv: list[str]) -> int:
+    chosen = argv or list(BENCHMARKS)
+    unknown = [n for n in chosen if n not in BENCHMARKS]
+    if unknown:
+        print(f"unknown benchmark(s): {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}",
+              file=sys.stderr)
+        return 2
+    for name in chosen:
+        print(f"== {name}")
+        for row in BENCHMARKS[name]():
+            print("  " + "  ".join(f"{k}={v}" for k, v in row.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

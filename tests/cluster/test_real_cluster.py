@@ -1,0 +1,147 @@
+"""The local cluster is a real Kubernetes: scheduling, admission and RBAC all bite."""
+
+from __future__ import annotations
+
+import collections
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mmerep.errors import KubeForbidden
+from mmerep.kube import Kube
+
+pytestmark = pytest.mark.cluster
+
+RESTRICTED_SECURITY = {
+    "runAsNonRoot": True, "runAsUser": 1000, "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+def deployment(name: str, namespace: str, replicas: int, **pod_spec: object) -> dict:
+    labels = {"app": name}
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
+                 "template": {"metadata": {"labels": labels}, "spec": {
+                     "containers": [{"name": "main", "image": "example.org/none:1",
+                                     "securityContext": RESTRICTED_SECURITY}],
+                     **pod_spec}}},
+    }
+
+
+def test_ten_replicas_run_spread_over_the_simulated_nodes(kube: Kube, namespace: str) -> None:
+    spread = [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
+               "whenUnsatisfiable": "DoNotSchedule", "labelSelector": {"matchLabels":
+                                                                        {"app": "ten"}}}]
+    obj = deployment("ten", namespace, 10, topologySpreadConstraints=spread)
+    kube.apply(obj)
+    statuses = kube.wait_for([obj], timeout=120)
+    assert statuses[0].ready_pods == 10
+    pods = kube.list_objects("v1", "Pod", namespace, label_selector="app=ten")
+    assert len(pods) == 10
+    assert all(p["status"]["phase"] == "Running" for p in pods)
+    per_node = collections.Counter(p["spec"]["nodeName"] for p in pods)
+    assert len(per_node) == 4, per_node  # the scheduler really ran and honoured the spread
+    assert max(per_node.values()) - min(per_node.values()) <= 1
+
+
+def test_pod_security_admission_restricted_rejects_a_root_pod(kube: Kube, namespace: str) -> None:
+    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {
+        "name": namespace, "labels": {"pod-security.kubernetes.io/enforce": "restricted"}}})
+    bad = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "root", "namespace": namespace},
+           "spec": {"containers": [{"name": "main", "image": "example.org/none:1",
+                                    "securityContext": {"runAsUser": 0, "privileged": True}}]}}
+    with pytest.raises(KubeForbidden) as info:
+        kube.apply(bad)
+    assert 'violates PodSecurity "restricted' in info.value.message
+    assert kube.get("v1", "Pod", "root", namespace) is None
+    good = {**bad, "metadata": {"name": "fine", "namespace": namespace},
+            "spec": {"containers": [{"name": "main", "image": "example.org/none:1",
+                                     "securityContext": RESTRICTED_SECURITY}]}}
+    assert kube.apply(good).action == "created"
+
+
+def _token_kube(kube: Kube, namespace: str, sa: str) -> Kube:
+    token = kube.request(
+        "POST", f"/api/v1/namespaces/{namespace}/serviceaccounts/{sa}/token",
+        body={"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+              "spec": {"expirationSeconds": 600}})["status"]["token"]
+    cfg = kube.api_client.configuration
+    return Kube.from_url(cfg.host, token=token, ca_file=cfg.ssl_ca_cert, namespace=namespace)
+
+
+def test_a_service_account_without_a_role_binding_may_not_list_pods(
+        kube: Kube, namespace: str) -> None:
+    kube.apply({"apiVersion": "v1", "kind": "ServiceAccount",
+                "metadata": {"name": "nobody", "namespace": namespace}})
+    as_sa = _token_kube(kube, namespace, "nobody")
+    with pytest.raises(KubeForbidden) as info:
+        as_sa.list_objects("v1", "Pod", namespace)
+    assert f"system:serviceaccount:{namespace}:nobody" in info.value.message
+    # The same token works once RBAC allows it: the refusal above was RBAC, not a bad token.
+    kube.apply_all([
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+         "metadata": {"name": "pod-reader", "namespace": namespace},
+         "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+         "metadata": {"name": "nobody-reads", "namespace": namespace},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                     "name": "pod-reader"},
+         "subjects": [{"kind": "ServiceAccount", "name": "nobody", "namespace": namespace}]},
+    ])
+    assert as_sa.list_objects("v1", "Pod", namespace) == []
+
+
+def test_apply_is_idempotent(kube: Kube, namespace: str) -> None:
+    objs = [{"apiVersion": "v1", "kind": "ConfigMap",
+             "metadata": {"name": "cfg", "namespace": namespace}, "data": {"a": "1"}},
+            deployment("web", namespace, 2)]
+    first = kube.apply_all(objs)
+    assert [r.action for r in first] == ["created", "created"]
+    second = kube.apply_all(objs)
+    assert [r.action for r in second] == ["unchanged", "unchanged"]
+    changed = [{**objs[0], "data": {"a": "2"}}, objs[1]]
+    assert [r.action for r in kube.apply_all(changed)] == ["configured", "unchanged"]
+
+
+def test_a_conflicting_field_manager_is_reported(kube: Kube, namespace: str) -> None:
+    cm = {"apiVersion": "v1", "kind": "ConfigMap",
+          "metadata": {"name": "shared", "namespace": namespace}, "data": {"owner": "kubectl"}}
+    kube.request("PATCH", f"/api/v1/namespaces/{namespace}/configmaps/shared", body=cm,
+                 content_type="application/apply-patch+yaml",
+                 query={"fieldManager": "kubectl"})
+    ours = {**cm, "data": {"owner": "mme-rep"}}
+    with pytest.raises(Exception) as info:
+        kube.apply(ours)
+    assert type(info.value).__name__ == "KubeConflict"
+    assert 'conflict with "kubectl"' in str(info.value)
+    live = kube.get("v1", "ConfigMap", "shared", namespace)
+    assert live is not None and live["data"] == {"owner": "kubectl"}  # nothing changed
+    assert kube.apply(ours, force=True).obj["data"] == {"owner": "mme-rep"}
+
+
+def test_scale_subresource_and_delete_in_reverse_order(kube: Kube, namespace: str) -> None:
+    obj = deployment("scaled", namespace, 1)
+    kube.apply(obj)
+    kube.scale("Deployment", "scaled", 3, namespace)
+    assert kube.get_scale("Deployment", "scaled", namespace)["spec"]["replicas"] == 3
+    kube.wait_for([obj], timeout=60)
+    assert len(kube.list_objects("v1", "Pod", namespace, label_selector="app=scaled")) == 3
+    assert kube.delete_all([obj]) == [obj]
+    kube.wait_gone([obj], timeout=60)
+    assert kube.get("apps/v1", "Deployment", "scaled", namespace) is None
+    assert kube.list_objects("v1", "Pod", namespace, label_selector="app=scaled") == []
+    assert kube.delete_all([obj]) == []
+
+
+def test_kubeconfig_is_ours_and_not_the_users(cluster: object) -> None:
+    from mmerep.cluster import local
+
+    cfg = yaml.safe_load(Path(local.kubeconfig_path()).read_text())
+    assert cfg["current-context"] == "mmerep-local"
+    assert (Path(local.kubeconfig_path()).stat().st_mode & 0o777) == 0o600
+    server = cfg["clusters"][0]["cluster"]["server"]
+    assert server.startswith("https://127.0.0.1:")
