@@ -146,6 +146,7 @@ class RetryPolicy:
 class ApplyResult:
     obj: Obj
     action: str  # "created", "configured" or "unchanged"
+    before: Obj | None = None
 
     @property
     def changed(self) -> bool:
@@ -227,7 +228,8 @@ class Kube:
                             hint="check the file and the context name (kubectl config "
                             "get-contexts)") from exc
         chosen = next((c for c in contexts if c["name"] == context), active) if context else active
-        namespace = (chosen or {}).get("context", {}).get("namespace") or "default"
+        namespace = (kw.pop("namespace", None)
+                     or (chosen or {}).get("context", {}).get("namespace") or "default")
         configuration.retries = False
         return cls(client.ApiClient(configuration), namespace=namespace,
                    context=(chosen or {}).get("name"), **kw)
@@ -461,7 +463,7 @@ class Kube:
             action = "unchanged"
         else:
             action = "configured"
-        return ApplyResult(after, action)
+        return ApplyResult(after, action, before)
 
     def apply_all(self, objs: Iterable[Obj], *, force: bool = False, dry_run: bool = False,
                   on_result: Callable[[ApplyResult], None] | None = None) -> list[ApplyResult]:
@@ -473,11 +475,12 @@ class Kube:
                 on_result(result)
         return results
 
-    def create(self, obj: Obj) -> Obj:
+    def create(self, obj: Obj, *, dry_run: bool = False) -> Obj:
         res = self._resource_of(obj)
         ns = self._namespace_of(obj, res)
         return self.request("POST", res.path(ns), body=obj,
-                            what=f"create {describe(obj)}")
+                            query={"dryRun": "All" if dry_run else None},
+                            what=f"{'check' if dry_run else 'create'} {describe(obj)}")
 
     def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None,
                *, propagation: str = "Foreground") -> bool:

@@ -48,8 +48,11 @@ def _root(
 
 
 def _register() -> None:
-    from mmerep.cli import cluster, demo
+    from mmerep.cli import cluster, demo, env, profile, template
 
+    app.add_typer(env.app, name="env")
+    app.add_typer(template.app, name="template")
+    app.add_typer(profile.app, name="profile")
     app.add_typer(cluster.app, name="cluster")
     app.command("demo", hidden=True)(demo.demo)
     for name, text in _PLANNED.items():
@@ -58,7 +61,6 @@ def _register() -> None:
 
 # Groups whose commands arrive with later work; listed so the command tree is visible now.
 _PLANNED = {
-    "env": "Deploy, inspect, upgrade, roll back and delete environments (coming).",
     "scaler": "Scale an environment's executors and drive the autoscaler (coming).",
     "ssh": "Reach an environment's scheduler over SSH through a port-forward (coming).",
     "ci": "Generate GitLab CI files and follow pipelines (coming).",

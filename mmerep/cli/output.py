@@ -70,3 +70,36 @@ class Progress:
     def __exit__(self, *exc: object) -> None:
         if self._status is not None:
             self._status.__exit__(*exc)
+
+
+class LiveWorkloads:
+    """A live table of workloads (desired/ready pods) while a rollout runs."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self._live: Any = None
+        self._last: str = ""
+
+    def __enter__(self) -> LiveWorkloads:
+        err_console.print(f"{self.label}...", soft_wrap=True)
+        if err_console.is_terminal:
+            from rich.live import Live
+
+            self._live = Live(console=err_console, refresh_per_second=4, transient=False)
+            self._live.__enter__()
+        return self
+
+    def update(self, statuses: list[Any]) -> None:
+        rows = [("ready" if s.ready else "waiting", f"{s.kind}/{s.name}",
+                 f"{s.ready_pods}/{s.desired}") for s in statuses]
+        if self._live is not None:
+            self._live.update(table(None, ["state", "workload", "pods ready"], rows))
+            return
+        summary = ", ".join(f"{w} {p}" for _, w, p in rows)
+        if summary != self._last:  # without a terminal, print only changes
+            self._last = summary
+            err_console.print(f"  {summary}", soft_wrap=True)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live is not None:
+            self._live.__exit__(*exc)

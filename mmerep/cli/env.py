@@ -1,0 +1,290 @@
+"""`mme-rep env ...`: deploy, inspect, upgrade, roll back and delete environments."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from mmerep.cli.options import OutputFormat, OutputOption
+
+app = typer.Typer(
+    help="Deploy, inspect, upgrade, roll back and delete environments.\n\n"
+    "Examples:\n\n"
+    "  mme-rep env deploy -F dev-s3 htcondor-batch sentinel3:v0.1.0\n\n"
+    "  mme-rep env deploy -F local htcondor-batch sentinel3:v0.1.0 --set executors=4\n\n"
+    "  mme-rep env status -F dev-s3 sentinel3\n\n"
+    "  mme-rep env rollback -F dev-s3 sentinel3 2",
+    no_args_is_help=True,
+)
+
+ProfileOption = typer.Option("local", "--profile", "-F", help="Deployment profile (target).")
+ProfilesFileOption = typer.Option(None, "--profiles", help="Profiles file (overrides "
+                                  "$MMEREP_PROFILES and the user config).")
+
+
+def _parse_sets(values: list[str]) -> dict[str, str]:
+    from mmerep.errors import UsageError
+
+    out = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--set {item!r} is not KEY=VALUE", hint="e.g. --set executors=4")
+        out[key.strip()] = value
+    return out
+
+
+def _connect(profile: Any) -> Any:
+    from mmerep.kube import Kube
+
+    return Kube.from_kubeconfig(profile.kubeconfig, profile.context, namespace=profile.namespace)
+
+
+def _age(seconds: int | None) -> str:
+    if seconds is None:
+        return "-"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _short_image(image: str) -> str:
+    """Without the registry host and with a short digest, as operators read it."""
+    name, _, digest = image.partition("@")
+    host, _, path = name.partition("/")
+    if path and ("." in host or ":" in host or host == "localhost"):
+        name = ".../" + path
+    return f"{name}@{digest[:19]}" if digest else name
+
+
+def status_table(data: dict[str, Any]) -> Any:
+    from rich.console import Group
+
+    from mmerep.cli.output import table
+
+    rows = []
+    for c in data["components"]:
+        pods = (f"{c['pods']} Pod{'s' if c['pods'] != 1 else ''}, {c['ready']}/{c['desired']} "
+                f"ready, age {_age(c['age_seconds'])}, {c['restarts']} restarts")
+        if c["kind"] == "DaemonSet":
+            pods += " (1 per node)"
+        rows.append((c["state"], c["name"], _short_image(c["image"]), pods,
+                     ", ".join(c["ports"]) or "-"))
+    parts: list[Any] = [table(f"environment {data['name']} in namespace {data['namespace']}",
+                              ["state", "name", "image", "pods", "ports"], rows)]
+    if data.get("warnings"):
+        parts.append(table("recent warnings", ["time", "object", "reason", "message"],
+                           [(w["time"], w["object"], w["reason"], w["message"])
+                            for w in data["warnings"]]))
+    return Group(*parts)
+
+
+@app.command("deploy")
+def deploy(
+    template: str = typer.Argument(..., help="Template name (mme-rep template list)."),
+    image: str = typer.Argument(..., help="IMAGE:TAG, expanded from the profile, or a full "
+                                "reference."),
+    profile_name: str = ProfileOption,
+    profiles_file: str | None = ProfilesFileOption,
+    name: str | None = typer.Option(None, "--name", help="Environment name (default: the "
+                                    "image name)."),
+    sets: list[str] = typer.Option([], "--set", help="Template parameter KEY=VALUE "
+                                   "(repeatable)."),
+    no_resolve: bool = typer.Option(False, "--no-resolve", help="Do not pin the tag to a "
+                                    "digest through the registry (offline use)."),
+    timeout: float = typer.Option(300, "--timeout", min=1, help="Seconds to wait for "
+                                  "readiness."),
+    no_rollback: bool = typer.Option(False, "--no-rollback", help="Leave a failed rollout "
+                                     "as it is."),
+    output: OutputFormat = OutputOption,
+) -> None:
+    """Deploy (install or upgrade) an environment and wait until it is ready."""
+    from mmerep import environments
+    from mmerep.cli.output import LiveWorkloads, console, err_console, render
+    from mmerep.profiles import get_profile
+
+    profile = get_profile(profile_name, profiles_file)
+    rendered = environments.render_environment(profile, template, image, name=name,
+                                               params=_parse_sets(sets),
+                                               resolve=not no_resolve)
+    kube = _connect(profile)
+
+    def show_plan(changes: list[tuple[str, str]]) -> None:
+        for action, what in changes:
+            err_console.print(f"  {action:<10} {what}")
+
+    with LiveWorkloads(f"deploying {rendered.env_name} ({rendered.image})") as live:
+        result = environments.deploy(kube, rendered, timeout=timeout,
+                                     rollback=not no_rollback, on_progress=live.update,
+                                     on_plan=show_plan)
+    if result.action == "unchanged":
+        err_console.print(f"[green]{rendered.env_name} is up to date[/] (revision "
+                          f"{result.revision}); nothing changed")
+    else:
+        err_console.print(f"[green]{rendered.env_name} {result.action}[/]: revision "
+                          f"{result.revision}, {len(result.changes)} object(s) changed")
+    data = environments.environment_status(kube, rendered.namespace, rendered.env_name)
+    render(data, output, status_table)
+    if rendered.web and output is OutputFormat.table:
+        console.print(environments.web_hint(profile, rendered), soft_wrap=True)
+
+
+@app.command("render")
+def render_cmd(
+    template: str = typer.Argument(..., help="Template name."),
+    image: str = typer.Argument(..., help="IMAGE:TAG or a full reference."),
+    profile_name: str = ProfileOption,
+    profiles_file: str | None = ProfilesFileOption,
+    name: str | None = typer.Option(None, "--name", help="Environment name."),
+    sets: list[str] = typer.Option([], "--set", help="Template parameter KEY=VALUE."),
+    no_resolve: bool = typer.Option(False, "--no-resolve", help="Do not pin the digest."),
+) -> None:
+    """Print the environment as plain YAML (for kubectl or a GitOps tool).
+
+    Generated secrets are not included: their values are made at first deploy and never
+    printed.
+    """
+    import yaml
+
+    from mmerep import environments
+    from mmerep.profiles import get_profile
+
+    profile = get_profile(profile_name, profiles_file)
+    rendered = environments.render_environment(profile, template, image, name=name,
+                                               params=_parse_sets(sets),
+                                               resolve=not no_resolve)
+    print(yaml.safe_dump_all(rendered.objects, sort_keys=False), end="")
+
+
+@app.command("diff")
+def diff_cmd(
+    template: str = typer.Argument(..., help="Template name."),
+    image: str = typer.Argument(..., help="IMAGE:TAG or a full reference."),
+    profile_name: str = ProfileOption,
+    profiles_file: str | None = ProfilesFileOption,
+    name: str | None = typer.Option(None, "--name", help="Environment name."),
+    sets: list[str] = typer.Option([], "--set", help="Template parameter KEY=VALUE."),
+    no_resolve: bool = typer.Option(False, "--no-resolve", help="Do not pin the digest."),
+) -> None:
+    """Show what a deploy would change (server-side dry run); exit 1 when anything would."""
+    from mmerep import environments
+    from mmerep.cli.output import console
+    from mmerep.profiles import get_profile
+
+    profile = get_profile(profile_name, profiles_file)
+    rendered = environments.render_environment(profile, template, image, name=name,
+                                               params=_parse_sets(sets),
+                                               resolve=not no_resolve)
+    changes = environments.diff(_connect(profile), rendered)
+    if not changes:
+        console.print("no changes")
+        return
+    for change in changes:
+        console.print(f"[bold]{change['action']}[/] {change['object']}")
+        if change["diff"]:
+            console.print(change["diff"], markup=False, highlight=False)
+    raise typer.Exit(1)
+
+
+@app.command("list")
+def list_cmd(
+    profile_name: str = ProfileOption,
+    profiles_file: str | None = ProfilesFileOption,
+    all_namespaces: bool = typer.Option(False, "--all-namespaces", "-A",
+                                        help="Every namespace, not only the profile's."),
+    output: OutputFormat = OutputOption,
+) -> None:
+    """Environments in the profile's namespace (or all)."""
+    from mmerep import environments
+    from mmerep.cli.output import render, table
+    from mmerep.profiles import get_profile
+
+    profile = get_profile(profile_name, profiles_file)
+    rows = environments.list_environments(_connect(profile),
+                                          None if all_namespaces else profile.namespace)
+    render(rows, output, lambda r: table(None, ["namespace", "name", "template", "revision",
+                                                "status", "image", "updated"],
+                                         [(x["namespace"], x["name"], x["template"],
+                                           x["revision"], x["status"],
+                                           _short_image(x["image"]), x["updated"])
+                                          for x in r]))
+
+
+@app.command("status")
+def status_cmd(
+    name: str = typer.Argument(..., help="Environment name."),
+    profile_name: str = ProfileOption,
+    profiles_file: str | None = ProfilesFileOption,
+    output: OutputFormat = OutputOption,
+) -> None:
+    """Components, pods, restarts and recent warning events of one environment."""
+    from mmerep import environments
+    from mmerep.cli.output import render
+    from mmerep.profiles import get_profile
+
+    profile = get_profile(profile_name, profiles_file)
+    render(environments.environment_status(_connect(profile), profile.namespace, name),
+           output, status_table)
+
+
+@app.command("history")
+def history_cmd(
+    name: str = typer.Argument(..., help="Environment name."),
+    profile_name: str = ProfileOption,
+    profiles_file: str | None = ProfilesFileOption,
+    output: OutputFormat = OutputOption,
+) -> None:
+    """Revisions of an environment, oldest first."""
+    from mmerep import environments
+    from mmerep.cli.output import render, table
+    from mmerep.profiles import get_profile
+
+    profile = get_profile(profile_name, profiles_file)
+    rows = environments.history(_connect(profile), profile.namespace, name)
+    render(rows, output, lambda r: table(None, ["revision", "status", "time", "image", "note"],
+                                         [(x["revision"], x["status"], x["time"],
+                                           _short_image(x["image"]), x["note"]) for x in r]))
+
+
+@app.command("rollback")
+def rollback_cmd(
+    name: str = typer.Argument(..., help="Environment name."),
+    revision: int | None = typer.Argument(None, help="Revision to return to (default: the "
+                                          "previous good one)."),
+    profile_name: str = ProfileOption,
+    profiles_file: str | None = ProfilesFileOption,
+    timeout: float = typer.Option(300, "--timeout", min=1, help="Seconds to wait."),
+) -> None:
+    """Re-apply an earlier revision (recorded as a new revision)."""
+    from mmerep import environments
+    from mmerep.cli.output import LiveWorkloads, console
+    from mmerep.profiles import get_profile
+
+    profile = get_profile(profile_name, profiles_file)
+    with LiveWorkloads(f"rolling back {name}") as live:
+        new = environments.rollback_to(_connect(profile), profile.namespace, name, revision,
+                                       timeout=timeout, on_progress=live.update)
+    console.print(f"[green]{name} rolled back[/]: now revision {new}")
+
+
+@app.command("delete")
+def delete_cmd(
+    name: str = typer.Argument(..., help="Environment name."),
+    profile_name: str = ProfileOption,
+    profiles_file: str | None = ProfilesFileOption,
+    purge: bool = typer.Option(False, "--purge", help="Also delete data volumes (PVCs)."),
+    timeout: float = typer.Option(120, "--timeout", min=1, help="Seconds to wait."),
+) -> None:
+    """Delete an environment and wait until every part is gone (data volumes stay)."""
+    from mmerep import environments
+    from mmerep.cli.output import Progress, console
+    from mmerep.profiles import get_profile
+
+    profile = get_profile(profile_name, profiles_file)
+    with Progress(f"deleting {name}"):
+        gone = environments.delete_environment(_connect(profile), profile.namespace, name,
+                                               purge=purge, timeout=timeout)
+    console.print(f"[green]{name} deleted[/]: {len(gone)} objects"
+                  + ("" if purge else " (data volumes kept; --purge removes them)"))

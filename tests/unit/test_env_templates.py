@@ -1,0 +1,177 @@
+"""The shipped templates, rendered as data: no cluster needed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from mmerep import environments, templates
+from mmerep.errors import UsageError
+from mmerep.profiles import validate
+
+PROFILE_RAW = {
+    "context": "mmerep-general-dev", "namespace": "s3", "registry": "harbor.example.org",
+    "project": "mme-rep", "requests": {"cpu": "2", "memory": "10G"},
+    "node_selector": {"mme-rep/processing": "true"},
+    "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "processing",
+                     "effect": "NoSchedule"}],
+    "max_executors": 400,
+}
+
+
+def profile(**overrides: Any) -> Any:
+    return validate("dev-s3", {**PROFILE_RAW, **overrides})
+
+
+def render(template: str = "htcondor-batch", image: str = "sentinel3:v0.1.0",
+           **kw: Any) -> environments.Rendered:
+    return environments.render_environment(kw.pop("profile", profile()), template, image,
+                                           resolve=False, **kw)
+
+
+def by_name(rendered: environments.Rendered) -> dict[str, dict]:
+    return {f"{o['kind']}/{o['metadata']['name']}": o for o in rendered.objects}
+
+
+def pod_specs(rendered: environments.Rendered) -> list[dict]:
+    return [o["spec"]["template"]["spec"] for o in rendered.objects
+            if o["kind"] in ("Deployment", "DaemonSet", "StatefulSet")]
+
+
+def test_htcondor_batch_has_the_components_users_know() -> None:
+    objs = by_name(render())
+    for name in ("Deployment/sentinel3-collector", "Deployment/sentinel3-scheduler",
+                 "Deployment/sentinel3-executor", "DaemonSet/sentinel3-synclocal",
+                 "Service/sentinel3-collector", "Service/sentinel3-scheduler",
+                 "ConfigMap/sentinel3-condor", "ServiceAccount/sentinel3-scaler",
+                 "Role/sentinel3-scaler", "RoleBinding/sentinel3-scaler"):
+        assert name in objs, name
+    assert objs["Deployment/sentinel3-executor"]["spec"]["replicas"] == 2
+    ports = objs["Service/sentinel3-scheduler"]["spec"]["ports"]
+    assert {"name": "ssh", "port": 22, "targetPort": 2222, "protocol": "TCP"} in ports
+    assert objs["Service/sentinel3-collector"]["spec"]["ports"][0]["port"] == 9618
+
+
+def test_image_expands_from_the_profile() -> None:
+    rendered = render()
+    assert rendered.image == "harbor.example.org/mme-rep/htcondor-batch/sentinel3:v0.1.0"
+    assert {c["image"] for spec in pod_specs(rendered) for c in spec["containers"]} == {
+        rendered.image}
+    full = render(image="registry.other.org/x/proc:1.2")
+    assert full.image == "registry.other.org/x/proc:1.2" and full.env_name == "proc"
+
+
+@pytest.mark.parametrize("template", ["htcondor-batch", "jupyter", "interactive"])
+def test_every_pod_is_non_root_with_no_capabilities(template: str) -> None:
+    for spec in pod_specs(render(template)):
+        pod = spec["securityContext"]
+        assert pod["runAsNonRoot"] is True and pod["runAsUser"] > 0
+        assert pod["seccompProfile"] == {"type": "RuntimeDefault"}
+        for c in spec["containers"]:
+            sc = c["securityContext"]
+            assert sc["allowPrivilegeEscalation"] is False
+            assert sc["capabilities"] == {"drop": ["ALL"]}
+            assert sc["readOnlyRootFilesystem"] is True
+            assert "memory" in c["resources"]["limits"]
+
+
+@pytest.mark.parametrize("template", ["htcondor-batch", "jupyter", "interactive"])
+def test_standard_labels_on_everything(template: str) -> None:
+    rendered = render(template)
+    for obj in rendered.objects:
+        labels = obj["metadata"]["labels"]
+        assert labels["app.kubernetes.io/instance"] == "sentinel3"
+        assert labels["app.kubernetes.io/managed-by"] == "mme-rep"
+        assert labels["app.kubernetes.io/name"] == template
+        assert labels["mme-rep/template"] == template
+        assert labels["mme-rep/revision"] == "1"
+        assert obj["metadata"]["namespace"] == "s3"
+    for obj in rendered.workload_objects():
+        pod_labels = obj["spec"]["template"]["metadata"]["labels"]
+        assert "mme-rep/revision" not in pod_labels  # re-deploys do not restart pods
+        for k, v in obj["spec"]["selector"]["matchLabels"].items():
+            assert pod_labels[k] == v
+
+
+def test_slot_size_follows_the_pod_not_the_node() -> None:
+    cfg = by_name(render(params={"executor_cpu": "4", "executor_memory": "16Gi"}))
+    text = cfg["ConfigMap/sentinel3-condor"]["data"]["10-executor.conf"]
+    assert "NUM_CPUS = 4" in text and "MEMORY = 16384" in text
+    executor = cfg["Deployment/sentinel3-executor"]["spec"]["template"]["spec"]["containers"][0]
+    assert executor["resources"]["requests"] == {"cpu": "4", "memory": "16Gi"}
+    defaults = by_name(render())["ConfigMap/sentinel3-condor"]["data"]["10-executor.conf"]
+    assert "NUM_CPUS = 2" in defaults and "MEMORY = 9536" in defaults  # 10G from the profile
+
+
+def test_profile_placement_reaches_every_pod() -> None:
+    for spec in pod_specs(render()):
+        assert spec["nodeSelector"] == {"mme-rep/processing": "true"}
+        assert spec["tolerations"][0]["key"] == "dedicated"
+
+
+def test_scaler_rbac_is_least_privilege() -> None:
+    role = by_name(render())["Role/sentinel3-scaler"]
+    for rule in role["rules"]:
+        assert "*" not in rule["verbs"] and "*" not in rule["resources"]
+        assert "delete" not in rule["verbs"] and "create" not in rule["verbs"]
+        if rule["resources"] != ["pods"]:
+            assert rule["resourceNames"], rule  # only its own executor and state
+    deploy = [r for r in role["rules"] if "deployments/scale" in r["resources"]]
+    assert deploy[0]["resourceNames"] == ["sentinel3-executor"]
+
+
+def test_scaler_script_is_mounted_at_configs() -> None:
+    sched = by_name(render())["Deployment/sentinel3-scheduler"]["spec"]["template"]["spec"]
+    mounts = {m["mountPath"]: m["name"] for c in sched["containers"]
+              for m in c["volumeMounts"]}
+    assert mounts["/configs"] == "scaler"
+    vol = next(v for v in sched["volumes"] if v["name"] == "scaler")
+    assert vol["configMap"]["items"] == [{"key": "scaler.sh", "path": "scaler.sh"}]
+
+
+def test_generated_secrets_are_not_in_the_rendered_objects() -> None:
+    rendered = render()
+    assert not [o for o in rendered.objects if o["kind"] == "Secret"]
+    assert rendered.secrets == {"pool": ("password",)}
+    made = environments.generated_secrets(None, rendered)
+    assert made[0]["metadata"]["name"] == "sentinel3-pool" and made[0]["data"]["password"]
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"name": "Bad_Name"}, "invalid environment name 'Bad_Name'"),
+    ({"template": "nope"}, "unknown template 'nope'"),
+    ({"params": {"executorz": "3"}}, "has no parameter 'executorz'"),
+    ({"params": {"executors": "many"}}, "parameter executors='many' is not an integer"),
+    ({"params": {"executors": "-1"}}, "below its minimum 0"),
+    ({"params": {"executor_memory": "10X"}}, "10X"),
+    ({"params": {"executors": "401"}}, "exceed profile dev-s3's limit of 400"),
+    ({"image": "sentinel3"}, "tag"),
+])
+def test_bad_input_is_one_clear_error(kwargs: dict, message: str) -> None:
+    template = kwargs.pop("template", "htcondor-batch")
+    image = kwargs.pop("image", "sentinel3:v0.1.0")
+    with pytest.raises(UsageError) as info:
+        render(template, image, **kwargs)
+    assert message in str(info.value)
+
+
+def test_jupyter_web_address_without_and_with_ingress() -> None:
+    rendered = render("jupyter")
+    hint = environments.web_hint(profile(), rendered)
+    assert "port-forward svc/sentinel3-jupyter 8888:8888" in hint
+    assert "http://127.0.0.1:8888/lab" in hint
+    with_ingress = profile(ingress_domain="apps.example.org")
+    rendered = render("jupyter", profile=with_ingress)
+    assert "Ingress/sentinel3-jupyter" in by_name(rendered)
+    assert "https://sentinel3.apps.example.org/lab" in environments.web_hint(with_ingress,
+                                                                             rendered)
+
+
+def test_site_templates_come_first_on_the_search_path(tmp_path, monkeypatch) -> None:
+    site = tmp_path / "site" / "htcondor-batch"
+    (site / "manifests").mkdir(parents=True)
+    (site / "template.yaml").write_text("name: htcondor-batch\ndescription: site copy\n")
+    monkeypatch.setenv("MMEREP_TEMPLATE_PATH", str(tmp_path / "site"))
+    assert templates.load_template("htcondor-batch").description == "site copy"
+    assert {t.name for t in templates.list_templates()} >= {"jupyter", "interactive"}
