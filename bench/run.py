@@ -12,9 +12,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_cluster
+import bench_env
 import bench_startup
 
-BENCHMARKS = {"startup": bench_startup.run, "cluster": bench_cluster.run}
+BENCHMARKS = {"startup": bench_startup.run, "cluster": bench_cluster.run,
+              "env": bench_env.run}
 
 
 def main(argv: list[str]) -> int:

@@ -269,7 +269,7 @@ def deploy(kube: Any, rendered: Rendered, *, timeout: float = 300.0, rollback: b
     if not changes and records and records[-1]["data"]["status"] == "deployed":
         return DeployResult("unchanged", current)
     revision = current + 1
-    kube.apply_all([*generated, *_with_revision(rendered.objects, revision)])
+    kube.apply_all([*generated, *_with_revision(rendered.objects, revision)], compare=False)
     _prune(kube, rendered, revision)
     try:
         kube.wait_for(rendered.workload_objects(), timeout=timeout, on_progress=on_progress)
@@ -300,7 +300,7 @@ def deploy(kube: Any, rendered: Rendered, *, timeout: float = 300.0, rollback: b
 def check_pods_admitted(kube: Any, rendered: Rendered) -> None:
     """Dry-run each workload's pod: admission (Pod Security) judges pods, not Deployments,
     so without this a rejected pod would only show up as a rollout that never ends."""
-    for obj in rendered.workload_objects():
+    def check(obj: Obj) -> None:
         template = obj["spec"]["template"]
         pod = {"apiVersion": "v1", "kind": "Pod",
                "metadata": {"name": f"{obj['metadata']['name']}-admission-check",
@@ -312,6 +312,8 @@ def check_pods_admitted(kube: Any, rendered: Rendered) -> None:
                         if k != "serviceAccountName"}}
         kube.create(pod, dry_run=True)
 
+    kube.map(check, rendered.workload_objects())
+
 
 def _describe(obj: Obj) -> str:
     return f"{obj['kind']}/{obj['metadata']['name']}"
@@ -319,10 +321,9 @@ def _describe(obj: Obj) -> str:
 
 def _live_parts(kube: Any, namespace: str, env_name: str) -> list[Obj]:
     selector = f"app.kubernetes.io/instance={env_name},app.kubernetes.io/managed-by=mme-rep"
-    parts = []
-    for api_version, kind in MANAGED_KINDS:
-        parts.extend(kube.list_objects(api_version, kind, namespace, label_selector=selector))
-    return parts
+    found = kube.map(lambda k: kube.list_objects(k[0], k[1], namespace, label_selector=selector),
+                     list(MANAGED_KINDS))
+    return [obj for objs in found for obj in objs]
 
 
 def _prune(kube: Any, rendered: Rendered, revision: int) -> None:

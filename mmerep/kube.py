@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -205,6 +206,7 @@ class Kube:
         self.context = context
         self.request_timeout = request_timeout
         self.requests_sent = 0
+        self._count_lock = threading.Lock()
         self._discovered: dict[tuple[str, str], Resource] = {}
 
     # -- construction ------------------------------------------------------------------
@@ -299,7 +301,8 @@ class Kube:
             auth_settings=["BearerToken"])
         delays = self.retry.delays()
         while True:
-            self.requests_sent += 1
+            with self._count_lock:
+                self.requests_sent += 1
             try:
                 resp = self.api_client.call_api(
                     method, url, header_params=dict(headers), body=body,
@@ -438,14 +441,19 @@ class Kube:
 
     # -- writes ------------------------------------------------------------------------
 
-    def apply(self, obj: Obj, *, force: bool = False, dry_run: bool = False) -> ApplyResult:
-        """Server-side apply one object as field manager ``mme-rep``."""
+    def apply(self, obj: Obj, *, force: bool = False, dry_run: bool = False,
+              compare: bool = True) -> ApplyResult:
+        """Server-side apply one object as field manager ``mme-rep``.
+
+        ``compare`` reads the object first to tell created/configured/unchanged; a caller
+        that learnt that from a dry run can skip the read (the action is then "applied").
+        """
         res = self._resource_of(obj)
         ns = self._namespace_of(obj, res)
         name = obj.get("metadata", {}).get("name")
         if not name:
             raise KubeInvalid(f"object has no metadata.name: {describe(obj)}")
-        before = self.get(res.api_version, res.kind, name, ns)
+        before = self.get(res.api_version, res.kind, name, ns) if compare else None
         body = dict(obj)
         if ns:
             body["metadata"] = {**obj["metadata"], "namespace": ns}
@@ -455,7 +463,9 @@ class Kube:
                    "dryRun": "All" if dry_run else None},
             what=f"apply {describe(body)}",
         )
-        if before is None:
+        if not compare:
+            action = "applied"
+        elif before is None:
             action = "created"
         elif _project(before, body) == _project(after, body):
             # Only what we sent counts: controllers change status, annotations and the
@@ -466,14 +476,33 @@ class Kube:
         return ApplyResult(after, action, before)
 
     def apply_all(self, objs: Iterable[Obj], *, force: bool = False, dry_run: bool = False,
-                  on_result: Callable[[ApplyResult], None] | None = None) -> list[ApplyResult]:
-        results = []
-        for obj in sort_for_apply(objs):
-            result = self.apply(obj, force=force, dry_run=dry_run)
-            results.append(result)
-            if on_result:
-                on_result(result)
+                  compare: bool = True) -> list[ApplyResult]:
+        """Apply in dependency order; objects of the same kind go in parallel.
+
+        A dry run has no order to respect (nothing is written), so it is parallel throughout.
+        """
+        ordered = sort_for_apply(objs)
+        groups: list[list[Obj]] = []
+        for obj in ordered:
+            if groups and (dry_run or kind_rank(groups[-1][0]["kind"]) == kind_rank(obj["kind"])):
+                groups[-1].append(obj)
+            else:
+                groups.append([obj])
+        results: list[ApplyResult] = []
+        for group in groups:
+            results.extend(self.map(
+                lambda o: self.apply(o, force=force, dry_run=dry_run, compare=compare), group))
         return results
+
+    def map(self, fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
+        """``fn`` over ``items`` concurrently (requests wait on the network, not the CPU);
+        results in order, and the first error is raised."""
+        if len(items) <= 1:
+            return [fn(i) for i in items]
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(8, len(items))) as pool:
+            return list(pool.map(fn, items))
 
     def create(self, obj: Obj, *, dry_run: bool = False) -> Obj:
         res = self._resource_of(obj)
@@ -539,19 +568,19 @@ class Kube:
 
     # -- waiting -----------------------------------------------------------------------
 
-    def wait_for(self, objs: Iterable[Obj], *, timeout: float = 300.0, interval: float = 0.25,
+    def wait_for(self, objs: Iterable[Obj], *, timeout: float = 300.0, interval: float = 0.5,
                  on_progress: Callable[[list[WorkloadStatus]], None] | None = None,
                  ) -> list[WorkloadStatus]:
         """Wait until every workload among ``objs`` is ready; KubeTimeout otherwise."""
         targets = [o for o in objs if o.get("kind") in READY_CHECKS]
         deadline = time.monotonic() + timeout
+        # Polls start fast (simulated and small rollouts finish in well under a second)
+        # and back off to ``interval`` for long ones.
+        pause = 0.05
         while True:
-            statuses = []
-            for obj in targets:
-                meta = obj["metadata"]
-                live = self.get(obj["apiVersion"], obj["kind"], meta["name"],
-                                meta.get("namespace"))
-                statuses.append(workload_status(obj, live))
+            statuses = self.map(lambda o: workload_status(o, self.get(
+                o["apiVersion"], o["kind"], o["metadata"]["name"],
+                o["metadata"].get("namespace"))), targets)
             if on_progress:
                 on_progress(statuses)
             if all(s.ready for s in statuses):
@@ -561,7 +590,8 @@ class Kube:
                                     for s in statuses if not s.ready)
                 raise KubeTimeout(f"not ready after {timeout:.0f}s: {waiting}",
                                   hint="see the events (mme-rep env status) for why")
-            time.sleep(interval)
+            time.sleep(pause)
+            pause = min(pause * 2, interval)
 
 
 def _project(live: Any, shape: Any) -> Any:
