@@ -48,12 +48,13 @@ def _root(
 
 
 def _register() -> None:
-    from mmerep.cli import cluster, demo, env, profile, template
+    from mmerep.cli import cluster, demo, env, profile, synclocal, template
 
     app.add_typer(env.app, name="env")
     app.add_typer(template.app, name="template")
     app.add_typer(profile.app, name="profile")
     app.add_typer(cluster.app, name="cluster")
+    app.add_typer(synclocal.app, name="synclocal")
     app.command("demo", hidden=True)(demo.demo)
     for name, text in _PLANNED.items():
         app.add_typer(typer.Typer(help=text, no_args_is_help=True), name=name)
@@ -66,7 +67,6 @@ _PLANNED = {
     "ci": "Generate GitLab CI files and follow pipelines (coming).",
     "images": "List deployable environment images in the registry (coming).",
     "provisioner": "The node-local SSD volume provisioner (coming).",
-    "synclocal": "Stage input data onto a node's local SSD (coming).",
 }
 
 _register()

@@ -1,0 +1,41 @@
+"""synclocal: stage input data onto a node's local SSD at disk speed, verified, resumable.
+
+Modules, from the bottom up: ``layout`` (where things live under a root, the lock),
+``sources`` (paths and globs to files), ``copy`` (one file: chunks, hashing, change
+detection), ``index`` (what is staged, crash-safe), ``plan`` and ``stage`` (one
+dataset), ``cache`` (pins, LRU eviction by watermarks), ``manifest``, ``node``
+(labels for job affinity), ``metrics`` and ``daemon`` (the DaemonSet's loop).
+None of them imports typer or rich; progress is reported through a callback.
+"""
+
+from __future__ import annotations
+
+from mmerep.synclocal.errors import (
+    Busy,
+    DestinationFull,
+    LocalWriteError,
+    ManifestError,
+    SourceChanged,
+    SourceMissing,
+    SourceUnreadable,
+    SyncError,
+)
+from mmerep.synclocal.layout import Layout, writer_lock
+from mmerep.synclocal.stage import Progress, StageOptions, StageReport, stage_dataset
+
+__all__ = [
+    "Busy",
+    "DestinationFull",
+    "Layout",
+    "LocalWriteError",
+    "ManifestError",
+    "Progress",
+    "SourceChanged",
+    "SourceMissing",
+    "SourceUnreadable",
+    "StageOptions",
+    "StageReport",
+    "SyncError",
+    "stage_dataset",
+    "writer_lock",
+]

@@ -1,0 +1,97 @@
+"""Telling the cluster which datasets are complete on which node.
+
+One label per complete dataset, ``synclocal.mme-rep/<dataset>=complete``, so a job's
+node affinity can require its inputs; an annotation with every dataset's state (full
+names, sizes), which ``env status`` summarises. Building the patch is pure; sending it
+goes through the one Kubernetes gateway, imported only when a reporter is made.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+from urllib.parse import quote
+
+from mmerep.synclocal.cache import DatasetInfo
+
+LABEL_PREFIX = "synclocal.mme-rep"
+ANNOTATION = "synclocal.mme-rep/datasets"
+COMPLETE = "complete"
+
+Reporter = Callable[[Sequence[DatasetInfo]], None]
+
+_LABEL_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$")
+
+
+def label_key(dataset: str) -> str:
+    """A valid label key for any dataset name; long or odd names get a hash suffix."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "-", dataset)
+    if not _LABEL_NAME.match(name):
+        digest = hashlib.sha256(dataset.encode()).hexdigest()[:10]
+        name = f"{name[:52].strip('._-')}-{digest}".lstrip("._-")
+    return f"{LABEL_PREFIX}/{name}"
+
+
+def node_patch(current_labels: Mapping[str, str], datasets: Sequence[DatasetInfo],
+               now: float | None = None) -> dict[str, Any]:
+    """A JSON merge patch: label complete datasets, remove our labels for the rest."""
+    complete = {label_key(d.name) for d in datasets if d.complete}
+    labels: dict[str, str | None] = {
+        k: None for k in current_labels if k.startswith(LABEL_PREFIX + "/") and k not in complete
+    }
+    labels.update(dict.fromkeys(sorted(complete), COMPLETE))
+    state = {
+        "updated": round(time.time() if now is None else now),
+        "datasets": {d.name: {"complete": d.complete, "bytes": d.bytes, "files": d.files,
+                              "pinned": d.pinned} for d in datasets},
+    }
+    return {"metadata": {"labels": labels,
+                         "annotations": {ANNOTATION: json.dumps(state, sort_keys=True,
+                                                                separators=(",", ":"))}}}
+
+
+def node_datasets(node: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The annotation read back from a Node object; {} when synclocal never reported."""
+    raw = (node.get("metadata", {}).get("annotations") or {}).get(ANNOTATION)
+    try:
+        return dict(json.loads(raw)["datasets"]) if raw else {}
+    except (ValueError, KeyError, TypeError):
+        return {}
+
+
+def status_line(nodes: Sequence[Mapping[str, Any]]) -> str:
+    """The ``env status`` line: how many nodes hold each dataset complete."""
+    per: dict[str, int] = {}
+    reporting = 0
+    for node in nodes:
+        ds = node_datasets(node)
+        reporting += bool(ds)
+        for name, state in ds.items():
+            per[name] = per.get(name, 0) + int(bool(state.get("complete")))
+    if not per:
+        return "synclocal: no node has reported staged data"
+    parts = ", ".join(f"{name} {n}/{reporting}" for name, n in sorted(per.items()))
+    return f"synclocal: datasets complete on nodes: {parts}"
+
+
+def kube_node_reporter(node_name: str, kube: Any = None) -> Reporter:
+    """Patch this node through the gateway (in-cluster service account by default)."""
+    path = f"/api/v1/nodes/{quote(node_name)}"
+
+    def report(datasets: Sequence[DatasetInfo]) -> None:
+        nonlocal kube
+        if kube is None:
+            from mmerep.kube import Kube
+
+            kube = Kube.in_cluster()
+        node = kube.request("GET", path, what=f"read node {node_name}")
+        labels = (node.get("metadata") or {}).get("labels") or {}
+        kube.request("PATCH", path, body=node_patch(labels, datasets),
+                     content_type="application/merge-patch+json",
+                     what=f"label node {node_name}")
+
+    return report

@@ -1,0 +1,393 @@
+"""Staging one dataset: plan, copy in parallel, record in the index, report.
+
+Workers pull (file, chunk) items from one shared iterator, so many small files and the
+chunks of a large file keep all threads busy alike. The worker that finishes a file's
+last chunk checks the source, renames the file into place and records it; if the
+source changed meanwhile, it copies the file again (a few times) from the new version.
+The caller holds the root's writer lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+from mmerep.synclocal import index as ix
+from mmerep.synclocal.copy import (
+    DEFAULT_CHUNK,
+    MAX_ATTEMPTS,
+    PIECE,
+    Changed,
+    Failure,
+    FileCopy,
+    PieceHook,
+    Throttle,
+    copy_small,
+    failure_of,
+)
+from mmerep.synclocal.errors import (
+    LocalWriteError,
+    SourceChanged,
+    SourceUnreadable,
+    SyncError,
+)
+from mmerep.synclocal.layout import Layout, check_dataset_name
+from mmerep.synclocal.plan import bytes_needed, check_space, make_plan
+from mmerep.synclocal.procs import copy_in_processes
+from mmerep.synclocal.sources import SourceFile, resolve
+
+
+@dataclass(frozen=True)
+class Progress:
+    dataset: str
+    files_done: int
+    files_total: int
+    bytes_done: int
+    bytes_total: int
+
+
+ProgressFn = Callable[[Progress], None]
+
+
+@dataclass
+class StageOptions:
+    jobs: int = 8
+    verify: bool = True
+    recheck: bool = False
+    chunk_size: int = DEFAULT_CHUNK
+    bwlimit: int | None = None
+    progress: ProgressFn | None = None
+    piece_hook: PieceHook | None = None  # between pieces; tests change a source here
+    make_room: Callable[[int], None] | None = None  # the daemon evicts to fit this many bytes
+    cancel: threading.Event | None = None  # set it to stop soon (SIGTERM in the daemon)
+    processes: int | None = None  # for small files; None: one per CPU when there are many
+
+
+@dataclass
+class StageReport:
+    dataset: str
+    files_total: int = 0
+    files_copied: int = 0
+    files_skipped: int = 0
+    files_removed: int = 0
+    bytes_total: int = 0
+    bytes_copied: int = 0
+    seconds: float = 0.0
+    retried: int = 0
+    verify_failures: int = 0
+    failures: list[Failure] = field(default_factory=list)
+    complete: bool = False  # every file of the dataset is staged and in the index
+
+
+    @property
+    def throughput(self) -> float:
+        return self.bytes_copied / self.seconds if self.seconds > 0 else 0.0
+
+    def raise_for_failures(self) -> None:
+        if not self.failures:
+            return
+        first = self.failures[0]
+        more = f" (and {len(self.failures) - 1} more)" if len(self.failures) > 1 else ""
+        raise first.kind(f"dataset {self.dataset}: {first.path}: {first.reason}{more}",
+                         hint="fix the source and run again; verified files are skipped")
+
+
+PROCESS_THRESHOLD = 256  # fewer small files than this do not repay forking
+
+
+class _Stop(threading.Event):
+    """Set by an abort inside the run, or from outside through ``cancel``."""
+
+    def __init__(self, cancel: threading.Event | None) -> None:
+        super().__init__()
+        self._cancel = cancel
+
+    def is_set(self) -> bool:
+        return super().is_set() or (self._cancel is not None and self._cancel.is_set())
+
+
+class _Run:
+    def __init__(self, layout: Layout, index: ix.Index, journal: ix.Journal,
+                 report: StageReport, opts: StageOptions, dest: str) -> None:
+        self.layout, self.index, self.journal = layout, index, journal
+        self.report, self.opts, self.dest = report, opts, dest
+        self.stop = _Stop(opts.cancel)
+        self.abort: SyncError | None = None
+        self.throttle = Throttle(opts.bwlimit) if opts.bwlimit else None
+        self._lock = threading.Lock()
+        self._names = itertools.count()
+        self.tmp = str(layout.tmp_dir)
+        self.files_todo = 0
+        self.bytes_todo = 0
+        self._files_done = 0
+        self._bytes_done = 0
+        self._last_tick = 0.0
+
+    def new_copy(self, f: SourceFile) -> FileCopy:
+        tmp = f"{self.tmp}/{next(self._names):08x}-{os.path.basename(f.rel)[:60]}"
+        return FileCopy(f, tmp, os.path.join(self.dest, f.rel), self.index.chunk_size,
+                        self.opts.verify)
+
+    def items(self, files: Sequence[SourceFile]) -> Iterator[tuple[FileCopy | SourceFile, int]]:
+        """(file, -1) for a file of one piece, (its copy, chunk) for the rest."""
+        for f in files:
+            if f.size <= PIECE:
+                yield f, -1
+            else:
+                fc = self.new_copy(f)
+                for i in range(fc.nchunks):
+                    yield fc, i
+
+    def on_bytes(self, n: int) -> None:
+        with self._lock:
+            self._bytes_done += n
+        self.tick()
+
+    def tick(self, force: bool = False) -> None:
+        if self.opts.progress is None:
+            return
+        now = time.monotonic()
+        if not force and now - self._last_tick < 0.1:
+            return
+        self._last_tick = now
+        self.opts.progress(Progress(self.report.dataset, self._files_done, self.files_todo,
+                                    self._bytes_done, self.bytes_todo))
+
+    def copy_small(self, f: SourceFile, buf: bytearray) -> None:
+        tmp = f"{self.tmp}/{next(self._names):08x}-{os.path.basename(f.rel)[:60]}"
+        try:
+            if self.throttle:
+                self.throttle.take(f.size)
+            checksum = copy_small(f, tmp, os.path.join(self.dest, f.rel), self.opts.verify,
+                                  memoryview(buf), self.opts.piece_hook)
+        except Changed:
+            fc = self.new_copy(f)  # retried like any file; the temporary is gone already
+            fc.error = Changed()
+            self.complete(fc, buf)
+            return
+        except BaseException as exc:
+            self.fail(f.path, exc)
+            return
+        self.on_bytes(f.size)
+        self.record(f, checksum)
+
+    def run_chunk(self, fc: FileCopy, i: int, buf: bytearray) -> None:
+        if fc.error is None and not self.stop.is_set():
+            try:
+                fc.run_chunk(i, buf, throttle=self.throttle, hook=self.opts.piece_hook,
+                             stop=self.stop, on_bytes=self.on_bytes)
+            except BaseException as exc:
+                fc.error = exc
+        if fc.chunk_done():
+            self.complete(fc, buf)
+
+    def complete(self, fc: FileCopy, buf: bytearray) -> None:
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            if fc.error is None and not self.stop.is_set():
+                try:
+                    self.record(fc.src, fc.finish())
+                    return
+                except BaseException as exc:
+                    fc.error = exc
+            fc.discard()
+            if self.stop.is_set():
+                return
+            if not isinstance(fc.error, Changed) or attempt == MAX_ATTEMPTS:
+                break
+            try:
+                fresh = SourceFile.of(fc.src.path, fc.src.rel, os.stat(fc.src.path))
+            except OSError as exc:
+                fc.error = exc
+                break
+            with self._lock:
+                self.report.retried += 1
+                self.report.verify_failures += 1
+            fc = self.new_copy(fresh)
+            for i in range(fc.nchunks):
+                try:
+                    fc.run_chunk(i, buf, throttle=self.throttle, hook=self.opts.piece_hook,
+                                 stop=self.stop, on_bytes=self.on_bytes)
+                except BaseException as exc:
+                    fc.error = exc
+                    break
+        assert fc.error is not None
+        self.fail(fc.src.path, fc.error)
+
+    def record(self, s: SourceFile, checksum: str | None) -> None:
+        entry = ix.Entry(s.path, s.size, s.mtime_ns, s.ctime_ns, s.ino, checksum)
+        self.journal.put(s.rel, entry)
+        with self._lock:
+            self.index.files[s.rel] = entry
+            self.report.files_copied += 1
+            self.report.bytes_copied += s.size
+            self._files_done += 1
+        self.tick()
+
+    def fail(self, path: str, exc: BaseException) -> None:
+        self.add_failure(failure_of(path, exc))
+
+    def add_failure(self, failure: Failure) -> None:
+        with self._lock:
+            if failure.kind is SourceChanged:
+                self.report.verify_failures += 1
+            if issubclass(failure.kind, LocalWriteError):
+                # The local disk is full or failing: every other file would fail too.
+                self.abort = self.abort or failure.kind(failure.reason)
+                self.stop.set()
+            self.report.failures.append(failure)
+
+    def done_elsewhere(self, f: SourceFile, checksum: str | None) -> None:
+        self.on_bytes(f.size)
+        self.record(f, checksum)
+
+    def work(self, items: Iterator[tuple[FileCopy | SourceFile, int]],
+             lock: threading.Lock) -> None:
+        buf = bytearray(PIECE)
+        while not self.stop.is_set():
+            with lock:
+                item = next(items, None)
+            if item is None:
+                return
+            what, i = item
+            try:
+                if isinstance(what, SourceFile):
+                    self.copy_small(what, buf)
+                else:
+                    self.run_chunk(what, i, buf)
+            except BaseException as exc:  # e.g. the journal's disk is full: never lose a file
+                self.fail(what.path if isinstance(what, SourceFile) else what.src.path, exc)
+
+
+def stage_dataset(layout: Layout, name: str, sources: Sequence[str],
+                  opts: StageOptions | None = None) -> StageReport:
+    """Make ``ROOT/name`` an exact, verified copy of ``sources``; resumes where it stopped."""
+    opts = opts or StageOptions()
+    check_dataset_name(name)
+    started = time.monotonic()
+    layout.ensure()
+    layout.clear_tmp()  # leftovers of a killed run; safe, we hold the writer lock
+    files, problems = resolve(sources, avoid=str(layout.root))
+    index = ix.load(layout, name) or ix.Index(dataset=name)
+    index.chunk_size = index.chunk_size or opts.chunk_size
+    dest = str(layout.dataset_dir(name))
+    plan = make_plan(files, index, dest, verify=opts.verify, recheck=opts.recheck,
+                     jobs=opts.jobs)
+    report = StageReport(name, files_total=len(files), files_skipped=len(plan.skip),
+                         bytes_total=sum(f.size for f in files),
+                         verify_failures=len(plan.recheck_failures))
+    report.failures = [Failure(p.path, p.reason, SourceUnreadable) for p in problems]
+    unchanged = not plan.copy and not plan.stale and index.sources == list(sources)
+    if unchanged and index.complete and not problems:
+        report.seconds = time.monotonic() - started
+        report.complete = True
+        return report
+    need = bytes_needed(plan, index)
+    if opts.make_room and need > 0:
+        opts.make_room(need)
+    check_space(str(layout.root), need)
+    journal = ix.Journal(layout, name)
+    run = _Run(layout, index, journal, report, opts, dest)
+    run.files_todo, run.bytes_todo = len(plan.copy), plan.bytes_to_copy
+    try:
+        journal.begin(index.chunk_size)
+        _remove(journal, index, dest, plan.stale, report)
+        journal.delete_many([f.rel for f in plan.copy if f.rel in index.files])
+        for f in plan.copy:
+            index.files.pop(f.rel, None)
+        todo = _make_dirs(dest, plan.copy, run)
+        todo = _small_files_in_processes(run, todo)
+        _run_workers(run, todo, opts.jobs)
+    finally:
+        try:
+            journal.close()
+        except SyncError as exc:  # the last records are lost: those files are copied again
+            run.abort = run.abort or exc
+        report.seconds = time.monotonic() - started
+        index.sources = list(sources)
+        # From the index itself, not from counters: complete means every file is in it.
+        index.complete = report.complete = (
+            not report.failures and not run.stop.is_set()
+            and all(f.rel in index.files for f in files))
+        index.errors = [f"{f.path}: {f.reason}" for f in report.failures[:20]]
+        with contextlib.suppress(OSError):  # a full disk: the journal still tells the truth
+            ix.save(layout, index)
+    run.tick(force=True)
+    if run.abort:
+        raise run.abort
+    if index.complete:
+        layout.mark_used(name)
+    return report
+
+
+def _remove(journal: ix.Journal, index: ix.Index, dest: str, rels: list[str],
+            report: StageReport) -> None:
+    journal.delete_many(rels)
+    for rel in rels:
+        index.files.pop(rel, None)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(dest, rel))
+        report.files_removed += 1
+
+
+def _make_dirs(dest: str, files: list[SourceFile], run: _Run) -> list[SourceFile]:
+    """Create every parent once, up front; files whose parent cannot exist fail alone."""
+    bad: dict[str, OSError] = {}
+    for d in sorted({os.path.dirname(os.path.join(dest, f.rel)) for f in files}):
+        try:
+            os.makedirs(d, exist_ok=True)
+        except OSError as exc:
+            bad[d] = exc
+    todo = []
+    for f in files:
+        parent = os.path.dirname(os.path.join(dest, f.rel))
+        if parent in bad:
+            run.fail(f.path, SyncError(f"cannot create {parent}: {bad[parent].strerror}"))
+        else:
+            todo.append(f)
+    return todo
+
+
+def _small_files_in_processes(run: _Run, files: list[SourceFile]) -> list[SourceFile]:
+    """Copy the one-piece files in worker processes when it pays; returns the rest."""
+    small = [f for f in files if f.size <= PIECE]
+    nprocs = run.opts.processes
+    if nprocs is None:
+        cpus = os.cpu_count() or 1
+        nprocs = min(run.opts.jobs, cpus) if len(small) >= PROCESS_THRESHOLD else 0
+    if nprocs < 2 or not small:
+        return files
+    changed: list[SourceFile] = []
+    finished = copy_in_processes(
+        small, nprocs, tmp_dir=run.tmp, dest=run.dest, verify=run.opts.verify,
+        bwlimit=run.opts.bwlimit, hook=run.opts.piece_hook, stop=run.stop,
+        on_done=run.done_elsewhere, on_failure=run.add_failure, on_changed=changed.append)
+    if not finished:
+        run.layout.clear_tmp()  # what the stopped workers left; no other copy is running
+    buf = bytearray(PIECE)
+    for f in changed:  # rare: copied again here, from its new version
+        fc = run.new_copy(f)
+        fc.error = Changed()
+        run.complete(fc, buf)
+    return [f for f in files if f.size > PIECE]
+
+
+def _run_workers(run: _Run, files: list[SourceFile], jobs: int) -> None:
+    items, lock = run.items(files), threading.Lock()
+    threads = [threading.Thread(target=run.work, args=(items, lock), daemon=True,
+                                name=f"synclocal-{i}") for i in range(max(1, jobs))]
+    for t in threads:
+        t.start()
+    try:
+        for t in threads:
+            while t.is_alive():
+                t.join(0.2)  # a timed join lets Ctrl-C reach the main thread
+    except KeyboardInterrupt:
+        run.stop.set()
+        for t in threads:
+            t.join()
+        raise
