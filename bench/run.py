@@ -14,13 +14,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_cluster
 import bench_env
 import bench_startup
+import bench_synclocal
 
 BENCHMARKS = {"startup": bench_startup.run, "cluster": bench_cluster.run,
-              "env": bench_env.run}
+              "env": bench_env.run, "synclocal": lambda: bench_synclocal.run(False),
+              "synclocal-quick": lambda: bench_synclocal.run(True)}
 
 
 def main(argv: list[str]) -> int:
-    chosen = argv or list(BENCHMARKS)
+    chosen = argv or [n for n in BENCHMARKS if n != "synclocal-quick"]
     unknown = [n for n in chosen if n not in BENCHMARKS]
     if unknown:
         print(f"unknown benchmark(s): {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}",

@@ -9,10 +9,12 @@ objects, never the pool secret), which ``history`` lists and ``rollback`` re-app
 from __future__ import annotations
 
 import base64
+import dataclasses
 import gzip
 import json
 import re
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -272,7 +274,8 @@ def deploy(kube: Any, rendered: Rendered, *, timeout: float = 300.0, rollback: b
     kube.apply_all([*generated, *_with_revision(rendered.objects, revision)], compare=False)
     _prune(kube, rendered, revision)
     try:
-        kube.wait_for(rendered.workload_objects(), timeout=timeout, on_progress=on_progress)
+        kube.wait_for(rendered.workload_objects(), timeout=timeout,
+                      on_progress=_with_warnings(kube, rendered, on_progress))
     except KubeTimeout as exc:
         reason = exc.message + _latest_warning(kube, rendered)
         kube.apply(build_record(rendered, revision, "failed", reason))
@@ -337,6 +340,39 @@ def _prune(kube: Any, rendered: Rendered, revision: int) -> None:
             continue
         kube.delete(obj["apiVersion"], obj["kind"], obj["metadata"]["name"], rendered.namespace,
                     propagation="Background")
+
+
+def _with_warnings(kube: Any, rendered: Rendered, on_progress: Progress | None,
+                   after: float = 2.0, every: float = 2.0) -> Progress | None:
+    """Progress that also carries each waiting workload's latest warning event.
+
+    Events are read only once a rollout has taken ``after`` seconds, and then every
+    ``every`` seconds, so a quick rollout costs no extra requests.
+    """
+    if on_progress is None:
+        return None
+    started = time.monotonic()
+    state: dict[str, Any] = {"fetched": 0.0, "notes": {}}
+
+    def progress(statuses: list[Any]) -> None:
+        now = time.monotonic()
+        waiting = [s for s in statuses if not s.ready]
+        if waiting and now - started >= after and now - state["fetched"] >= every:
+            state["fetched"] = now
+            events = kube.list_objects("v1", "Event", rendered.namespace,
+                                       field_selector="type=Warning")
+            for s in waiting:
+                mine = [e for e in events if e.get("involvedObject", {}).get(
+                    "name", "").startswith(s.name + "-") or e.get(
+                    "involvedObject", {}).get("name") == s.name]
+                if mine:
+                    last = max(mine, key=lambda e: e.get("lastTimestamp")
+                               or e.get("eventTime") or "")
+                    state["notes"][s.name] = f"{last.get('reason')}: {last.get('message')}"
+        on_progress([dataclasses.replace(s, note="" if s.ready else
+                                         state["notes"].get(s.name, "")) for s in statuses])
+
+    return progress
 
 
 def _latest_warning(kube: Any, rendered: Rendered) -> str:
@@ -522,6 +558,20 @@ def environment_status(kube: Any, namespace: str, env_name: str) -> dict[str, An
           "time": e.get("lastTimestamp") or e.get("eventTime"), "count": e.get("count", 1)}
          for e in events if e.get("involvedObject", {}).get("name", "").startswith(
              env_name + "-")), key=lambda e: e["time"] or "")[-10:]
-    return {"namespace": namespace, "name": env_name, "components": components,
+    data = {"namespace": namespace, "name": env_name, "components": components,
             "warnings": warnings}
+    if any(c["component"] == "synclocal" for c in components):
+        data["synclocal"] = _synclocal_line(kube)
+    return data
+
+
+def _synclocal_line(kube: Any) -> str:
+    """Which staged datasets are complete on how many nodes (from synclocal's node notes)."""
+    from mmerep.errors import KubeForbidden
+    from mmerep.synclocal.node import status_line
+
+    try:
+        return status_line(kube.list_objects("v1", "Node"))
+    except KubeForbidden:
+        return "synclocal: nodes are not readable with these credentials"
 

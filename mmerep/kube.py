@@ -611,6 +611,7 @@ class WorkloadStatus:
     ready_pods: int
     ready: bool
     exists: bool = True
+    note: str = ""  # e.g. the latest warning event of a workload that is not ready
 
 
 def _deployment_ready(live: Obj) -> tuple[int, int, bool]:

@@ -74,6 +74,8 @@ def status_table(data: dict[str, Any]) -> Any:
                      ", ".join(c["ports"]) or "-"))
     parts: list[Any] = [table(f"environment {data['name']} in namespace {data['namespace']}",
                               ["state", "name", "image", "pods", "ports"], rows)]
+    if data.get("synclocal"):
+        parts.append(data["synclocal"])
     if data.get("warnings"):
         parts.append(table("recent warnings", ["time", "object", "reason", "message"],
                            [(w["time"], w["object"], w["reason"], w["message"])

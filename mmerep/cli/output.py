@@ -91,11 +91,12 @@ class LiveWorkloads:
 
     def update(self, statuses: list[Any]) -> None:
         rows = [("ready" if s.ready else "waiting", f"{s.kind}/{s.name}",
-                 f"{s.ready_pods}/{s.desired}") for s in statuses]
+                 f"{s.ready_pods}/{s.desired}", getattr(s, "note", "")) for s in statuses]
         if self._live is not None:
-            self._live.update(table(None, ["state", "workload", "pods ready"], rows))
+            self._live.update(table(None, ["state", "workload", "pods ready", "latest event"],
+                                    rows))
             return
-        summary = ", ".join(f"{w} {p}" for _, w, p in rows)
+        summary = ", ".join(f"{w} {p}" + (f" ({n})" if n else "") for _, w, p, n in rows)
         if summary != self._last:  # without a terminal, print only changes
             self._last = summary
             err_console.print(f"  {summary}", soft_wrap=True)

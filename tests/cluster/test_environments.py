@@ -78,6 +78,7 @@ def test_htcondor_batch_lifecycle(kube: Kube, fresh_ns: str, images: dict[str, s
     assert comps["sentinel3-scheduler"]["ports"] == ["22/tcp", "9618/tcp"]
     assert comps["sentinel3-synclocal"]["ready"] == 4  # one per simulated node
     assert all(c["state"] == "Active" for c in comps.values())
+    assert status["synclocal"] == "synclocal: no node has reported staged data"
     assert len(running_pods(kube, fresh_ns)) == 2 + 1 + 1 + 4
     secret = kube.get("v1", "Secret", "sentinel3-pool", fresh_ns)
     assert secret is not None
@@ -117,9 +118,12 @@ def test_a_rollout_that_cannot_get_ready_is_rolled_back(
     nowhere = profile_for(fresh_ns, node_selector={"mme-rep/no-such-node": "true"})
     bad = environments.render_environment(nowhere, "htcondor-batch", "sentinel3:v0.2.0",
                                           params={"synclocal": "false"})
+    seen: list[Any] = []
     with pytest.raises(KubeTimeout) as info:
-        environments.deploy(kube, bad, timeout=8)
+        environments.deploy(kube, bad, timeout=8, on_progress=seen.extend)
     assert "rolled back to revision 1" in info.value.message
+    notes = {s.name: s.note for s in seen if s.note}
+    assert "FailedScheduling" in notes.get("sentinel3-executor", ""), notes  # live view
     assert "FailedScheduling" in info.value.message or "didn't match" in info.value.message
     statuses = [h["status"] for h in environments.history(kube, fresh_ns, "sentinel3")]
     assert statuses == ["superseded", "failed", "deployed"]

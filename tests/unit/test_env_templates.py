@@ -175,3 +175,49 @@ def test_site_templates_come_first_on_the_search_path(tmp_path, monkeypatch) -> 
     monkeypatch.setenv("MMEREP_TEMPLATE_PATH", str(tmp_path / "site"))
     assert templates.load_template("htcondor-batch").description == "site copy"
     assert {t.name for t in templates.list_templates()} >= {"jupyter", "interactive"}
+
+
+def _condor_param(tmp_path, files: dict[str, str], names: list[str]) -> dict[str, str]:
+    """Values as the real HTCondor config parser (htcondor2) reads the rendered files."""
+    import json
+    import subprocess
+    import sys
+
+    confd = tmp_path / "config.d"
+    confd.mkdir()
+    for fname, text in files.items():
+        (confd / fname).write_text(text)
+    (tmp_path / "condor_config").write_text(f"LOCAL_CONFIG_DIR = {confd}\n")
+    code = ("import json, sys, htcondor2\n"
+            "print(json.dumps({n: str(htcondor2.param.get(n)) for n in sys.argv[1:]}))")
+    out = subprocess.run([sys.executable, "-c", code, *names], capture_output=True, text=True,
+                         env={"CONDOR_CONFIG": str(tmp_path / "condor_config"),
+                              "PATH": "/usr/bin:/bin"}, timeout=60, check=True)
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def test_htcondor_reads_the_executor_config_as_intended(tmp_path) -> None:
+    data = by_name(render(params={"executor_cpu": "3", "executor_memory": "12Gi"}))[
+        "ConfigMap/sentinel3-condor"]["data"]
+    got = _condor_param(tmp_path, {"00-common.conf": data["00-common.conf"],
+                                   "10-role.conf": data["10-executor.conf"]},
+                        ["NUM_CPUS", "MEMORY", "COLLECTOR_HOST", "DAEMON_LIST",
+                         "SEC_DEFAULT_AUTHENTICATION_METHODS", "SEC_DEFAULT_ENCRYPTION",
+                         "MMEREP_ENV"])
+    assert got["NUM_CPUS"] == "3" and got["MEMORY"] == "12288"
+    assert got["COLLECTOR_HOST"] == "sentinel3-collector.s3.svc:9618"
+    assert got["DAEMON_LIST"] == "MASTER, STARTD"
+    assert got["SEC_DEFAULT_AUTHENTICATION_METHODS"] == "IDTOKENS, PASSWORD"
+    assert got["SEC_DEFAULT_ENCRYPTION"] == "REQUIRED"
+    assert got["MMEREP_ENV"] == '"sentinel3"'
+
+
+def test_htcondor_roles_run_their_own_daemons(tmp_path) -> None:
+    data = by_name(render())["ConfigMap/sentinel3-condor"]["data"]
+    for role, daemons in (("collector", "MASTER, COLLECTOR, NEGOTIATOR"),
+                          ("scheduler", "MASTER, SCHEDD")):
+        sub = tmp_path / role
+        sub.mkdir()
+        got = _condor_param(sub, {"00-common.conf": data["00-common.conf"],
+                                  "10-role.conf": data[f"10-{role}.conf"]}, ["DAEMON_LIST"])
+        assert got["DAEMON_LIST"] == daemons
