@@ -38,6 +38,10 @@ MANAGED_KINDS = (
     ("networking.k8s.io/v1", "NetworkPolicy"), ("networking.k8s.io/v1", "Ingress"),
     ("v1", "PersistentVolumeClaim"),
 )
+CLUSTER_KINDS = (
+    ("rbac.authorization.k8s.io/v1", "ClusterRole"),
+    ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"),
+)
 WORKLOAD_KINDS = ("Deployment", "DaemonSet", "StatefulSet")
 IMAGE_NAME = re.compile(r"^(?:.*/)?([a-z0-9]+(?:[._-][a-z0-9]+)*)(?::[\w][\w.-]*)?(?:@.*)?$")
 
@@ -324,8 +328,14 @@ def _describe(obj: Obj) -> str:
 
 def _live_parts(kube: Any, namespace: str, env_name: str) -> list[Obj]:
     selector = f"app.kubernetes.io/instance={env_name},app.kubernetes.io/managed-by=mme-rep"
-    found = kube.map(lambda k: kube.list_objects(k[0], k[1], namespace, label_selector=selector),
-                     list(MANAGED_KINDS))
+    cluster_selector = f"{selector},mme-rep/namespace={namespace}"
+
+    def parts_of(kind: tuple[str, str]) -> list[Obj]:
+        if kind in CLUSTER_KINDS:
+            return kube.list_objects(kind[0], kind[1], label_selector=cluster_selector)
+        return kube.list_objects(kind[0], kind[1], namespace, label_selector=selector)
+
+    found = kube.map(parts_of, [*MANAGED_KINDS, *CLUSTER_KINDS])
     return [obj for objs in found for obj in objs]
 
 
@@ -338,8 +348,8 @@ def _prune(kube: Any, rendered: Rendered, revision: int) -> None:
         if key in keep or labels.get(RECORD_LABEL) or obj["kind"] in ("Secret",
                                                                       "PersistentVolumeClaim"):
             continue
-        kube.delete(obj["apiVersion"], obj["kind"], obj["metadata"]["name"], rendered.namespace,
-                    propagation="Background")
+        kube.delete(obj["apiVersion"], obj["kind"], obj["metadata"]["name"],
+                    obj["metadata"].get("namespace"), propagation="Background")
 
 
 def _with_warnings(kube: Any, rendered: Rendered, on_progress: Progress | None,

@@ -24,6 +24,7 @@ DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 MAX_ENV_NAME = 40
 PARAM_TYPES = ("int", "str", "bool", "cpu", "memory")
 STANDARD_UID = 1000
+CLUSTER_SCOPED = ("ClusterRole", "ClusterRoleBinding")
 
 
 @dataclass(frozen=True)
@@ -193,11 +194,16 @@ def label_objects(objects: list[dict[str, Any]], env_name: str, namespace: str,
     """
     for obj in objects:
         meta = obj.setdefault("metadata", {})
-        meta["namespace"] = namespace
         component = (meta.get("labels") or {}).get("app.kubernetes.io/component")
         meta["labels"] = {**(meta.get("labels") or {}),
                           **standard_labels(env_name, template, component),
                           "mme-rep/revision": str(revision)}
+        if obj.get("kind") in CLUSTER_SCOPED:
+            # Names are cluster-wide, so the label says which namespace's environment.
+            meta.pop("namespace", None)
+            meta["labels"]["mme-rep/namespace"] = namespace
+        else:
+            meta["namespace"] = namespace
         pod_meta = obj.get("spec", {}).get("template", {}).get("metadata")
         if pod_meta is not None:
             pod_component = (pod_meta.get("labels") or {}).get("app.kubernetes.io/component")

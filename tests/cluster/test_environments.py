@@ -52,6 +52,9 @@ def ours(kube: Kube, namespace: str) -> list[str]:
     for api_version, kind in environments.MANAGED_KINDS:
         found += [f"{kind}/{o['metadata']['name']}" for o in kube.list_objects(
             api_version, kind, namespace, label_selector=SELECTOR)]
+    for api_version, kind in environments.CLUSTER_KINDS:
+        found += [f"{kind}/{o['metadata']['name']}" for o in kube.list_objects(
+            api_version, kind, label_selector=f"{SELECTOR},mme-rep/namespace={namespace}")]
     return found
 
 
@@ -104,6 +107,7 @@ def test_htcondor_batch_lifecycle(kube: Kube, fresh_ns: str, images: dict[str, s
     assert [(r["name"], r["revision"], r["status"]) for r in rows] == [
         ("sentinel3", 2, "deployed")]
 
+    assert f"ClusterRole/mmerep-{fresh_ns}-sentinel3-synclocal" in ours(kube, fresh_ns)
     gone = environments.delete_environment(kube, fresh_ns, "sentinel3")
     assert "Deployment/sentinel3-executor" in gone
     assert ours(kube, fresh_ns) == []

@@ -86,7 +86,11 @@ def test_standard_labels_on_everything(template: str) -> None:
         assert labels["app.kubernetes.io/name"] == template
         assert labels["mme-rep/template"] == template
         assert labels["mme-rep/revision"] == "1"
-        assert obj["metadata"]["namespace"] == "s3"
+        if obj["kind"] in templates.CLUSTER_SCOPED:
+            assert "namespace" not in obj["metadata"]
+            assert labels["mme-rep/namespace"] == "s3"
+        else:
+            assert obj["metadata"]["namespace"] == "s3"
     for obj in rendered.workload_objects():
         pod_labels = obj["spec"]["template"]["metadata"]["labels"]
         assert "mme-rep/revision" not in pod_labels  # re-deploys do not restart pods
@@ -221,3 +225,25 @@ def test_htcondor_roles_run_their_own_daemons(tmp_path) -> None:
         got = _condor_param(sub, {"00-common.conf": data["00-common.conf"],
                                   "10-role.conf": data[f"10-{role}.conf"]}, ["DAEMON_LIST"])
         assert got["DAEMON_LIST"] == daemons
+
+
+def test_synclocal_daemon_gets_its_manifest_and_may_only_label_nodes() -> None:
+    manifest = "datasets:\n  - name: olci\n    paths: [/bulk/s3/olci/2019]\n"
+    objs = by_name(render(params={"synclocal_manifest": manifest}))
+    assert objs["ConfigMap/sentinel3-synclocal"]["data"]["manifest.yaml"] == manifest
+    spec = objs["DaemonSet/sentinel3-synclocal"]["spec"]["template"]["spec"]
+    container = spec["containers"][0]
+    assert container["command"][:5] == ["mme-rep", "synclocal", "daemon", "--manifest",
+                                        "/etc/synclocal/manifest.yaml"]
+    assert container["env"] == [{"name": "NODE_NAME", "valueFrom": {
+        "fieldRef": {"fieldPath": "spec.nodeName"}}}]
+    role = objs["ClusterRole/mmerep-s3-sentinel3-synclocal"]
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["nodes"],
+                              "verbs": ["get", "patch"]}]
+    binding = objs["ClusterRoleBinding/mmerep-s3-sentinel3-synclocal"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "sentinel3-synclocal",
+                                    "namespace": "s3"}]
+    without = render(params={"synclocal_node_labels": "false"})
+    assert not [o for o in without.objects if o["kind"] in templates.CLUSTER_SCOPED]
+    ds = by_name(without)["DaemonSet/sentinel3-synclocal"]["spec"]["template"]["spec"]
+    assert "env" not in ds["containers"][0] and ds["automountServiceAccountToken"] is False
