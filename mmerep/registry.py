@@ -154,6 +154,92 @@ class RegistryClient:
         resp = self._call("GET", "/v2/_catalog", "listing repositories")
         return sorted(resp.json().get("repositories") or [])
 
+    def _paged(self, path: str, key: str, what: str,
+               ok: tuple[int, ...] = (200,)) -> list[str] | None:
+        """Every entry of a paginated list (``Link: <...>; rel="next"``); None on 404."""
+        items: list[str] = []
+        next_path: str | None = path
+        while next_path:
+            resp = self._call("GET", next_path, what, ok=ok)
+            if resp.status_code == 404:
+                return None
+            items.extend(resp.json().get(key) or [])
+            next_path = _next_link(resp.headers.get("Link", ""))
+        return items
+
+    def repositories(self, prefix: str = "") -> list[str]:
+        """Every repository whose name starts with ``prefix``, across catalog pages."""
+        names = self._paged("/v2/_catalog?n=1000", "repositories", "listing repositories")
+        return sorted(n for n in names or [] if n.startswith(prefix))
+
+    def all_tags(self, repo: str) -> list[str]:
+        """Every tag of ``repo``, across pages; [] when the repository does not exist."""
+        tags = self._paged(f"/v2/{repo}/tags/list?n=1000", "tags", f"listing tags of {repo}",
+                           ok=(200, 404))
+        return sorted(tags or [])
+
+    def manifest(self, repo: str, reference: str) -> tuple[str, dict[str, Any]]:
+        """The digest and body of the manifest (or index) ``repo:reference`` names."""
+        resp = self._call("GET", f"/v2/{repo}/manifests/{reference}",
+                          f"reading {repo}:{reference}", ok=(200, 404),
+                          headers={"Accept": ", ".join(MANIFEST_TYPES)})
+        if resp.status_code == 404:
+            raise RegistryError(f"{self.host}/{repo}:{reference} not found in the registry",
+                                hint="check the image name and tag (mme-rep images list)")
+        try:
+            body = resp.json()
+        except ValueError:
+            raise RegistryError(f"registry {self.host} sent a manifest for {repo}:{reference} "
+                                "that is not JSON") from None
+        return resp.headers.get("Docker-Content-Digest") or sha256_digest(resp.content), body
+
+    def blob_json(self, repo: str, digest: str) -> dict[str, Any]:
+        """A JSON blob (an image config) by digest."""
+        resp = self._call("GET", f"/v2/{repo}/blobs/{digest}", f"reading blob {digest[:19]}")
+        try:
+            body = resp.json()
+        except ValueError:
+            raise RegistryError(f"blob {digest} of {repo} is not JSON") from None
+        return body if isinstance(body, dict) else {}
+
+    def created(self, repo: str, manifest: dict[str, Any]) -> str | None:
+        """When the image was built: the ``org.opencontainers.image.created`` annotation,
+        else the config's ``created``; for an index, its first linux/amd64 image's."""
+        annotated = (manifest.get("annotations") or {}).get("org.opencontainers.image.created")
+        if annotated:
+            return str(annotated)
+        if manifest.get("mediaType") in (OCI_INDEX, DOCKER_LIST) or "manifests" in manifest:
+            entries = manifest.get("manifests") or []
+            amd64 = [m for m in entries if (m.get("platform") or {}).get("architecture")
+                     == "amd64"]
+            chosen = (amd64 or entries)[:1]
+            if not chosen:
+                return None
+            _, inner = self.manifest(repo, chosen[0]["digest"])
+            return None if "manifests" in inner else self.created(repo, inner)
+        config = manifest.get("config") or {}
+        if not config.get("digest"):
+            return None
+        created = self.blob_json(repo, config["digest"]).get("created")
+        return str(created) if created else None
+
+    def images(self, prefix: str = "", workers: int = 8) -> list[dict[str, Any]]:
+        """Every tag of every repository under ``prefix``, with its digest and build time.
+        Tags are read in parallel: a Harbor project easily holds hundreds."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        def describe(item: tuple[str, str]) -> dict[str, Any]:
+            repo, tag = item
+            digest, manifest = self.manifest(repo, tag)
+            return {"repository": repo, "tag": tag, "digest": digest,
+                    "created": self.created(repo, manifest)}
+
+        repos = self.repositories(prefix)
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            pairs = [(r, t) for r, tags in zip(repos, pool.map(self.all_tags, repos),
+                                               strict=True) for t in tags]
+            return list(pool.map(describe, pairs))
+
 
 def _error_text(resp: requests.Response) -> str:
     try:
@@ -161,3 +247,13 @@ def _error_text(resp: requests.Response) -> str:
         return "; ".join(f"{e.get('code')}: {e.get('message')}" for e in errors)
     except ValueError:
         return resp.text[:200]
+
+
+def _next_link(header: str) -> str | None:
+    """The path of the ``rel="next"`` entry of a Link header (distribution and Harbor)."""
+    for part in header.split(","):
+        target, _, params = part.partition(";")
+        if 'rel="next"' in params.replace(" ", "") and target.strip().startswith("<"):
+            url = target.strip()[1:-1]
+            return url[url.index("/v2/"):] if "/v2/" in url else None
+    return None

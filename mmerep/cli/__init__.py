@@ -48,11 +48,13 @@ def _root(
 
 
 def _register() -> None:
-    from mmerep.cli import cluster, demo, env, profile, synclocal, template
+    from mmerep.cli import ci, cluster, demo, env, images, profile, synclocal, template
 
     app.add_typer(env.app, name="env")
     app.add_typer(template.app, name="template")
     app.add_typer(profile.app, name="profile")
+    app.add_typer(images.app, name="images")
+    app.add_typer(ci.app, name="ci")
     app.add_typer(cluster.app, name="cluster")
     app.add_typer(synclocal.app, name="synclocal")
     app.command("demo", hidden=True)(demo.demo)
@@ -64,8 +66,6 @@ def _register() -> None:
 _PLANNED = {
     "scaler": "Scale an environment's executors and drive the autoscaler (coming).",
     "ssh": "Reach an environment's scheduler over SSH through a port-forward (coming).",
-    "ci": "Generate GitLab CI files and follow pipelines (coming).",
-    "images": "List deployable environment images in the registry (coming).",
     "provisioner": "The node-local SSD volume provisioner (coming).",
 }
 

@@ -1,0 +1,115 @@
+"""`mme-rep images ...`: what the registry holds that an environment can be deployed from."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import typer
+
+from mmerep.cli.options import OutputFormat, OutputOption
+
+app = typer.Typer(
+    help="List the environment images in the profile's registry project.\n\n"
+    "Images live at <registry>/<project>/<flavour>/<name>:<tag>, as the CI templates push "
+    "them; the flavour is the environment template (htcondor-batch, jupyter, ...).\n\n"
+    "Examples:\n\n"
+    "  mme-rep images list\n\n"
+    "  mme-rep images list -F dev-s3 htcondor-batch\n\n"
+    "  mme-rep images list -F dev-s3 -o json",
+    no_args_is_help=True,
+)
+
+
+@app.callback()
+def _group() -> None:
+    # A callback keeps `images` a group when it has one command, so `images list` works
+    # wherever the app is mounted (and `images` alone shows the help).
+    pass
+
+
+_FLAVOUR = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*", re.ASCII)
+
+
+def _age(created: str | None, now: float) -> int | None:
+    from datetime import datetime
+
+    if not created:
+        return None
+    try:
+        stamp = datetime.fromisoformat(created)
+    except ValueError:
+        return None
+    if stamp.tzinfo is None:
+        return None
+    return max(0, int(now - stamp.timestamp()))
+
+
+def _age_text(seconds: int | None) -> str:
+    if seconds is None:
+        return "-"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def images_table(rows: list[dict[str, Any]]) -> Any:
+    from mmerep.cli.output import table
+
+    return table(None, ["flavour", "image", "tag", "digest", "age"],
+                 [(r["flavour"], r["image"], r["tag"], r["digest"][:19],
+                   _age_text(r["age_seconds"])) for r in rows])
+
+
+@app.command("list")
+def list_cmd(
+    flavour: str | None = typer.Argument(None, help="Only this flavour (environment "
+                                         "template), e.g. htcondor-batch."),
+    profile_name: str = typer.Option("local", "--profile", "-F", help="Deployment profile "
+                                     "(its registry and project)."),
+    profiles_file: str | None = typer.Option(None, "--profiles", help="Profiles file "
+                                             "(overrides $MMEREP_PROFILES and the user "
+                                             "config)."),
+    output: OutputFormat = OutputOption,
+) -> None:
+    """Repositories, tags, digests and ages under the profile's registry project.
+
+    Age is the image's build time (its config's "created", or the
+    org.opencontainers.image.created annotation); "-" when the image does not say.
+
+    Examples:
+
+      mme-rep images list -F dev-s3
+
+      mme-rep images list -F dev-s3 jupyter -o json
+    """
+    import time
+
+    from mmerep.cli.output import err_console, render
+    from mmerep.errors import UsageError
+    from mmerep.profiles import get_profile, resolved_registry
+    from mmerep.registry import RegistryClient
+
+    if flavour is not None and not _FLAVOUR.fullmatch(flavour):
+        raise UsageError(f"flavour '{flavour}' is not a valid repository path part",
+                         hint="lowercase letters, digits, '.', '_' and '-', e.g. "
+                         "htcondor-batch")
+    profile = get_profile(profile_name, profiles_file)
+    registry = resolved_registry(profile)
+    prefix = f"{profile.project}/" + (f"{flavour}/" if flavour else "")
+    now = time.time()
+    rows = []
+    for item in RegistryClient(registry).images(prefix):
+        rest = item["repository"][len(profile.project) + 1:]
+        kind, _, image = rest.partition("/")
+        rows.append({**item, "flavour": kind if image else "-", "image": image or kind,
+                     "reference": f"{registry}/{item['repository']}:{item['tag']}",
+                     "age_seconds": _age(item["created"], now)})
+    # Newest first within an image: what was just built is what gets deployed next.
+    rows.sort(key=lambda r: (r["flavour"], r["image"], r["age_seconds"] is None,
+                             r["age_seconds"] or 0, r["tag"]))
+    render(rows, output, images_table)
+    if not rows and output is OutputFormat.table:
+        err_console.print(f"no images under {registry}/{prefix}", soft_wrap=True,
+                          markup=False)
