@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import typer
 
 
-def demo(
-    nodes: int = typer.Option(4, "--nodes", "-n", min=1, help="Simulated nodes."),
-) -> None:
+def demo(nodes: int = 4) -> None:
     """Bring the local cluster up, publish a sample image, deploy and scale an environment."""
     from mmerep import environments
     from mmerep.cli.env import _connect, status_table

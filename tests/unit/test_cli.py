@@ -69,3 +69,29 @@ def test_help_does_not_import_the_kubernetes_client() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60)
     assert out.stdout.strip().splitlines()[-1] == "False False"
+
+
+def test_the_root_listing_matches_each_groups_own_help() -> None:
+    from mmerep.cli import GROUPS, group_app
+
+    for name, (_, short) in GROUPS.items():
+        own = " ".join(str(group_app(name).info.help).split())
+        assert own.startswith(" ".join(short.split()).rstrip(".")), name
+
+
+def test_every_group_answers_its_help() -> None:
+    from mmerep.cli import GROUPS, PLANNED
+
+    for name in [*GROUPS, *PLANNED]:
+        out = run(name, "--help")
+        assert out.returncode == 0, (name, out.stderr)
+        assert f"Usage: mme-rep {name}" in out.stdout
+
+
+def test_root_help_loads_no_command_group() -> None:
+    code = ("import sys\nsys.argv=['mme-rep','--help']\nimport mmerep.cli as c\n"
+            "try:\n    c.main()\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in sys.modules if m.startswith('mmerep.cli.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
