@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 
-
 def demo(nodes: int = 4) -> None:
     """Bring the local cluster up, publish a sample image, deploy and scale an environment."""
     from mmerep import environments
