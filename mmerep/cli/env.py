@@ -41,13 +41,23 @@ def _connect(profile: Any) -> Any:
     return Kube.from_kubeconfig(profile.kubeconfig, profile.context, namespace=profile.namespace)
 
 
-def _age(seconds: int | None) -> str:
-    if seconds is None:
-        return "-"
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
+def _render(template: str, image: str, profile_name: str, profiles_file: str | None,
+            name: str | None, sets: list[str], no_resolve: bool) -> tuple[Any, Any]:
+    """The profile and the environment rendered for it (every input validated)."""
+    from mmerep import environments
+    from mmerep.profiles import get_profile
+
+    profile = get_profile(profile_name, profiles_file)
+    return profile, environments.render_environment(
+        profile, template, image, name=name, params=_parse_sets(sets), resolve=not no_resolve)
+
+
+def _target(profile_name: str, profiles_file: str | None) -> tuple[Any, Any]:
+    """The profile and a connection to its cluster."""
+    from mmerep.profiles import get_profile
+
+    profile = get_profile(profile_name, profiles_file)
+    return profile, _connect(profile)
 
 
 def _short_image(image: str) -> str:
@@ -62,12 +72,12 @@ def _short_image(image: str) -> str:
 def status_table(data: dict[str, Any]) -> Any:
     from rich.console import Group
 
-    from mmerep.cli.output import table
+    from mmerep.cli.output import age, table
 
     rows = []
     for c in data["components"]:
         pods = (f"{c['pods']} Pod{'s' if c['pods'] != 1 else ''}, {c['ready']}/{c['desired']} "
-                f"ready, age {_age(c['age_seconds'])}, {c['restarts']} restarts")
+                f"ready, age {age(c['age_seconds'])}, {c['restarts']} restarts")
         if c["kind"] == "DaemonSet":
             pods += " (1 per node)"
         rows.append((c["state"], c["name"], _short_image(c["image"]), pods,
@@ -105,12 +115,9 @@ def deploy(
     """Deploy (install or upgrade) an environment and wait until it is ready."""
     from mmerep import environments
     from mmerep.cli.output import LiveWorkloads, console, err_console, render
-    from mmerep.profiles import get_profile
 
-    profile = get_profile(profile_name, profiles_file)
-    rendered = environments.render_environment(profile, template, image, name=name,
-                                               params=_parse_sets(sets),
-                                               resolve=not no_resolve)
+    profile, rendered = _render(template, image, profile_name, profiles_file, name, sets,
+                                no_resolve)
     kube = _connect(profile)
 
     def show_plan(changes: list[tuple[str, str]]) -> None:
@@ -150,13 +157,7 @@ def render_cmd(
     """
     import yaml
 
-    from mmerep import environments
-    from mmerep.profiles import get_profile
-
-    profile = get_profile(profile_name, profiles_file)
-    rendered = environments.render_environment(profile, template, image, name=name,
-                                               params=_parse_sets(sets),
-                                               resolve=not no_resolve)
+    _, rendered = _render(template, image, profile_name, profiles_file, name, sets, no_resolve)
     print(yaml.safe_dump_all(rendered.objects, sort_keys=False), end="")
 
 
@@ -173,12 +174,9 @@ def diff_cmd(
     """Show what a deploy would change (server-side dry run); exit 1 when anything would."""
     from mmerep import environments
     from mmerep.cli.output import console
-    from mmerep.profiles import get_profile
 
-    profile = get_profile(profile_name, profiles_file)
-    rendered = environments.render_environment(profile, template, image, name=name,
-                                               params=_parse_sets(sets),
-                                               resolve=not no_resolve)
+    profile, rendered = _render(template, image, profile_name, profiles_file, name, sets,
+                                no_resolve)
     changes = environments.diff(_connect(profile), rendered)
     if not changes:
         console.print("no changes")
@@ -201,11 +199,9 @@ def list_cmd(
     """Environments in the profile's namespace (or all)."""
     from mmerep import environments
     from mmerep.cli.output import render, table
-    from mmerep.profiles import get_profile
 
-    profile = get_profile(profile_name, profiles_file)
-    rows = environments.list_environments(_connect(profile),
-                                          None if all_namespaces else profile.namespace)
+    profile, kube = _target(profile_name, profiles_file)
+    rows = environments.list_environments(kube, None if all_namespaces else profile.namespace)
     render(rows, output, lambda r: table(None, ["namespace", "name", "template", "revision",
                                                 "status", "image", "updated"],
                                          [(x["namespace"], x["name"], x["template"],
@@ -224,11 +220,9 @@ def status_cmd(
     """Components, pods, restarts and recent warning events of one environment."""
     from mmerep import environments
     from mmerep.cli.output import render
-    from mmerep.profiles import get_profile
 
-    profile = get_profile(profile_name, profiles_file)
-    render(environments.environment_status(_connect(profile), profile.namespace, name),
-           output, status_table)
+    profile, kube = _target(profile_name, profiles_file)
+    render(environments.environment_status(kube, profile.namespace, name), output, status_table)
 
 
 @app.command("history")
@@ -241,10 +235,9 @@ def history_cmd(
     """Revisions of an environment, oldest first."""
     from mmerep import environments
     from mmerep.cli.output import render, table
-    from mmerep.profiles import get_profile
 
-    profile = get_profile(profile_name, profiles_file)
-    rows = environments.history(_connect(profile), profile.namespace, name)
+    profile, kube = _target(profile_name, profiles_file)
+    rows = environments.history(kube, profile.namespace, name)
     render(rows, output, lambda r: table(None, ["revision", "status", "time", "image", "note"],
                                          [(x["revision"], x["status"], x["time"],
                                            _short_image(x["image"]), x["note"]) for x in r]))
@@ -262,11 +255,10 @@ def rollback_cmd(
     """Re-apply an earlier revision (recorded as a new revision)."""
     from mmerep import environments
     from mmerep.cli.output import LiveWorkloads, console
-    from mmerep.profiles import get_profile
 
-    profile = get_profile(profile_name, profiles_file)
+    profile, kube = _target(profile_name, profiles_file)
     with LiveWorkloads(f"rolling back {name}") as live:
-        new = environments.rollback_to(_connect(profile), profile.namespace, name, revision,
+        new = environments.rollback_to(kube, profile.namespace, name, revision,
                                        timeout=timeout, on_progress=live.update)
     console.print(f"[green]{name} rolled back[/]: now revision {new}")
 
@@ -282,11 +274,10 @@ def delete_cmd(
     """Delete an environment and wait until every part is gone (data volumes stay)."""
     from mmerep import environments
     from mmerep.cli.output import Progress, console
-    from mmerep.profiles import get_profile
 
-    profile = get_profile(profile_name, profiles_file)
+    profile, kube = _target(profile_name, profiles_file)
     with Progress(f"deleting {name}"):
-        gone = environments.delete_environment(_connect(profile), profile.namespace, name,
+        gone = environments.delete_environment(kube, profile.namespace, name,
                                                purge=purge, timeout=timeout)
     console.print(f"[green]{name} deleted[/]: {len(gone)} objects"
                   + ("" if purge else " (data volumes kept; --purge removes them)"))

@@ -45,21 +45,12 @@ def _age(created: str | None, now: float) -> int | None:
     return max(0, int(now - stamp.timestamp()))
 
 
-def _age_text(seconds: int | None) -> str:
-    if seconds is None:
-        return "-"
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
-
-
 def images_table(rows: list[dict[str, Any]]) -> Any:
-    from mmerep.cli.output import table
+    from mmerep.cli.output import age, table
 
     return table(None, ["flavour", "image", "tag", "digest", "age"],
                  [(r["flavour"], r["image"], r["tag"], r["digest"][:19],
-                   _age_text(r["age_seconds"])) for r in rows])
+                   age(r["age_seconds"])) for r in rows])
 
 
 @app.command("list")

@@ -36,6 +36,16 @@ def render(data: Any, output: OutputFormat, as_table: Callable[[Any], Any]) -> N
         console.print(as_table(data))
 
 
+def age(seconds: int | None) -> str:
+    """A duration as operators read it: 45s, 12m, 3h, 9d; "-" when unknown."""
+    if seconds is None:
+        return "-"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
 def fail(message: str, hint: str | None = None) -> None:
     err_console.print(f"[bold red]error:[/] {message}" + (f" [dim]({hint})[/]" if hint else ""),
                       soft_wrap=True)

@@ -90,6 +90,11 @@ def test_htcondor_batch_lifecycle(kube: Kube, fresh_ns: str, images: dict[str, s
     again = environments.deploy(kube, environments.render_environment(
         profile, "htcondor-batch", "sentinel3:v0.1.0"), timeout=120)
     assert (again.action, again.revision, again.changes) == ("unchanged", 1, [])
+    changes = environments.diff(kube, environments.render_environment(
+        profile, "htcondor-batch", "sentinel3:v0.1.0", params={"executors": "3"}))
+    assert [(c["action"], c["object"]) for c in changes] == [
+        ("configured", "Deployment/sentinel3-executor")]
+    assert "-  replicas: 2\n+  replicas: 3" in changes[0]["diff"]
 
     upgraded = environments.deploy(kube, environments.render_environment(
         profile, "htcondor-batch", "sentinel3:v0.2.0"), timeout=120)
