@@ -145,3 +145,26 @@ def test_kubeconfig_is_ours_and_not_the_users(cluster: object) -> None:
     assert (Path(local.kubeconfig_path()).stat().st_mode & 0o777) == 0o600
     server = cfg["clusters"][0]["cluster"]["server"]
     assert server.startswith("https://127.0.0.1:")
+
+
+def test_in_cluster_config_from_a_service_account_directory(
+        kube: Kube, namespace: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a pod (e.g. the in-pod scaler) does, with the token files in a test directory."""
+    kube.apply({"apiVersion": "v1", "kind": "ServiceAccount",
+                "metadata": {"name": "scaler", "namespace": namespace}})
+    token = kube.request(
+        "POST", f"/api/v1/namespaces/{namespace}/serviceaccounts/scaler/token",
+        body={"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+              "spec": {"expirationSeconds": 600}})["status"]["token"]
+    cfg = kube.api_client.configuration
+    (tmp_path / "token").write_text(token)
+    (tmp_path / "ca.crt").write_text(Path(cfg.ssl_ca_cert).read_text())
+    (tmp_path / "namespace").write_text(namespace)
+    host, port = cfg.host.removeprefix("https://").rsplit(":", 1)
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", host)
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", port)
+    in_pod = Kube.in_cluster(tmp_path)
+    assert in_pod.namespace == namespace
+    with pytest.raises(KubeForbidden) as info:  # authenticated as the SA, and nothing more
+        in_pod.list_objects("v1", "Pod")
+    assert f"system:serviceaccount:{namespace}:scaler" in info.value.message
