@@ -45,6 +45,7 @@ case "${1:-}" in
     echo "== mypy" && "$venv/bin/mypy"
     echo "== import contracts" && "$venv/bin/lint-imports" --no-cache
     echo "== cluster binaries" && run_mmerep cluster build
+    echo "== pipeline tools" && bash "$here/.ci/setup-tools.sh"
     echo "== pytest" && exec "$venv/bin/python" -m pytest "$@"
     ;;
   demo)

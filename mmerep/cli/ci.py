@@ -16,6 +16,7 @@ app = typer.Typer(
     "(~/.python-gitlab.cfg, $PYTHON_GITLAB_CFG). The project and ref default to the "
     "checkout's origin remote and branch.\n\n"
     "Examples:\n\n"
+    "  mme-rep ci init --flavours htcondor-batch,interactive --image-name sentinel3\n\n"
     "  mme-rep ci status\n\n"
     "  mme-rep ci status --project processors/sentinel3 --ref main -o json\n\n"
     "  mme-rep ci logs build-image --follow\n\n"
@@ -130,6 +131,44 @@ def _failure_line(data: dict[str, Any]) -> tuple[str, str | None]:
     hint = (f"read its log: mme-rep ci logs {failed[0]['id']} --project {data['project']}"
             if failed else data["web_url"])
     return message, hint
+
+
+@app.command("init")
+def init_cmd(
+    image_name: str = typer.Option(..., "--image-name", "-n", help="Processor image name, "
+                                   "e.g. sentinel3."),
+    flavours: str = typer.Option("htcondor-batch,interactive,jupyter", "--flavours",
+                                 help="Comma-separated environment flavours to build, or "
+                                 "'none'."),
+    registry: str = typer.Option("harbor.example.org", "--registry", help="Registry host."),
+    project: str = typer.Option("mme-rep", "--project", help="Registry project."),
+    dockerfile: str = typer.Option("Dockerfile", "--dockerfile", help="The processor's "
+                                   "Dockerfile."),
+    context: str = typer.Option(".", "--context", help="Build context directory."),
+    scan: bool = typer.Option(True, "--scan/--no-scan", help="Scan images with Trivy."),
+    severity: str = typer.Option("CRITICAL", "--severity", help="Lowest severity that fails "
+                                 "the scan: LOW, MEDIUM, HIGH or CRITICAL."),
+    component: str | None = typer.Option(None, "--component", help="Use the CI/CD component "
+                                         "HOST/GROUP/PROJECT/COMPONENT@VERSION instead of "
+                                         "the plain include."),
+    path: str = typer.Option(".", "--path", help="Where to write .gitlab-ci.yml (a file or "
+                             "a directory)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
+) -> None:
+    """Write a .gitlab-ci.yml that builds, scans and publishes this processor's images."""
+    from mmerep.cipipeline import render_gitlab_ci, write_gitlab_ci
+    from mmerep.cli.output import console
+
+    chosen = [] if flavours.strip() == "none" else [
+        f.strip() for f in flavours.split(",") if f.strip()]
+    text = render_gitlab_ci(chosen, registry=registry, project=project, image_name=image_name,
+                            dockerfile=dockerfile, context=context, scan=scan,
+                            severity=severity.upper(), component_ref=component)
+    written = write_gitlab_ci(path, text, force=force)
+    console.print(f"[green]wrote {written}[/]: builds {image_name}"
+                  + (f" and {', '.join(chosen)}" if chosen else " (processor only)")
+                  + "; set MMEREP_REGISTRY_USER and MMEREP_REGISTRY_PASSWORD as masked CI/CD "
+                  "variables", soft_wrap=True)
 
 
 @app.command("status")

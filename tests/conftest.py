@@ -1,4 +1,4 @@
-"""Cluster tier: one local cluster per test session, one namespace per test.
+"""Shared fixtures. Cluster tier: one local cluster per test session, one namespace per test.
 
 The cluster runs with its own state directory (not the user's `mme-rep cluster up`),
 reusing the cached binaries. There is no skip: if the cluster cannot start, every
@@ -15,8 +15,6 @@ from pathlib import Path
 import pytest
 
 from mmerep.kube import Kube
-
-pytestmark = pytest.mark.cluster
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Installs what the pipeline tests (tests/pipeline) and bench/bench_pipeline.py need, when
+# missing: buildah, skopeo, rsync and git from apt; gitlab-ci-local 4.65.x from npm into
+# mme-rep's cache (<cache>/npm, where the tests look; <cache> is $MMEREP_CACHE_DIR, else
+# $XDG_CACHE_HOME/mme-rep, else ~/.cache/mme-rep). Idempotent and quiet: prints nothing
+# when everything is there. Trivy is not installed (not available here): the tests run
+# the pipeline with scanning off.
+set -euo pipefail
+
+GCL_VERSION=4.65
+cache="${MMEREP_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/mme-rep}"
+prefix="$cache/npm"
+log="$cache/setup-tools.log"
+
+die() { printf 'setup-tools: %s\n' "$*" >&2; exit 1; }
+
+mkdir -p "$cache"
+
+missing=()
+for tool in buildah skopeo rsync git; do
+  command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null 2>&1 || die "need root (or sudo) to apt-get install ${missing[*]}"
+    sudo="sudo"
+  fi
+  command -v apt-get >/dev/null 2>&1 || die "no apt-get: install ${missing[*]} with your package manager"
+  echo "setup-tools: installing ${missing[*]} (apt-get)..." >&2
+  export DEBIAN_FRONTEND=noninteractive
+  # Update the package lists only when installing from the current ones fails.
+  if ! $sudo apt-get install -y -q --no-install-recommends "${missing[@]}" >"$log" 2>&1; then
+    $sudo apt-get update -q >>"$log" 2>&1 || { tail -n 5 "$log" >&2; die "apt-get update failed (log: $log)"; }
+    $sudo apt-get install -y -q --no-install-recommends "${missing[@]}" >>"$log" 2>&1 \
+      || { tail -n 5 "$log" >&2; die "apt-get install ${missing[*]} failed (log: $log)"; }
+  fi
+fi
+
+gcl="$prefix/node_modules/.bin/gitlab-ci-local"
+current=""
+if [ -x "$gcl" ]; then current="$("$gcl" --version 2>/dev/null || true)"; fi
+case "$current" in
+  "$GCL_VERSION".*) ;;
+  *)
+    command -v npm >/dev/null 2>&1 || die "npm not found: install Node.js 20 (and npm) for gitlab-ci-local"
+    node_major="$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)"
+    [ "$node_major" -ge 18 ] || die "gitlab-ci-local $GCL_VERSION needs Node.js >= 18 (found $(node --version 2>/dev/null || echo none))"
+    echo "setup-tools: installing gitlab-ci-local@$GCL_VERSION into $prefix (npm)..." >&2
+    mkdir -p "$prefix"
+    npm install --prefix "$prefix" --no-audit --no-fund --loglevel=error \
+      "gitlab-ci-local@$GCL_VERSION" >>"$log" 2>&1 \
+      || { tail -n 5 "$log" >&2; die "npm install gitlab-ci-local@$GCL_VERSION failed (log: $log)"; }
+    "$gcl" --version >/dev/null 2>&1 || die "gitlab-ci-local did not install at $gcl (log: $log)"
+    ;;
+esac
