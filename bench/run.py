@@ -13,12 +13,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_cluster
 import bench_env
+import bench_pipeline
 import bench_startup
 import bench_synclocal
 
-BENCHMARKS = {"startup": bench_startup.run, "cluster": bench_cluster.run,
-              "env": bench_env.run, "synclocal": lambda: bench_synclocal.run(False),
-              "synclocal-quick": lambda: bench_synclocal.run(True)}
+BENCHMARKS = {
+    "startup": bench_startup.run,
+    "cluster": bench_cluster.run,
+    "env": bench_env.run,
+    "pipeline": bench_pipeline.run,
+    "synclocal": lambda: bench_synclocal.run(False),
+    "synclocal-quick": lambda: bench_synclocal.run(True),
+}
 
 
 def main(argv: list[str]) -> int:
