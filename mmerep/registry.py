@@ -6,15 +6,20 @@ no base image can be pulled here), resolve a tag to its digest, and list reposit
 
 from __future__ import annotations
 
+import base64
 import gzip
 import hashlib
 import io
 import json
+import os
+import re
 import tarfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import requests
+import requests.auth
 
 from mmerep.errors import RegistryError
 
@@ -74,15 +79,122 @@ def image_manifest(config: Blob, layers: list[Blob]) -> Blob:
     return Blob(OCI_MANIFEST, json.dumps(manifest, sort_keys=True).encode())
 
 
+LOGIN_HINT = ("log in with podman/buildah/docker login (their auth file is read), or set "
+              "MMEREP_REGISTRY_USER and MMEREP_REGISTRY_PASSWORD")
+
+
+def _auth_files() -> list[Path]:
+    """Where podman, buildah, skopeo and docker keep registry logins, in that order."""
+    files = []
+    if os.environ.get("REGISTRY_AUTH_FILE"):
+        files.append(Path(os.environ["REGISTRY_AUTH_FILE"]))
+    if os.environ.get("XDG_RUNTIME_DIR"):
+        files.append(Path(os.environ["XDG_RUNTIME_DIR"]) / "containers" / "auth.json")
+    docker = os.environ.get("DOCKER_CONFIG")
+    files.append(Path(docker) / "config.json" if docker else
+                 Path.home() / ".docker" / "config.json")
+    return files
+
+
+def registry_credentials(host: str) -> tuple[str, str] | None:
+    """(user, password) for ``host`` from the environment or the usual auth files."""
+    user, password = (os.environ.get("MMEREP_REGISTRY_USER"),
+                      os.environ.get("MMEREP_REGISTRY_PASSWORD"))
+    if user and password:
+        return user, password
+    for file in _auth_files():
+        try:
+            auths = json.loads(file.read_text()).get("auths") or {}
+        except (OSError, ValueError, AttributeError):
+            continue
+        for key in (host, f"https://{host}", f"http://{host}", f"https://{host}/v1/"):
+            entry = auths.get(key)
+            if not entry:
+                continue
+            if entry.get("auth"):
+                try:
+                    user, _, password = base64.b64decode(entry["auth"]).decode().partition(":")
+                except (ValueError, UnicodeDecodeError):
+                    continue
+            else:
+                user, password = entry.get("username"), entry.get("password")
+            if user and password:
+                return user, password
+    return None
+
+
+def _challenge(header: str) -> tuple[str, dict[str, str]]:
+    scheme, _, rest = header.strip().partition(" ")
+    return scheme.lower(), dict(re.findall(r'(\w+)="([^"]*)"', rest))
+
+
+class RegistryAuth(requests.auth.AuthBase):
+    """Answers a registry's 401 challenge once per request: Basic, or Bearer (token
+    service, as Harbor and Docker Hub use), with the credentials found for the host."""
+
+    def __init__(self, credentials: tuple[str, str] | None, timeout: float = 15.0) -> None:
+        self.credentials = credentials
+        self.timeout = timeout
+        self._header: str | None = None  # the last accepted answer, tried first next time
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        if self._header and "Authorization" not in request.headers:
+            request.headers["Authorization"] = self._header
+        request.register_hook("response", self._on_response)
+        return request
+
+    def _answer(self, challenge: str) -> str | None:
+        scheme, params = _challenge(challenge)
+        if scheme == "basic" and self.credentials:
+            user, password = self.credentials
+            return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        if scheme == "bearer" and params.get("realm"):
+            query = {k: v for k, v in params.items() if k in ("service", "scope")}
+            try:
+                resp = requests.get(params["realm"], params=query, auth=self.credentials,
+                                    timeout=self.timeout)
+            except requests.RequestException:
+                return None
+            if resp.status_code != 200:
+                return None
+            body = resp.json()
+            token = body.get("token") or body.get("access_token")
+            return f"Bearer {token}" if token else None
+        return None
+
+    def _on_response(self, resp: requests.Response, **kw: Any) -> requests.Response:
+        if resp.status_code != 401 or resp.request.headers.get("X-Mmerep-Auth-Retry"):
+            return resp
+        answer = self._answer(resp.headers.get("WWW-Authenticate", ""))
+        if answer is None:
+            return resp
+        self._header = answer
+        resp.content  # noqa: B018 (read the body so the connection can be reused)
+        resp.close()
+        retry = resp.request.copy()
+        retry.headers["Authorization"] = answer
+        retry.headers["X-Mmerep-Auth-Retry"] = "1"
+        assert resp.connection is not None
+        again: requests.Response = resp.connection.send(retry, **kw)
+        again.history.append(resp)
+        again.request = retry
+        return again
+
+
 class RegistryClient:
-    """One registry, by host[:port]; plain HTTP for loopback, HTTPS otherwise."""
+    """One registry, by host[:port]; plain HTTP for loopback, HTTPS otherwise.
+
+    Credentials come from ``registry_credentials`` (environment, then the auth files of
+    podman/buildah/docker) unless given.
+    """
 
     def __init__(self, host: str, *, session: requests.Session | None = None,
-                 timeout: float = 15.0) -> None:
+                 timeout: float = 15.0, credentials: tuple[str, str] | None = None) -> None:
         self.host = host
         scheme = "http" if host.startswith(("127.", "localhost", "[::1]")) else "https"
         self.base = f"{scheme}://{host}"
         self.session = session or requests.Session()
+        self.session.auth = RegistryAuth(credentials or registry_credentials(host), timeout)
         self.timeout = timeout
 
     def _call(self, method: str, path: str, what: str, ok: tuple[int, ...] = (200,),
@@ -95,7 +207,8 @@ class RegistryClient:
                                 hint="check the registry address and that it is running") from None
         if resp.status_code not in ok:
             raise RegistryError(f"registry {self.host} refused {what}: HTTP {resp.status_code} "
-                                f"{_error_text(resp)}")
+                                f"{_error_text(resp)}",
+                                hint=LOGIN_HINT if resp.status_code in (401, 403) else None)
         return resp
 
     def has_blob(self, repo: str, digest: str) -> bool:

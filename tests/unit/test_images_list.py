@@ -7,9 +7,6 @@ fraction of a second with its own storage directory, so no cluster is needed.
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +16,6 @@ import yaml
 from typer.testing import CliRunner
 
 from mmerep.cli.images import app
-from mmerep.cluster.build import binary_path
 from mmerep.cluster.sample import push_sample_image
 from mmerep.errors import RegistryError, UsageError
 from mmerep.registry import (
@@ -29,48 +25,16 @@ from mmerep.registry import (
     RegistryClient,
     layer_from_files,
 )
+from tests.registry_server import free_port, run_registry
 
 CREATED = "2024-05-01T10:00:00Z"
 ANNOTATED = "2024-06-01T08:30:00Z"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    root = tmp_path_factory.mktemp("registry")
-    port = _free_port()
-    config = root / "registry.yml"
-    config.write_text(yaml.safe_dump({
-        "version": 0.1,
-        "log": {"level": "warn", "accesslog": {"disabled": True}},
-        "storage": {"filesystem": {"rootdirectory": str(root / "data")},
-                    "delete": {"enabled": True}},
-        "http": {"addr": f"127.0.0.1:{port}"},
-    }))
-    binary = binary_path("registry")
-    assert binary.is_file(), f"{binary} is not built: run mme-rep cluster build"
-    log = (root / "registry.log").open("wb")
-    proc = subprocess.Popen([str(binary), "serve", str(config)], stdout=log, stderr=log)
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            assert proc.poll() is None, (root / "registry.log").read_text()
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
-            except OSError:
-                assert time.monotonic() < deadline, "the registry did not listen in 20s"
-                time.sleep(0.05)
-        yield f"127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        log.close()
+    with run_registry(tmp_path_factory.mktemp("registry")) as address:
+        yield address
 
 
 def _push_built(registry: str, repo: str, tag: str) -> str:
@@ -127,7 +91,7 @@ def profiles(tmp_path: Path, registry: str) -> Path:
     file = tmp_path / "profiles.yaml"
     file.write_text(yaml.safe_dump({"profiles": {
         "test": {"namespace": "s3", "registry": registry, "project": "mme-rep"},
-        "down": {"namespace": "s3", "registry": f"127.0.0.1:{_free_port()}",
+        "down": {"namespace": "s3", "registry": f"127.0.0.1:{free_port()}",
                  "project": "mme-rep"},
     }}))
     return file
