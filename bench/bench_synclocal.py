@@ -136,24 +136,28 @@ def tools(jobs: int) -> dict[str, Callable[[Path, Path], None] | None]:
 
 def run_case(work: Path, case: str, count: int, size: int, jobs: int, repeat: int,
              drop_caches: bool) -> list[dict]:
+    """Every tool ``repeat`` times, interleaved (tool after tool, round after round), so
+    a drift in the machine's disk speed spreads over all of them; the best run counts."""
     src = work / case / "src"
     paths = make_source(src, count, size)
     total = count * size
-    rows = []
-    for tool, fn in tools(jobs).items():
-        row: dict = {"case": case, "tool": tool, "files": count, "bytes": total}
+    available = tools(jobs)
+    rows: dict[str, dict] = {}
+    best: dict[str, tuple[float, float]] = {}
+    for tool, fn in available.items():
+        rows[tool] = {"case": case, "tool": tool, "files": count, "bytes": total}
         if fn is None:
-            row["note"] = "unavailable (not installed)" if "rsync" in tool else \
+            rows[tool]["note"] = "unavailable (not installed)" if "rsync" in tool else \
                 "unavailable (`mme-rep synclocal` not registered in the CLI yet)"
-            rows.append(row)
-            continue
-        best: tuple[float, float] | None = None
-        for i in range(repeat):
+    for i in range(repeat):
+        for tool, fn in available.items():
+            if fn is None:
+                continue
             dest = work / case / f"dst-{tool.split()[0]}-{i}"
             dest.mkdir()
             method = drop_from_cache(paths, drop_caches)
-            row["source_cached_before"] = round(cached_fraction(paths), 3)
-            row["cache_drop"] = method
+            rows[tool]["source_cached_before"] = round(cached_fraction(paths), 3)
+            rows[tool]["cache_drop"] = method
             t0 = time.perf_counter()
             fn(src, dest)
             t1 = time.perf_counter()
@@ -162,16 +166,16 @@ def run_case(work: Path, case: str, count: int, size: int, jobs: int, repeat: in
             copied = sum(f.stat().st_size for f in (dest / "src").rglob("*") if f.is_file())
             if copied != total:
                 raise RuntimeError(f"{tool} copied {copied} of {total} bytes")
-            if best is None or t2 - t0 < best[1]:
-                best = (t1 - t0, t2 - t0)
+            if tool not in best or t2 - t0 < best[tool][1]:
+                best[tool] = (t1 - t0, t2 - t0)
             shutil.rmtree(dest)
-        assert best is not None
-        row.update(copy_s=round(best[0], 3), copy_sync_s=round(best[1], 3),
-                   mb_per_s=round(total / best[0] / 1e6), mb_per_s_synced=round(
-                       total / best[1] / 1e6))
-        rows.append(row)
+            syncfs(work)  # the deletion's writes land before the next tool starts
+    for tool, (copy_s, synced_s) in best.items():
+        rows[tool].update(copy_s=round(copy_s, 3), copy_sync_s=round(synced_s, 3),
+                          mb_per_s=round(total / copy_s / 1e6),
+                          mb_per_s_synced=round(total / synced_s / 1e6), runs=repeat)
     shutil.rmtree(work / case)
-    return rows
+    return list(rows.values())
 
 
 def run(quick: bool, *, jobs: int = 8, repeat: int = 1, base: str | None = None,
