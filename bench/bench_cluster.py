@@ -7,34 +7,25 @@ on a machine reports it, and `mme-rep cluster build` times it.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
+
+from private_cluster import private_cluster
 
 
 def run() -> list[dict[str, object]]:
     from mmerep.cluster import local
 
-    with tempfile.TemporaryDirectory(prefix="mmerep-bench-") as state:
-        old = os.environ.get("MMEREP_STATE_DIR")
-        os.environ["MMEREP_STATE_DIR"] = state
-        try:
-            start = time.perf_counter()
-            local.up()
-            cold = time.perf_counter() - start
-            start = time.perf_counter()
-            info = local.up()
-            warm = time.perf_counter() - start
-            assert info.already_running
-            start = time.perf_counter()
-            local.down()
-            down = time.perf_counter() - start
-        finally:
-            local.down()
-            if old is None:
-                os.environ.pop("MMEREP_STATE_DIR", None)
-            else:
-                os.environ["MMEREP_STATE_DIR"] = old
+    with private_cluster("mmerep-bench-"):
+        start = time.perf_counter()
+        local.up()
+        cold = time.perf_counter() - start
+        start = time.perf_counter()
+        info = local.up()
+        warm = time.perf_counter() - start
+        assert info.already_running
+        start = time.perf_counter()
+        local.down()
+        down = time.perf_counter() - start
     return [
         {"case": "cluster up (stopped -> running)", "seconds": round(cold, 2), "ratio": 1.0},
         {"case": "cluster up (already running)", "seconds": round(warm, 2),

@@ -15,12 +15,12 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import yaml
+from private_cluster import private_cluster
 
 
 def _kubectl_run(kubectl: str, kubeconfig: str, objects: list[dict[str, Any]],
@@ -61,35 +61,25 @@ def run(rounds: int = 3) -> list[dict[str, object]]:
     from mmerep.cluster import build, local, sample
     from mmerep.profiles import get_profile
 
-    with tempfile.TemporaryDirectory(prefix="mmerep-bench-env-") as tmp:
-        work = Path(tmp)
-        old = os.environ.get("MMEREP_STATE_DIR")
-        os.environ["MMEREP_STATE_DIR"] = str(work / "state")
-        try:
-            info = local.up()
-            sample.push_sample_image(info.registry)
-            _PROFILE.update(context=local.CONTEXT, kubeconfig=str(local.kubeconfig_path()),
-                            registry=info.registry, project="mme-rep")
-            kubectl = str(build.binary_path("kubectl"))
-            profile = dataclasses.replace(get_profile("local"), namespace="bench-count")
-            rendered = environments.render_environment(profile, "htcondor-batch",
-                                                       "sentinel3:v0.1.0")
-            kube = local.connect()
-            before = kube.requests_sent
-            environments.deploy(kube, rendered, timeout=300)
-            requests = kube.requests_sent - before
-            objects = [*environments.generated_secrets(None, rendered), *rendered.objects]
-            ours, theirs = [], []
-            for i in range(rounds):
-                theirs.append(_kubectl_run(kubectl, str(local.kubeconfig_path()), objects,
-                                           f"bench-k{i}", work))
-                ours.append(_mmerep_run(work / "profiles.yaml", f"bench-m{i}"))
-        finally:
-            local.down()
-            if old is None:
-                os.environ.pop("MMEREP_STATE_DIR", None)
-            else:
-                os.environ["MMEREP_STATE_DIR"] = old
+    with private_cluster("mmerep-bench-env-") as work:
+        info = local.up()
+        sample.push_sample_image(info.registry)
+        _PROFILE.update(context=local.CONTEXT, kubeconfig=str(local.kubeconfig_path()),
+                        registry=info.registry, project="mme-rep")
+        kubectl = str(build.binary_path("kubectl"))
+        profile = dataclasses.replace(get_profile("local"), namespace="bench-count")
+        rendered = environments.render_environment(profile, "htcondor-batch",
+                                                   "sentinel3:v0.1.0")
+        kube = local.connect()
+        before = kube.requests_sent
+        environments.deploy(kube, rendered, timeout=300)
+        requests = kube.requests_sent - before
+        objects = [*environments.generated_secrets(None, rendered), *rendered.objects]
+        ours, theirs = [], []
+        for i in range(rounds):
+            theirs.append(_kubectl_run(kubectl, str(local.kubeconfig_path()), objects,
+                                       f"bench-k{i}", work))
+            ours.append(_mmerep_run(work / "profiles.yaml", f"bench-m{i}"))
     k, m = statistics.median(theirs), statistics.median(ours)
     return [
         {"case": "kubectl apply --server-side + rollout status", "median_s": round(k, 2),
