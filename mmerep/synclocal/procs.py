@@ -51,6 +51,7 @@ def _child(files: Sequence[SourceFile], first: int, step: int, out: int, tmp_dir
     pending: list[str] = []
     last = time.monotonic()
     for k in range(first, len(files), step):
+        _prefetch(files, k + step * PREFETCH)
         f = files[k]
         tmp = f"{tmp_dir}/p{first}-{k:08x}-{os.path.basename(f.rel)[:60]}"
         stop = False
@@ -71,6 +72,26 @@ def _child(files: Sequence[SourceFile], first: int, step: int, out: int, tmp_dir
         if stop:
             break
     _send(out, pending)
+
+
+PREFETCH = 8  # files ahead whose reads each worker asks the kernel to start
+
+
+def _prefetch(files: Sequence[SourceFile], k: int) -> None:
+    """Start reading a file this worker will copy soon: with the source on disk, several
+    reads in flight keep the disk busy while the worker copies the current file."""
+    if k >= len(files):
+        return
+    try:
+        fd = os.open(files[k].path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return  # the copy itself will report it
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _send(fd: int, lines: list[str]) -> None:

@@ -357,11 +357,11 @@ def _small_files_in_processes(run: _Run, files: list[SourceFile]) -> list[Source
     small = [f for f in files if f.size <= PIECE]
     nprocs = run.opts.processes
     if nprocs is None:
-        # Twice the CPUs: with the source on disk (not in the page cache), workers wait on
-        # reads, and more of them keep the disk busy (measured on 2 CPUs and 20,000 cold
-        # 64 KiB files: 4 workers took 0.7 s where 2 took 1.0 s and rsync 1.4 s).
+        # One per CPU: the workers' read-ahead (procs.PREFETCH) keeps the disk busy, and
+        # more workers than CPUs measured slower and less steady (2 CPUs, 20,000 cold
+        # 64 KiB files: 2 workers 1.6-2.0 s, 4 workers 1.5-4.3 s, rsync 3.6-4.3 s).
         cpus = os.cpu_count() or 1
-        nprocs = min(run.opts.jobs, 2 * cpus) if len(small) >= PROCESS_THRESHOLD else 0
+        nprocs = min(run.opts.jobs, cpus) if len(small) >= PROCESS_THRESHOLD else 0
     if nprocs < 2 or not small:
         return files
     changed: list[SourceFile] = []
