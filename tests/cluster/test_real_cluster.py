@@ -168,3 +168,32 @@ def test_in_cluster_config_from_a_service_account_directory(
     with pytest.raises(KubeForbidden) as info:  # authenticated as the SA, and nothing more
         in_pod.list_objects("v1", "Pod")
     assert f"system:serviceaccount:{namespace}:scaler" in info.value.message
+
+
+def test_watch_lists_first_then_streams_changes(kube: Kube, namespace: str) -> None:
+    import threading
+
+    kube.apply({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "before", "namespace": namespace}, "data": {"a": "1"}})
+
+    def change_later() -> None:
+        import time
+
+        time.sleep(1.0)
+        kube.apply({"apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": "before", "namespace": namespace},
+                    "data": {"a": "2"}})
+        kube.apply({"apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": "after", "namespace": namespace}})
+
+    threading.Thread(target=change_later, daemon=True).start()
+    seen = []
+    for event in kube.watch("v1", "ConfigMap", namespace, timeout=15):
+        name = event["object"]["metadata"]["name"]
+        if name == "kube-root-ca.crt":
+            continue
+        seen.append((event["type"], name, (event["object"].get("data") or {}).get("a")))
+        if name == "after":
+            break
+    assert seen == [("ADDED", "before", "1"), ("MODIFIED", "before", "2"),
+                    ("ADDED", "after", None)]
