@@ -369,30 +369,39 @@ def _with_warnings(kube: Any, rendered: Rendered, on_progress: Progress | None,
         waiting = [s for s in statuses if not s.ready]
         if waiting and now - started >= after and now - state["fetched"] >= every:
             state["fetched"] = now
-            events = kube.list_objects("v1", "Event", rendered.namespace,
-                                       field_selector="type=Warning")
+            events = _warning_events(kube, rendered.namespace)
             for s in waiting:
-                mine = [e for e in events if e.get("involvedObject", {}).get(
-                    "name", "").startswith(s.name + "-") or e.get(
-                    "involvedObject", {}).get("name") == s.name]
+                mine = [e for e in events if _belongs_to(e, s.name)]
                 if mine:
-                    last = max(mine, key=lambda e: e.get("lastTimestamp")
-                               or e.get("eventTime") or "")
-                    state["notes"][s.name] = f"{last.get('reason')}: {last.get('message')}"
+                    state["notes"][s.name] = f"{mine[-1].get('reason')}: {mine[-1].get('message')}"
         on_progress([dataclasses.replace(s, note="" if s.ready else
                                          state["notes"].get(s.name, "")) for s in statuses])
 
     return progress
 
 
+def _event_time(event: Obj) -> str:
+    return str(event.get("lastTimestamp") or event.get("eventTime") or "")
+
+
+def _warning_events(kube: Any, namespace: str) -> list[Obj]:
+    """The namespace's warning events, oldest first."""
+    events = kube.list_objects("v1", "Event", namespace, field_selector="type=Warning")
+    return sorted(events, key=_event_time)
+
+
+def _belongs_to(event: Obj, name: str) -> bool:
+    """About ``name`` itself or one of its parts (``<name>-...``: pods, replica sets)."""
+    about = event.get("involvedObject", {}).get("name", "")
+    return bool(about == name or about.startswith(name + "-"))
+
+
 def _latest_warning(kube: Any, rendered: Rendered) -> str:
-    events = kube.list_objects("v1", "Event", rendered.namespace,
-                               field_selector="type=Warning")
-    mine = [e for e in events if e.get("involvedObject", {}).get("name", "").startswith(
-        rendered.env_name + "-")]
+    mine = [e for e in _warning_events(kube, rendered.namespace)
+            if _belongs_to(e, rendered.env_name)]
     if not mine:
         return ""
-    last = max(mine, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
+    last = mine[-1]
     return f" (latest warning: {last['involvedObject']['name']}: {last.get('message', '')})"
 
 
@@ -528,6 +537,8 @@ def list_environments(kube: Any, namespace: str | None) -> list[dict[str, Any]]:
 
 def environment_status(kube: Any, namespace: str, env_name: str) -> dict[str, Any]:
     """Components with their pods, restarts and ports; recent warning events."""
+    from mmerep.kube import workload_status
+
     parts = _live_parts(kube, namespace, env_name)
     if not parts:
         raise UsageError(f"environment {env_name} not found in namespace {namespace}",
@@ -539,8 +550,6 @@ def environment_status(kube: Any, namespace: str, env_name: str) -> dict[str, An
     for obj in parts:
         if obj["kind"] not in WORKLOAD_KINDS:
             continue
-        from mmerep.kube import workload_status
-
         st = workload_status(obj, obj)
         component = obj["metadata"]["labels"].get("app.kubernetes.io/component", "")
         mine = [p for p in pods if p["metadata"].get("labels", {}).get(
@@ -561,13 +570,11 @@ def environment_status(kube: Any, namespace: str, env_name: str) -> dict[str, An
             "age_seconds": int(min(ages)) if ages else None, "ports": ports,
             "revision": obj["metadata"]["labels"].get("mme-rep/revision"),
         })
-    events = kube.list_objects("v1", "Event", namespace, field_selector="type=Warning")
-    warnings = sorted(
-        ({"object": f"{e['involvedObject'].get('kind')}/{e['involvedObject'].get('name')}",
-          "reason": e.get("reason"), "message": e.get("message"),
-          "time": e.get("lastTimestamp") or e.get("eventTime"), "count": e.get("count", 1)}
-         for e in events if e.get("involvedObject", {}).get("name", "").startswith(
-             env_name + "-")), key=lambda e: e["time"] or "")[-10:]
+    warnings = [
+        {"object": f"{e['involvedObject'].get('kind')}/{e['involvedObject'].get('name')}",
+         "reason": e.get("reason"), "message": e.get("message"),
+         "time": _event_time(e) or None, "count": e.get("count", 1)}
+        for e in _warning_events(kube, namespace) if _belongs_to(e, env_name)][-10:]
     data = {"namespace": namespace, "name": env_name, "components": components,
             "warnings": warnings}
     if any(c["component"] == "synclocal" for c in components):

@@ -19,8 +19,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import yaml
-
 from mmerep.errors import (
     KubeConflict,
     KubeError,
@@ -663,8 +661,3 @@ def workload_status(obj: Obj, live: Obj | None) -> WorkloadStatus:
         return WorkloadStatus(kind, name, 0, 0, False, exists=False)
     desired, ready, done = READY_CHECKS[kind](live)
     return WorkloadStatus(kind, name, desired, ready, done)
-
-
-def load_manifests(text: str) -> list[Obj]:
-    """YAML documents to objects, skipping empty ones."""
-    return [d for d in yaml.safe_load_all(text) if d]
