@@ -42,6 +42,11 @@ BEGIN_MARKER = "# >>> mme-rep generated"
 END_MARKER = "# <<< mme-rep generated"
 _HEREDOC_END = "MMEREP_CONTAINERFILE"
 
+# The build jobs' candidate tags (ci_templates/scripts/build.sh): build-<build key>, or
+# ci-<pipeline id> when no key can be made. Not scanned yet; the publish job gives the
+# scanned digest its release tags.
+CANDIDATE_TAG = re.compile(r"build-[0-9a-f]{32}|ci-(?:[0-9]+|local)")
+
 _CI_VARIABLE = re.compile(r"\$(?:[A-Za-z_][A-Za-z0-9_]*|\{[A-Za-z_][A-Za-z0-9_]*\})")
 _REGISTRY = re.compile(r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
                        r"(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*|\[[a-fA-F0-9:]+\])"

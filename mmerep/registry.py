@@ -14,6 +14,7 @@ import json
 import os
 import re
 import tarfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -336,9 +337,11 @@ class RegistryClient:
         created = self.blob_json(repo, config["digest"]).get("created")
         return str(created) if created else None
 
-    def images(self, prefix: str = "", workers: int = 8) -> list[dict[str, Any]]:
-        """Every tag of every repository under ``prefix``, with its digest and build time.
-        Tags are read in parallel: a Harbor project easily holds hundreds."""
+    def images(self, prefix: str = "", workers: int = 8,
+               skip_tag: Callable[[str], bool] | None = None) -> list[dict[str, Any]]:
+        """Every tag of every repository under ``prefix`` (but those ``skip_tag`` picks),
+        with its digest and build time. Tags are read in parallel: a Harbor project easily
+        holds hundreds."""
         from concurrent.futures import ThreadPoolExecutor
 
         def describe(item: tuple[str, str]) -> dict[str, Any]:
@@ -350,7 +353,8 @@ class RegistryClient:
         repos = self.repositories(prefix)
         with ThreadPoolExecutor(max_workers=workers) as pool:
             pairs = [(r, t) for r, tags in zip(repos, pool.map(self.all_tags, repos),
-                                               strict=True) for t in tags]
+                                               strict=True) for t in tags
+                     if skip_tag is None or not skip_tag(t)]
             return list(pool.map(describe, pairs))
 
 

@@ -1,6 +1,11 @@
 # mme-rep CI: build one image (the processor, or a flavour FROM the processor pinned by
-# digest), push it under the pipeline's candidate tag, and write its digest to build.env.
+# digest), push it under a candidate tag, and write its digest to build.env.
 #   mmerep_build processor | htcondor-batch | interactive | jupyter
+#
+# The candidate tag names the build's inputs: build-<hash of the Containerfile, the
+# context's files, the build arguments and labels>. When the registry already has that
+# tag (a retried pipeline, a re-run of the same commit), its image is reused: nothing is
+# built or pushed. Scheduled pipelines and MMEREP_REBUILD=always build anyway.
 
 # buildah with the storage settings of this job (vfs by default: no fuse, no privileges).
 mmerep_buildah() {
@@ -9,15 +14,59 @@ mmerep_buildah() {
   buildah --storage-driver "${MMEREP_STORAGE_DRIVER:-vfs}" "$@"
 }
 
-# The candidate tag: unique per pipeline, so re-runs never move a published tag. The
-# publish job gives the scanned digest its immutable tags.
+# The candidate tag without a build key: one per pipeline. The publish job gives the
+# scanned digest its immutable tags.
 mmerep_candidate_tag() { printf 'ci-%s' "${CI_PIPELINE_ID:-local}"; }
+
+# The build key (32 hex digits) of Containerfile $1, context $2 and build options $3...:
+# the context as a normalised tar (names, modes, contents; no times, owners or .git), so
+# a fresh checkout of the same commit gives the same key. Nothing is printed when the
+# job's image has no GNU tar (busybox, kaniko): then every build runs.
+mmerep_build_key() {
+  bk_file=$1 bk_context=$2
+  shift 2
+  tar --version 2>/dev/null | grep -q 'GNU tar' || return 0
+  {
+    printf '%s\n' "mme-rep build key 1" "${MMEREP_ENGINE:-buildah}" "$@"
+    sha256sum <"$bk_file"
+    # A tar that fails (an unreadable file) salts the key, so it can never match.
+    tar --format=gnu --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner \
+      --exclude=./.git -C "$bk_context" -cf - . 2>/dev/null || printf 'unreadable %s\n' "$$-$(date +%s%N)"
+  } | sha256sum | cut -c1-32
+}
+
+# Is repo:tag (a build key tag) already in the registry? Prints its digest if so.
+mmerep_earlier_build() {
+  case "${MMEREP_REBUILD:-changed}" in
+    always) mmerep_log "MMEREP_REBUILD=always: building"; return 1 ;;
+  esac
+  if [ "${CI_PIPELINE_SOURCE:-}" = schedule ]; then
+    mmerep_log "scheduled pipeline: building, so base image updates are picked up"
+    return 1
+  fi
+  if ! command -v skopeo >/dev/null; then
+    mmerep_log "no skopeo in the builder image: cannot look for an identical earlier build, building"
+    return 1
+  fi
+  mmerep_remote_digest "$1" && { printf '%s' "$mmerep_digest"; return 0; }
+  [ $? -eq 1 ] || mmerep_log "cannot look for an identical earlier build ($mmerep_error): building"
+  return 1
+}
+
+# build.env for one image.
+mmerep_write_digest() {
+  prefix=$(mmerep_var_prefix "$1")
+  printf '%s_DIGEST=%s\n%s_IMAGE=%s@%s\n' "$prefix" "$3" "$prefix" "$2" "$3" >"${MMEREP_DOTENV:-build.env}"
+}
 
 mmerep_build() {
   kind=$1
   embedded_context=""
   repo=$(mmerep_repository "$kind") || exit 1
-  tag=$(mmerep_candidate_tag)
+  case "${MMEREP_REBUILD:-changed}" in
+    changed | always) ;;
+    *) mmerep_die "MMEREP_REBUILD is '${MMEREP_REBUILD}': use changed or always (input rebuild)" ;;
+  esac
   digestfile="${TMPDIR:-/tmp}/mmerep-digest-$kind-${CI_JOB_ID:-local}"
   if [ "$kind" = processor ]; then
     context=${MMEREP_CONTEXT:-.}
@@ -49,6 +98,19 @@ mmerep_build() {
     set -- "$@" --label "org.opencontainers.image.source=$CI_PROJECT_URL"
   fi
   tls=$(mmerep_tls_verify)
+  key=""
+  if [ "${MMEREP_ENGINE:-buildah}" = buildah ]; then key=$(mmerep_build_key "$file" "$context" "$@"); fi
+  if [ -n "$key" ]; then
+    tag="build-$key"
+    if digest=$(mmerep_earlier_build "$repo:$tag"); then
+      if [ -n "${embedded_context:-}" ]; then rm -rf "$embedded_context"; fi
+      mmerep_write_digest "$kind" "$repo" "$digest"
+      mmerep_log "unchanged: $repo:$tag was built from the same Containerfile, context and arguments; reusing $repo@$digest"
+      return 0
+    fi
+  else
+    tag=$(mmerep_candidate_tag)
+  fi
   case "${MMEREP_ENGINE:-buildah}" in
     buildah)
       command -v buildah >/dev/null || mmerep_die "buildah is not installed in this job's image (input builder_image)"
@@ -78,7 +140,6 @@ mmerep_build() {
     sha256:*) ;;
     *) mmerep_die "the push of $kind gave no digest (got '$digest')" ;;
   esac
-  prefix=$(mmerep_var_prefix "$kind")
-  printf '%s_DIGEST=%s\n%s_IMAGE=%s@%s\n' "$prefix" "$digest" "$prefix" "$repo" "$digest" >"${MMEREP_DOTENV:-build.env}"
+  mmerep_write_digest "$kind" "$repo" "$digest"
   mmerep_log "pushed $repo@$digest (candidate tag $tag)"
 }

@@ -40,6 +40,24 @@ mmerep_flavours() {
   printf '%s' "$MMEREP_FLAVOURS" | tr ',' ' '
 }
 
+# The digest repo:tag has in the registry now (skopeo; the manifest's own sha256), in
+# $mmerep_digest. Returns 0 when found, 1 when the registry has no such tag, 2 on any
+# other error (its message in $mmerep_error).
+mmerep_remote_digest() {
+  mmerep_digest="" mmerep_error=""
+  rd_raw="${TMPDIR:-/tmp}/mmerep-manifest-${CI_JOB_ID:-local}-$$"
+  if mmerep_error=$(skopeo inspect --raw --tls-verify="$(mmerep_tls_verify)" "docker://$1" 2>&1 >"$rd_raw"); then
+    mmerep_digest="sha256:$(sha256sum "$rd_raw" | cut -d' ' -f1)"
+    rm -f "$rd_raw"
+    return 0
+  fi
+  rm -f "$rd_raw"
+  case "$mmerep_error" in
+    *"manifest unknown"* | *"not found"* | *"NOT_FOUND"* | *"name unknown"*) return 1 ;;
+  esac
+  return 2
+}
+
 # The digest a build job left in the dotenv report: ${PREFIX}_DIGEST.
 mmerep_digest_of() {
   eval "printf '%s' \"\${$(mmerep_var_prefix "$1")_DIGEST:-}\""

@@ -6,17 +6,12 @@
 mmerep_tag_digest() {
   t_repo=$1 t_digest=$2 t_tag=$3
   t_tls=$(mmerep_tls_verify)
-  t_raw="${TMPDIR:-/tmp}/mmerep-manifest-${CI_JOB_ID:-local}"
   t_current=""
-  if t_err=$(skopeo inspect --raw --tls-verify="$t_tls" "docker://$t_repo:$t_tag" 2>&1 >"$t_raw"); then
-    t_current="sha256:$(sha256sum "$t_raw" | cut -d' ' -f1)"
-  else
-    case "$t_err" in
-      *"manifest unknown"* | *"not found"* | *"NOT_FOUND"*) ;;
-      *) mmerep_die "cannot check $t_repo:$t_tag: $t_err" ;;
-    esac
+  if mmerep_remote_digest "$t_repo:$t_tag"; then
+    t_current=$mmerep_digest
+  elif [ $? -eq 2 ]; then
+    mmerep_die "cannot check $t_repo:$t_tag: $mmerep_error"
   fi
-  rm -f "$t_raw"
   if [ "$t_current" = "$t_digest" ]; then
     mmerep_log "$t_repo:$t_tag is already $t_digest"
     return 0

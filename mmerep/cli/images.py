@@ -62,12 +62,17 @@ def list_cmd(
     profiles_file: str | None = typer.Option(None, "--profiles", help="Profiles file "
                                              "(overrides $MMEREP_PROFILES and the user "
                                              "config)."),
+    show_all: bool = typer.Option(False, "--all", "-a", help="Also list the build jobs' "
+                                  "candidate tags (build-..., ci-...), which were not "
+                                  "scanned or published."),
     output: OutputFormat = OutputOption,
 ) -> None:
     """Repositories, tags, digests and ages under the profile's registry project.
 
     Age is the image's build time (its config's "created", or the
     org.opencontainers.image.created annotation); "-" when the image does not say.
+    The CI build jobs' candidate tags are left out unless --all is given: only the tags
+    the publish job gave after the scan are meant for `env deploy`.
 
     Examples:
 
@@ -77,6 +82,7 @@ def list_cmd(
     """
     import time
 
+    from mmerep.cipipeline import CANDIDATE_TAG
     from mmerep.cli.output import err_console, render
     from mmerep.errors import UsageError
     from mmerep.profiles import get_profile, resolved_registry
@@ -90,17 +96,32 @@ def list_cmd(
     registry = resolved_registry(profile)
     prefix = f"{profile.project}/" + (f"{flavour}/" if flavour else "")
     now = time.time()
+    hidden: list[str] = []
+
+    def skip(tag: str) -> bool:
+        if show_all or not CANDIDATE_TAG.fullmatch(tag):
+            return False
+        hidden.append(tag)
+        return True
+
     rows = []
-    for item in RegistryClient(registry).images(prefix):
+    for item in RegistryClient(registry).images(prefix, skip_tag=skip):
         rest = item["repository"][len(profile.project) + 1:]
         kind, _, image = rest.partition("/")
         rows.append({**item, "flavour": kind if image else "-", "image": image or kind,
                      "reference": f"{registry}/{item['repository']}:{item['tag']}",
-                     "age_seconds": _age(item["created"], now)})
+                     "age_seconds": _age(item["created"], now), "candidate": bool(CANDIDATE_TAG.fullmatch(item["tag"]))})
     # Newest first within an image: what was just built is what gets deployed next.
     rows.sort(key=lambda r: (r["flavour"], r["image"], r["age_seconds"] is None,
                              r["age_seconds"] or 0, r["tag"]))
     render(rows, output, images_table)
-    if not rows and output is OutputFormat.table:
+    if output is not OutputFormat.table:
+        return
+    if not rows:
         err_console.print(f"no images under {registry}/{prefix}", soft_wrap=True,
                           markup=False)
+    if hidden:
+        err_console.print(f"{len(hidden)} candidate tag{'s' if len(hidden) > 1 else ''} of "
+                          "CI builds "
+                          "not shown (not scanned or published yet): --all lists them",
+                          soft_wrap=True, markup=False)

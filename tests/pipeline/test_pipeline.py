@@ -106,6 +106,44 @@ def test_rebuild_reuses_the_layer_cache(pipeline_run: PipelineRun, tools: Tools,
                           pipeline_run.tags[0]) == pipeline_run.digests["processor"]
 
 
+def test_retried_pipeline_reuses_the_images_even_on_an_empty_runner(
+        pipeline_run: PipelineRun, tools: Tools, tmp_path: Path) -> None:
+    """The same commit again, on a runner whose buildah store is empty (as a Kubernetes
+    runner's always is): every image's inputs are unchanged, so nothing is built or pushed,
+    and build.env names the first pipeline's digests."""
+    repo = harness.clone(pipeline_run.extra["repo"], tmp_path / "processor")
+    result = harness.run_pipeline(repo, tools, storage=tmp_path / "empty-store")
+    if result.returncode != 0:
+        fail_with_log(result, "the retried pipeline failed")
+    for kind in ("processor", "interactive"):
+        log = result.job_log(f"mmerep:build:{kind}")
+        assert "unchanged: " in log and "reusing " in log, log[-2000:]
+        assert "STEP 1" not in log and "Copying blob" not in log, log[-2000:]
+    env = harness.read_dotenv(result.artifact("mmerep:publish", "build.env"))
+    assert env["PROCESSOR_DIGEST"] == pipeline_run.digests["processor"]
+    assert env["INTERACTIVE_DIGEST"] == pipeline_run.digests["interactive"]
+    assert not (tmp_path / "empty-store" / "root").exists(), "buildah was never run"
+
+
+def test_rebuild_always_builds_and_keeps_the_tags(pipeline_run: PipelineRun, tools: Tools,
+                                                  tmp_path: Path) -> None:
+    """MMEREP_REBUILD=always (input rebuild): the build runs (layer cache) although an
+    identical image exists; the same layers give the same digest, so no tag moves."""
+    repo = harness.clone(pipeline_run.extra["repo"], tmp_path / "processor")
+    result = harness.run_pipeline(repo, tools, storage=pipeline_run.extra["storage"],
+                                  variables={"MMEREP_REBUILD": "always"})
+    if result.returncode != 0:
+        fail_with_log(result, "the forced rebuild failed")
+    log = result.job_log("mmerep:build:processor")
+    assert "MMEREP_REBUILD=always: building" in log and "Using cache" in log, log[-2000:]
+    env = harness.read_dotenv(result.artifact("mmerep:publish", "build.env"))
+    assert env["PROCESSOR_DIGEST"] == pipeline_run.digests["processor"]
+    bad = harness.run_pipeline(repo, tools, storage=pipeline_run.extra["storage"],
+                               variables={"MMEREP_REBUILD": "sometimes"})
+    assert bad.returncode != 0
+    assert "MMEREP_REBUILD is 'sometimes': use changed or always" in bad.output
+
+
 def test_published_tags_are_immutable(pipeline_run: PipelineRun, tools: Tools,
                                       registry: Registry, tmp_path: Path) -> None:
     """Same commit, another image (a different base): publish refuses to move the tag."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -284,6 +285,62 @@ def test_script_helpers(tmp_path: Path) -> None:
                                        "htcondor-batch jupyter", "sha256:ab", "|", "true"]
     missing = _sh("mmerep_repository processor", {"MMEREP_REGISTRY": "h"}, tmp_path)
     assert missing.returncode == 1 and "MMEREP_PROJECT" in missing.stderr
+
+
+def _build_key(context: Path, *args: str, tmp_path: Path, path: str = "/usr/bin:/bin") -> str:
+    build = (TEMPLATES / "scripts" / "build.sh").read_text()
+    common = (TEMPLATES / "scripts" / "common.sh").read_text()
+    quoted = " ".join(f"'{a}'" for a in args)
+    out = subprocess.run(["/bin/sh", "-c", f'{common}\n{build}\nmmerep_build_key "$1" "$2" {quoted}',
+                          "sh", str(context / "Dockerfile"), str(context)],
+                         capture_output=True, text=True, env={"PATH": path, "TMPDIR": str(tmp_path)},
+                         check=True)
+    return out.stdout.strip()
+
+
+def test_build_key_names_the_inputs_not_the_checkout(tmp_path: Path) -> None:
+    """Same Dockerfile, files and arguments: same key, whatever the times, owners or .git of
+    the checkout. Any change to what a build reads: another key."""
+    first = tmp_path / "first"
+    (first / "src").mkdir(parents=True)
+    (first / "Dockerfile").write_text("FROM base\nCOPY src /src\n")
+    (first / "src" / "run.sh").write_text("echo run\n")
+    (first / ".git").mkdir()
+    (first / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    key = _build_key(first, "--label", "rev=1", tmp_path=tmp_path)
+    assert len(key) == 32 and int(key, 16) >= 0
+
+    again = tmp_path / "again"
+    shutil.copytree(first, again)  # new mtimes
+    os.utime(again / "src" / "run.sh", (1, 1))
+    (again / ".git" / "HEAD").write_text("ref: refs/heads/other\n")
+    os.chown(again / "src" / "run.sh", 1234, 1234)
+    assert _build_key(again, "--label", "rev=1", tmp_path=tmp_path) == key
+
+    assert _build_key(again, "--label", "rev=2", tmp_path=tmp_path) != key
+    (again / "src" / "run.sh").chmod(0o755)
+    assert _build_key(again, "--label", "rev=1", tmp_path=tmp_path) != key
+    (again / "src" / "run.sh").chmod(0o644)
+    assert _build_key(again, "--label", "rev=1", tmp_path=tmp_path) == key
+    (again / "src" / "new.txt").write_text("x")
+    assert _build_key(again, "--label", "rev=1", tmp_path=tmp_path) != key
+    (again / "src" / "new.txt").unlink()
+    (again / "Dockerfile").write_text("FROM base\nCOPY src /srv\n")
+    assert _build_key(again, "--label", "rev=1", tmp_path=tmp_path) != key
+
+
+def test_build_key_is_empty_without_gnu_tar(tmp_path: Path) -> None:
+    """A busybox or kaniko job image: no key, so every build runs (nothing is reused)."""
+    (tmp_path / "Dockerfile").write_text("FROM base\n")
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    for tool in ("sha256sum", "cut", "grep", "printf", "date"):
+        found = shutil.which(tool)
+        if found:
+            (fake / tool).symlink_to(found)
+    (fake / "tar").write_text("#!/bin/sh\necho 'tar (busybox)'\n")
+    (fake / "tar").chmod(0o755)
+    assert _build_key(tmp_path, tmp_path=tmp_path, path=str(fake)) == ""
 
 
 # --- the flavour Containerfiles ----------------------------------------------------

@@ -169,3 +169,19 @@ def test_catalog_and_tags_follow_pagination(pushed, registry) -> None:
                          "listing")
     assert tags == ["v0.1.0", "v0.2.0"]
     assert client.all_tags("mme-rep/none/such") == []
+
+
+def test_candidate_tags_of_ci_builds_only_with_all(pushed, profiles, registry) -> None:
+    """The build jobs push build-<key> (or ci-<pipeline>) before the scan; `images list`
+    shows only what was published, unless --all."""
+    repo = "mme-rep/interactive/sentinel3"
+    key_tag = "build-" + "0123456789abcdef" * 2
+    for tag in (key_tag, "ci-1234", "v0.3.0", "build-notakey"):
+        push_sample_image(registry, repo=repo, tag=tag)
+    assert [r["tag"] for r in list_json(profiles, "interactive")] == ["build-notakey", "v0.3.0"]
+    every = {r["tag"]: r["candidate"] for r in list_json(profiles, "interactive", "--all")}
+    assert every == {key_tag: True, "ci-1234": True, "v0.3.0": False, "build-notakey": False}
+    table = CliRunner().invoke(app, ["list", "interactive", "-F", "test", "--profiles",
+                                     str(profiles)])
+    assert table.exit_code == 0 and key_tag not in table.stdout
+    assert "2 candidate tags of CI builds not shown" in table.stderr
