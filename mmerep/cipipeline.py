@@ -46,6 +46,9 @@ _HEREDOC_END = "MMEREP_CONTAINERFILE"
 # ci-<pipeline id> when no key can be made. Not scanned yet; the publish job gives the
 # scanned digest its release tags.
 CANDIDATE_TAG = re.compile(r"build-[0-9a-f]{32}|ci-(?:[0-9]+|local)")
+# buildah's layer cache in the registry (input layer_cache: registry) lives under
+# PROJECT/buildcache/<kind>/NAME.
+BUILD_CACHE = "buildcache"
 
 _CI_VARIABLE = re.compile(r"\$(?:[A-Za-z_][A-Za-z0-9_]*|\{[A-Za-z_][A-Za-z0-9_]*\})")
 _REGISTRY = re.compile(r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"

@@ -338,8 +338,9 @@ class RegistryClient:
         return str(created) if created else None
 
     def images(self, prefix: str = "", workers: int = 8,
-               skip_tag: Callable[[str], bool] | None = None) -> list[dict[str, Any]]:
-        """Every tag of every repository under ``prefix`` (but those ``skip_tag`` picks),
+               skip: Callable[[str, str], bool] | None = None) -> list[dict[str, Any]]:
+        """Every tag of every repository under ``prefix`` (but the (repository, tag) pairs
+        ``skip`` picks),
         with its digest and build time. Tags are read in parallel: a Harbor project easily
         holds hundreds."""
         from concurrent.futures import ThreadPoolExecutor
@@ -354,7 +355,7 @@ class RegistryClient:
         with ThreadPoolExecutor(max_workers=workers) as pool:
             pairs = [(r, t) for r, tags in zip(repos, pool.map(self.all_tags, repos),
                                                strict=True) for t in tags
-                     if skip_tag is None or not skip_tag(t)]
+                     if skip is None or not skip(r, t)]
             return list(pool.map(describe, pairs))
 
 

@@ -67,6 +67,10 @@ mmerep_build() {
     changed | always) ;;
     *) mmerep_die "MMEREP_REBUILD is '${MMEREP_REBUILD}': use changed or always (input rebuild)" ;;
   esac
+  case "${MMEREP_LAYER_CACHE:-local}" in
+    local | registry) ;;
+    *) mmerep_die "MMEREP_LAYER_CACHE is '${MMEREP_LAYER_CACHE}': use local or registry (input layer_cache)" ;;
+  esac
   digestfile="${TMPDIR:-/tmp}/mmerep-digest-$kind-${CI_JOB_ID:-local}"
   if [ "$kind" = processor ]; then
     context=${MMEREP_CONTEXT:-.}
@@ -114,6 +118,12 @@ mmerep_build() {
   case "${MMEREP_ENGINE:-buildah}" in
     buildah)
       command -v buildah >/dev/null || mmerep_die "buildah is not installed in this job's image (input builder_image)"
+      if [ "${MMEREP_LAYER_CACHE:-local}" = registry ]; then
+        # Layers cached in the registry: a runner with an empty store still reuses them.
+        cache=$(mmerep_cache_repository "$kind")
+        set -- "$@" --cache-from "$cache" --cache-to "$cache"
+        mmerep_log "layer cache: $cache"
+      fi
       mmerep_log "buildah build -f $file $context -> $repo:$tag"
       mmerep_buildah build --layers --isolation "${MMEREP_ISOLATION:-chroot}" --tls-verify="$tls" \
         -f "$file" -t "$repo:$tag" "$@" "$context" || mmerep_die "buildah build failed for $kind"

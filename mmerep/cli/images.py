@@ -82,7 +82,7 @@ def list_cmd(
     """
     import time
 
-    from mmerep.cipipeline import CANDIDATE_TAG
+    from mmerep.cipipeline import BUILD_CACHE, CANDIDATE_TAG
     from mmerep.cli.output import err_console, render
     from mmerep.errors import UsageError
     from mmerep.profiles import get_profile, resolved_registry
@@ -98,14 +98,16 @@ def list_cmd(
     now = time.time()
     hidden: list[str] = []
 
-    def skip(tag: str) -> bool:
+    def skip(repository: str, tag: str) -> bool:
+        if repository.startswith(f"{profile.project}/{BUILD_CACHE}/"):
+            return True  # buildah's layer cache (layer_cache: registry), not images
         if show_all or not CANDIDATE_TAG.fullmatch(tag):
             return False
         hidden.append(tag)
         return True
 
     rows = []
-    for item in RegistryClient(registry).images(prefix, skip_tag=skip):
+    for item in RegistryClient(registry).images(prefix, skip=skip):
         rest = item["repository"][len(profile.project) + 1:]
         kind, _, image = rest.partition("/")
         rows.append({**item, "flavour": kind if image else "-", "image": image or kind,

@@ -144,6 +144,34 @@ def test_rebuild_always_builds_and_keeps_the_tags(pipeline_run: PipelineRun, too
     assert "MMEREP_REBUILD is 'sometimes': use changed or always" in bad.output
 
 
+def test_registry_layer_cache_serves_a_runner_with_an_empty_store(
+        pipeline_run: PipelineRun, tools: Tools, tmp_path: Path) -> None:
+    """layer_cache: registry. A commit builds on one empty runner and pushes its layers to
+    PROJECT/buildcache/; the next commit (context changed) builds on another empty runner
+    and takes every unchanged step from there."""
+    repo = harness.clone(pipeline_run.extra["repo"], tmp_path / "processor")
+    cache = {"MMEREP_LAYER_CACHE": "registry"}
+    for n in (1, 2):
+        (repo / "README.md").write_text(f"A test processor, revision {n}.\n")
+        harness.commit(repo, f"docs {n}")
+        result = harness.run_pipeline(repo, tools, storage=tmp_path / f"runner-{n}",
+                                      variables=cache)
+        if result.returncode != 0:
+            fail_with_log(result, f"pipeline {n} with the registry layer cache failed")
+    log = result.job_log("mmerep:build:processor")
+    cache_repo = f"{pipeline_run.registry}/{harness.PROJECT}/buildcache/processor/" \
+                 f"{harness.IMAGE_NAME}"
+    assert f"layer cache: {cache_repo}" in log
+    assert log.count(f"Cache pulled from remote {cache_repo}") >= 3, log[-3000:]
+    assert "Using cache" in log
+    client = RegistryClient(pipeline_run.registry)
+    assert client.all_tags(f"{harness.PROJECT}/buildcache/processor/{harness.IMAGE_NAME}")
+    bad = harness.run_pipeline(repo, tools, storage=tmp_path / "runner-bad",
+                               variables={"MMEREP_LAYER_CACHE": "s3"})
+    assert bad.returncode != 0
+    assert "MMEREP_LAYER_CACHE is 's3': use local or registry" in bad.output
+
+
 def test_published_tags_are_immutable(pipeline_run: PipelineRun, tools: Tools,
                                       registry: Registry, tmp_path: Path) -> None:
     """Same commit, another image (a different base): publish refuses to move the tag."""

@@ -178,6 +178,9 @@ def test_candidate_tags_of_ci_builds_only_with_all(pushed, profiles, registry) -
     key_tag = "build-" + "0123456789abcdef" * 2
     for tag in (key_tag, "ci-1234", "v0.3.0", "build-notakey"):
         push_sample_image(registry, repo=repo, tag=tag)
+    # buildah's layer cache in the registry: never an image to deploy.
+    push_sample_image(registry, repo="mme-rep/buildcache/interactive/sentinel3", tag="a" * 64)
+    assert all(r["flavour"] != "buildcache" for r in list_json(profiles, "--all"))
     assert [r["tag"] for r in list_json(profiles, "interactive")] == ["build-notakey", "v0.3.0"]
     every = {r["tag"]: r["candidate"] for r in list_json(profiles, "interactive", "--all")}
     assert every == {key_tag: True, "ci-1234": True, "v0.3.0": False, "build-notakey": False}
