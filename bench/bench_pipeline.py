@@ -51,7 +51,8 @@ def duration(output: str) -> float:
     plus its artifact upload and download, without gitlab-ci-local's own start-up."""
     total = 0.0
     # Job lines start with the job's name; "pipeline finished in" is gitlab-ci-local's total.
-    pattern = r"^(?!pipeline )\S+\s+(?:finished|exported artifacts|imported artifacts) in ([\d.]+) (ms|s)$"
+    pattern = (r"^(?!pipeline )\S+\s+(?:finished|exported artifacts|imported artifacts)"
+               r" in ([\d.]+) (ms|s)$")
     for value, unit in re.findall(pattern, output, re.M):
         total += float(value) / (1000 if unit == "ms" else 1)
     return total

@@ -112,7 +112,8 @@ def list_cmd(
         kind, _, image = rest.partition("/")
         rows.append({**item, "flavour": kind if image else "-", "image": image or kind,
                      "reference": f"{registry}/{item['repository']}:{item['tag']}",
-                     "age_seconds": _age(item["created"], now), "candidate": bool(CANDIDATE_TAG.fullmatch(item["tag"]))})
+                     "age_seconds": _age(item["created"], now),
+                     "candidate": bool(CANDIDATE_TAG.fullmatch(item["tag"]))})
     # Newest first within an image: what was just built is what gets deployed next.
     rows.sort(key=lambda r: (r["flavour"], r["image"], r["age_seconds"] is None,
                              r["age_seconds"] or 0, r["tag"]))

@@ -291,10 +291,10 @@ def _build_key(context: Path, *args: str, tmp_path: Path, path: str = "/usr/bin:
     build = (TEMPLATES / "scripts" / "build.sh").read_text()
     common = (TEMPLATES / "scripts" / "common.sh").read_text()
     quoted = " ".join(f"'{a}'" for a in args)
-    out = subprocess.run(["/bin/sh", "-c", f'{common}\n{build}\nmmerep_build_key "$1" "$2" {quoted}',
-                          "sh", str(context / "Dockerfile"), str(context)],
-                         capture_output=True, text=True, env={"PATH": path, "TMPDIR": str(tmp_path)},
-                         check=True)
+    script = f'{common}\n{build}\nmmerep_build_key "$1" "$2" {quoted}'
+    out = subprocess.run(["/bin/sh", "-c", script, "sh", str(context / "Dockerfile"),
+                          str(context)], capture_output=True, text=True,
+                         env={"PATH": path, "TMPDIR": str(tmp_path)}, check=True)
     return out.stdout.strip()
 
 
