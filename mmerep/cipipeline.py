@@ -31,6 +31,7 @@ from mmerep.errors import UsageError
 FLAVOURS = ("htcondor-batch", "interactive", "jupyter")
 SEVERITIES = ("LOW", "MEDIUM", "HIGH", "CRITICAL")
 ENGINES = ("buildah", "kaniko")
+LAYER_CACHES = ("local", "registry")
 NO_FLAVOURS = "none"
 # Where the plain include lives: this repository, at the release matching this mme-rep.
 TEMPLATES_PROJECT = "mme-rep/mme-rep"
@@ -100,12 +101,15 @@ def _check_path(value: str, what: str) -> str:
 
 def render_gitlab_ci(flavours: list[str], *, registry: str, project: str, image_name: str,
                      dockerfile: str = "Dockerfile", context: str = ".", scan: bool = True,
-                     severity: str = "CRITICAL", component_ref: str | None = None) -> str:
+                     severity: str = "CRITICAL", component_ref: str | None = None,
+                     layer_cache: str = "local") -> str:
     """The `.gitlab-ci.yml` of a processor repository that includes our CI templates.
 
     ``component_ref`` (``HOST/GROUP/PROJECT/COMPONENT@VERSION``) selects the CI/CD
     component; without it the plain include (``include:project``) pinned to this
     release of mme-rep is used, configured through ``MMEREP_*`` variables.
+    ``layer_cache="registry"`` keeps buildah's layer cache in the registry, for runners
+    whose store starts empty (Kubernetes).
     """
     settings = {
         "registry": _check(registry, _REGISTRY, "registry", "harbor.example.org"),
@@ -116,7 +120,12 @@ def render_gitlab_ci(flavours: list[str], *, registry: str, project: str, image_
         "flavours": flavour_value(flavours),
         "scan": bool(scan),
         "severity": severity.strip().upper(),
+        "layer_cache": layer_cache.strip().lower(),
     }
+    if settings["layer_cache"] not in LAYER_CACHES:
+        raise UsageError(f"unknown layer cache '{layer_cache}'",
+                         hint="use local (the runner's store) or registry (runners whose "
+                         "store starts empty, as on Kubernetes)")
     if settings["severity"] not in SEVERITIES:
         raise UsageError(f"unknown severity '{severity}'",
                          hint=f"use one of {', '.join(SEVERITIES)}")

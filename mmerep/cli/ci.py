@@ -148,6 +148,9 @@ def init_cmd(
     scan: bool = typer.Option(True, "--scan/--no-scan", help="Scan images with Trivy."),
     severity: str = typer.Option("CRITICAL", "--severity", help="Lowest severity that fails "
                                  "the scan: LOW, MEDIUM, HIGH or CRITICAL."),
+    layer_cache: str = typer.Option("local", "--layer-cache", help="Where buildah keeps its "
+                                    "layer cache: local (the runner's store) or registry (for "
+                                    "runners whose store starts empty, as on Kubernetes)."),
     component: str | None = typer.Option(None, "--component", help="Use the CI/CD component "
                                          "HOST/GROUP/PROJECT/COMPONENT@VERSION instead of "
                                          "the plain include."),
@@ -163,7 +166,8 @@ def init_cmd(
         f.strip() for f in flavours.split(",") if f.strip()]
     text = render_gitlab_ci(chosen, registry=registry, project=project, image_name=image_name,
                             dockerfile=dockerfile, context=context, scan=scan,
-                            severity=severity.upper(), component_ref=component)
+                            severity=severity.upper(), component_ref=component,
+                            layer_cache=layer_cache)
     written = write_gitlab_ci(path, text, force=force)
     console.print(f"[green]wrote {written}[/]: builds {image_name}"
                   + (f" and {', '.join(chosen)}" if chosen else " (processor only)")

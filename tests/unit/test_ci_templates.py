@@ -414,6 +414,9 @@ def test_rendered_plain_include_is_valid(validator: jsonschema.Draft7Validator,
     assert all(isinstance(v, str) for v in variables.values())
     assert variables["MMEREP_FLAVOURS"] == ",".join(f for f in FLAVOURS if f in flavours)
     assert variables["MMEREP_SCAN"] == "false" and variables["MMEREP_SEVERITY"] == "HIGH"
+    assert variables["MMEREP_LAYER_CACHE"] == "local"
+    kubernetes = yaml.safe_load(render(flavours, layer_cache="Registry"))["variables"]
+    assert kubernetes["MMEREP_LAYER_CACHE"] == "registry"
     for flavour in FLAVOURS:
         rule = yaml.safe_load(PLAIN.read_text())[f"mmerep:build:{flavour}"]["rules"][0]["if"]
         pattern = rule.split("=~", 1)[1].strip().strip("/")
@@ -437,6 +440,7 @@ def test_rendered_component_include_is_valid(validator: jsonschema.Draft7Validat
          "mmerep:publish"])
     variables = expanded[".mmerep-job"]["variables"]
     assert variables["MMEREP_DOCKERFILE"] == "docker/Dockerfile"
+    assert variables["MMEREP_LAYER_CACHE"] == "local"
     assert variables["MMEREP_REGISTRY"] == "harbor.example.org"
 
 
@@ -455,6 +459,7 @@ def test_no_flavours_builds_only_the_processor() -> None:
     ({"flavours": ["htcondor"]}, "unknown flavour 'htcondor'", "htcondor-batch, interactive"),
     ({"flavours": ["gpu", "x"]}, "unknown flavours 'gpu', 'x'", "valid flavours"),
     ({"severity": "urgent"}, "unknown severity", "CRITICAL"),
+    ({"layer_cache": "s3"}, "unknown layer cache 's3'", "registry"),
     ({"registry": "https://harbor.example.org"}, "registry", "harbor.example.org"),
     ({"project": "Mme Rep"}, "registry project", "mme-rep"),
     ({"image_name": "Sentinel3"}, "image name", "sentinel3"),
