@@ -119,8 +119,9 @@ mmerep_build() {
     buildah)
       command -v buildah >/dev/null || mmerep_die "buildah is not installed in this job's image (input builder_image)"
       if [ "${MMEREP_LAYER_CACHE:-local}" = registry ]; then
-        # Layers cached in the registry: a runner with an empty store still reuses them.
-        cache=$(mmerep_cache_repository "$kind")
+        # Layers cached in the registry (REGISTRY/PROJECT/buildcache/<kind>/NAME): a
+        # runner with an empty store still reuses them.
+        cache=$(mmerep_repository "buildcache/$kind")
         set -- "$@" --cache-from "$cache" --cache-to "$cache"
         mmerep_log "layer cache: $cache"
       fi

@@ -32,11 +32,6 @@ mmerep_repository() {
   printf '%s/%s/%s/%s' "$MMEREP_REGISTRY" "$MMEREP_PROJECT" "$1" "$MMEREP_IMAGE_NAME"
 }
 
-# buildah's layer cache in the registry for processor | <flavour> (layer_cache: registry).
-mmerep_cache_repository() {
-  printf '%s/%s/buildcache/%s/%s' "$MMEREP_REGISTRY" "$MMEREP_PROJECT" "$1" "$MMEREP_IMAGE_NAME"
-}
-
 # The enabled flavours, one per word ("htcondor-batch,interactive" -> "htcondor-batch interactive").
 mmerep_flavours() {
   case "${MMEREP_FLAVOURS:-}" in
