@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from mmerep import templates
+from mmerep import envlock, revisions, templates
 from mmerep.errors import KubeError, KubeTimeout, UsageError
 
 Obj = dict[str, Any]
@@ -192,10 +192,7 @@ def read_records(kube: Any, namespace: str, env_name: str) -> list[Obj]:
 
 
 def _set_record_status(kube: Any, record: Obj, status: str, note: str = "") -> None:
-    record = {**record, "data": {**record["data"], "status": status, "note": note}}
-    record["metadata"] = {k: v for k, v in record["metadata"].items()
-                          if k in ("name", "namespace", "labels")}
-    kube.apply(record, force=True)
+    revisions.set_status(kube, record, status, note)  # durability: patch status, not rewrite
 
 
 def rendered_from_record(record: Obj) -> Rendered:
@@ -250,12 +247,25 @@ Progress = Callable[[list[Any]], None]
 
 def deploy(kube: Any, rendered: Rendered, *, timeout: float = 300.0, rollback: bool = True,
            on_progress: Progress | None = None,
-           on_plan: Callable[[list[tuple[str, str]]], None] | None = None) -> DeployResult:
+           on_plan: Callable[[list[tuple[str, str]]], None] | None = None,
+           lock_wait: float = 0.0) -> DeployResult:
     """Validate on the server, apply what changed, wait; roll back a rollout that fails."""
     created_namespace = False
     if kube.get("v1", "Namespace", rendered.namespace) is None:
         kube.apply(namespace_object(rendered.namespace))
         created_namespace = True
+    # durability: one change per environment at a time; a true record of how it ended
+    ns, env = rendered.namespace, rendered.env_name
+    with envlock.hold(kube, ns, env, f"deploy {rendered.image}", wait=lock_wait), \
+            revisions.outcome_recorded(kube, ns, env, "deploy"):
+        revisions.settle_interrupted(kube, ns, env)
+        return _deploy_locked(kube, rendered, created_namespace, timeout=timeout,
+                              rollback=rollback, on_progress=on_progress, on_plan=on_plan)
+
+
+def _deploy_locked(kube: Any, rendered: Rendered, created_namespace: bool, *, timeout: float,
+                   rollback: bool, on_progress: Progress | None,
+                   on_plan: Callable[[list[tuple[str, str]]], None] | None) -> DeployResult:
     records = read_records(kube, rendered.namespace, rendered.env_name)
     current = int(records[-1]["data"]["revision"]) if records else 0
     generated = generated_secrets(kube, rendered)
@@ -275,6 +285,7 @@ def deploy(kube: Any, rendered: Rendered, *, timeout: float = 300.0, rollback: b
     if not changes and records and records[-1]["data"]["status"] == "deployed":
         return DeployResult("unchanged", current)
     revision = current + 1
+    record = revisions.create(kube, build_record(rendered, revision, "deploying"))  # durability
     kube.apply_all([*generated, *_with_revision(rendered.objects, revision)], compare=False)
     _prune(kube, rendered, revision)
     try:
@@ -282,7 +293,7 @@ def deploy(kube: Any, rendered: Rendered, *, timeout: float = 300.0, rollback: b
                       on_progress=_with_warnings(kube, rendered, on_progress))
     except KubeTimeout as exc:
         reason = exc.message + _latest_warning(kube, rendered)
-        kube.apply(build_record(rendered, revision, "failed", reason))
+        revisions.set_status(kube, record, "failed", reason)  # durability
         if not rollback:
             raise KubeTimeout(reason, hint="fix the cause and deploy again, or "
                               f"mme-rep env rollback {rendered.env_name}") from exc
@@ -297,10 +308,10 @@ def deploy(kube: Any, rendered: Rendered, *, timeout: float = 300.0, rollback: b
         raise KubeTimeout(f"{reason}; rolled back to revision {good[-1]['data']['revision']} "
                           f"(now revision {restored})",
                           hint="fix the cause and deploy again") from exc
+    revisions.set_status(kube, record, "deployed")  # durability: before superseding the old
     for old in records:
         if old["data"]["status"] == "deployed":
             _set_record_status(kube, old, "superseded")
-    kube.apply(build_record(rendered, revision, "deployed"))
     return DeployResult("installed" if current == 0 else "upgraded", revision, changes)
 
 
@@ -406,8 +417,20 @@ def _latest_warning(kube: Any, rendered: Rendered) -> str:
 
 
 def rollback_to(kube: Any, namespace: str, env_name: str, revision: int | None = None, *,
-                timeout: float = 300.0, on_progress: Progress | None = None) -> int:
+                timeout: float = 300.0, on_progress: Progress | None = None,
+                lock_wait: float = 0.0) -> int:
     """Re-apply a recorded revision (default: the one before the current) as a new one."""
+    # durability: one change per environment at a time; a true record of how it ended
+    with envlock.hold(kube, namespace, env_name, f"rollback to {revision or 'previous'}",
+                      wait=lock_wait), revisions.outcome_recorded(kube, namespace, env_name,
+                                                                  "rollback"):
+        revisions.settle_interrupted(kube, namespace, env_name)
+        return _rollback_locked(kube, namespace, env_name, revision, timeout=timeout,
+                                on_progress=on_progress)
+
+
+def _rollback_locked(kube: Any, namespace: str, env_name: str, revision: int | None, *,
+                     timeout: float, on_progress: Progress | None) -> int:
     records = read_records(kube, namespace, env_name)
     if not records:
         raise UsageError(f"environment {env_name} has no history in namespace {namespace}",
@@ -424,14 +447,16 @@ def rollback_to(kube: Any, namespace: str, env_name: str, revision: int | None =
                          hint=f"mme-rep env history {env_name}")
     rendered = rendered_from_record(chosen)
     new_revision = current + 1
+    record = revisions.create(kube, build_record(rendered, new_revision, "deploying",  # durability
+                                                 f"rollback to {revision}"))
     kube.apply_all([*generated_secrets(kube, rendered),
                     *_with_revision(rendered.objects, new_revision)], force=True)
     _prune(kube, rendered, new_revision)
     kube.wait_for(rendered.workload_objects(), timeout=timeout, on_progress=on_progress)
+    revisions.set_status(kube, record, "deployed")  # durability: before superseding the old
     for old in records:
         if old["data"]["status"] == "deployed":
             _set_record_status(kube, old, "superseded")
-    kube.apply(build_record(rendered, new_revision, "deployed", f"rollback to {revision}"))
     return new_revision
 
 
@@ -446,8 +471,19 @@ def history(kube: Any, namespace: str, env_name: str) -> list[dict[str, Any]]:
 
 
 def delete_environment(kube: Any, namespace: str, env_name: str, *, purge: bool = False,
-                       wait: bool = True, timeout: float = 120.0) -> list[str]:
+                       wait: bool = True, timeout: float = 120.0, lock_wait: float = 0.0
+                       ) -> list[str]:
     """Delete every part; data volumes (PVCs) stay unless ``purge``. Returns what went."""
+    if kube.get("v1", "Namespace", namespace) is None:  # durability: no namespace, no lock
+        raise UsageError(f"environment {env_name} not found in namespace {namespace}",
+                         hint="mme-rep env list shows what is deployed")
+    with envlock.hold(kube, namespace, env_name, "delete", wait=lock_wait):  # durability
+        return _delete_locked(kube, namespace, env_name, purge=purge, wait=wait,
+                              timeout=timeout)
+
+
+def _delete_locked(kube: Any, namespace: str, env_name: str, *, purge: bool, wait: bool,
+                   timeout: float) -> list[str]:
     parts = [o for o in _live_parts(kube, namespace, env_name)
              if purge or o["kind"] != "PersistentVolumeClaim"]
     if not parts:

@@ -71,3 +71,12 @@ class KubeTimeout(KubeError):
 
 class RegistryError(MmerepError):
     """The OCI registry refused a request or could not be reached."""
+
+
+class EnvironmentBusy(MmerepError):
+    """Another command is changing the environment (it holds the environment's lease).
+
+    Exit code 75 (EX_TEMPFAIL): trying again later can succeed.
+    """
+
+    exit_code = 75

@@ -21,6 +21,9 @@ app = typer.Typer(
 ProfileOption = typer.Option("local", "--profile", "-F", help="Deployment profile (target).")
 ProfilesFileOption = typer.Option(None, "--profiles", help="Profiles file (overrides "
                                   "$MMEREP_PROFILES and the user config).")
+LockWaitOption = typer.Option(0, "--lock-wait", min=0, help="Seconds to wait while another "
+                              "command changes this environment (default: fail at once, "
+                              "naming it; exit code 75).")
 
 
 def _parse_sets(values: list[str]) -> dict[str, str]:
@@ -110,6 +113,7 @@ def deploy(
                                   "readiness."),
     no_rollback: bool = typer.Option(False, "--no-rollback", help="Leave a failed rollout "
                                      "as it is."),
+    lock_wait: float = LockWaitOption,
     output: OutputFormat = OutputOption,
 ) -> None:
     """Deploy (install or upgrade) an environment and wait until it is ready."""
@@ -127,7 +131,7 @@ def deploy(
     with LiveWorkloads(f"deploying {rendered.env_name} ({rendered.image})") as live:
         result = environments.deploy(kube, rendered, timeout=timeout,
                                      rollback=not no_rollback, on_progress=live.update,
-                                     on_plan=show_plan)
+                                     on_plan=show_plan, lock_wait=lock_wait)
     if result.action == "unchanged":
         err_console.print(f"[green]{rendered.env_name} is up to date[/] (revision "
                           f"{result.revision}); nothing changed")
@@ -251,6 +255,7 @@ def rollback_cmd(
     profile_name: str = ProfileOption,
     profiles_file: str | None = ProfilesFileOption,
     timeout: float = typer.Option(300, "--timeout", min=1, help="Seconds to wait."),
+    lock_wait: float = LockWaitOption,
 ) -> None:
     """Re-apply an earlier revision (recorded as a new revision)."""
     from mmerep import environments
@@ -259,7 +264,8 @@ def rollback_cmd(
     profile, kube = _target(profile_name, profiles_file)
     with LiveWorkloads(f"rolling back {name}") as live:
         new = environments.rollback_to(kube, profile.namespace, name, revision,
-                                       timeout=timeout, on_progress=live.update)
+                                       timeout=timeout, on_progress=live.update,
+                                       lock_wait=lock_wait)
     console.print(f"[green]{name} rolled back[/]: now revision {new}")
 
 
@@ -270,6 +276,7 @@ def delete_cmd(
     profiles_file: str | None = ProfilesFileOption,
     purge: bool = typer.Option(False, "--purge", help="Also delete data volumes (PVCs)."),
     timeout: float = typer.Option(120, "--timeout", min=1, help="Seconds to wait."),
+    lock_wait: float = LockWaitOption,
 ) -> None:
     """Delete an environment and wait until every part is gone (data volumes stay)."""
     from mmerep import environments
@@ -278,6 +285,7 @@ def delete_cmd(
     profile, kube = _target(profile_name, profiles_file)
     with Progress(f"deleting {name}"):
         gone = environments.delete_environment(kube, profile.namespace, name,
-                                               purge=purge, timeout=timeout)
+                                               purge=purge, timeout=timeout,
+                                               lock_wait=lock_wait)
     console.print(f"[green]{name} deleted[/]: {len(gone)} objects"
                   + ("" if purge else " (data volumes kept; --purge removes them)"))
