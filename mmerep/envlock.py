@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from mmerep.errors import EnvironmentBusy, KubeConflict, KubeNotFound
+from mmerep.errors import EnvironmentBusy, KubeConflict, KubeNotFound, KubeUnreachable
 
 log = logging.getLogger(__name__)
 
@@ -271,10 +271,14 @@ class EnvironmentLock:
             return
         # Conflict: taken over after expiry; not found: the namespace went with the env.
         with contextlib.suppress(KubeConflict, KubeNotFound):
-            self.kube.request("DELETE", self._path(lease_name(self.env_name)),
-                              body={"kind": "DeleteOptions", "apiVersion": "v1",
-                                    "preconditions": {"resourceVersion": version}},
-                              what=f"release the lock on {self.env_name}")
+            try:
+                self.kube.request("DELETE", self._path(lease_name(self.env_name)),
+                                  body={"kind": "DeleteOptions", "apiVersion": "v1",
+                                        "preconditions": {"resourceVersion": version}},
+                                  what=f"release the lock on {self.env_name}")
+            except KubeUnreachable:  # it expires by itself (at once for a command here)
+                log.warning("could not release the lock on %s: the API server is "
+                            "unreachable", self.env_name)
 
 
 _held: dict[tuple[str, str, str], list[Any]] = {}

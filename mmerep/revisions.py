@@ -47,19 +47,32 @@ def set_status(kube: Any, record: Obj, status: str, note: str | None = None) -> 
                  what=f"mark revision {meta['name']} {status}")
 
 
-def _in_progress(kube: Any, namespace: str, env_name: str) -> list[Obj]:
+def _records(kube: Any, namespace: str, env_name: str) -> list[Obj]:
     found = kube.list_objects("v1", "ConfigMap", namespace, label_selector=(
         f"{RECORD_LABEL}=true,app.kubernetes.io/instance={env_name}"))
-    return [r for r in found if r.get("data", {}).get("status") == "deploying"]
+    return sorted(found, key=lambda r: int(r.get("data", {}).get("revision", 0)))
+
+
+def _in_progress(kube: Any, namespace: str, env_name: str) -> list[Obj]:
+    return [r for r in _records(kube, namespace, env_name)
+            if r.get("data", {}).get("status") == "deploying"]
 
 
 def settle_interrupted(kube: Any, namespace: str, env_name: str) -> list[int]:
-    """Mark records left ``deploying`` by a killed command ``interrupted``; call it while
-    holding the environment's lease. Returns their revisions."""
-    stale = _in_progress(kube, namespace, env_name)
+    """Repair what a killed command left; call it while holding the environment's lease.
+
+    Records left ``deploying`` become ``interrupted``; of several ``deployed`` (killed
+    between marking the new one and superseding the old), all but the newest become
+    ``superseded``. Returns the revisions marked interrupted.
+    """
+    every = _records(kube, namespace, env_name)
+    stale = [r for r in every if r.get("data", {}).get("status") == "deploying"]
     for record in stale:
         set_status(kube, record, "interrupted", KILLED_NOTE)
-    return sorted(int(r["data"]["revision"]) for r in stale)
+    deployed = [r for r in every if r.get("data", {}).get("status") == "deployed"]
+    for record in deployed[:-1]:
+        set_status(kube, record, "superseded")
+    return [int(r["data"]["revision"]) for r in stale]
 
 
 @contextmanager
