@@ -465,9 +465,10 @@ def history(kube: Any, namespace: str, env_name: str) -> list[dict[str, Any]]:
     if not records:
         raise UsageError(f"environment {env_name} not found in namespace {namespace}",
                          hint="mme-rep env list shows what is deployed")
-    return [{"revision": int(r["data"]["revision"]), "status": r["data"]["status"],
+    rows = [{"revision": int(r["data"]["revision"]), "status": r["data"]["status"],
              "time": r["data"]["time"], "template": r["data"]["template"],
              "image": r["data"]["image"], "note": r["data"].get("note", "")} for r in records]
+    return revisions.explain_in_progress(kube, namespace, env_name, rows)  # durability
 
 
 def delete_environment(kube: Any, namespace: str, env_name: str, *, purge: bool = False,

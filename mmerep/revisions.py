@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from mmerep import envlock
 from mmerep.errors import KubeConflict, KubeError, MmerepError
 
 Obj = dict[str, Any]
@@ -94,3 +95,21 @@ def _mark(kube: Any, namespace: str, env_name: str, status: str, note: str) -> N
             set_status(kube, record, status, note)
     except KubeError:
         pass  # unreachable now: the next command marks it interrupted instead
+
+
+def explain_in_progress(kube: Any, namespace: str, env_name: str,
+                        rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """History rows with a ``deploying`` revision told as it is: who is deploying it
+    now, or ``interrupted`` when nobody holds the environment any more."""
+    if not any(r["status"] == "deploying" for r in rows):
+        return rows
+    holder = envlock.current_holder(kube, namespace, env_name)
+    for row in rows:
+        if row["status"] != "deploying":
+            continue
+        if holder is None:
+            row.update(status="interrupted", note=KILLED_NOTE)
+        else:
+            since = holder.since.strftime("%H:%M:%S UTC") if holder.since else "?"
+            row["note"] = f"in progress: {holder.identity} ({holder.operation}) since {since}"
+    return rows
