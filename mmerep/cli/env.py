@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from mmerep.cli.options import OutputFormat, OutputOption
+
+if TYPE_CHECKING:
+    from mmerep.environments import Rendered
+    from mmerep.kube import Kube
+    from mmerep.profiles import Profile
 
 app = typer.Typer(
     help="Deploy, inspect, upgrade, roll back and delete environments.\n\n"
@@ -35,14 +40,14 @@ def _parse_sets(values: list[str]) -> dict[str, str]:
     return out
 
 
-def _connect(profile: Any) -> Any:
+def _connect(profile: Profile) -> Kube:
     from mmerep.kube import Kube
 
     return Kube.from_kubeconfig(profile.kubeconfig, profile.context, namespace=profile.namespace)
 
 
 def _render(template: str, image: str, profile_name: str, profiles_file: str | None,
-            name: str | None, sets: list[str], no_resolve: bool) -> tuple[Any, Any]:
+            name: str | None, sets: list[str], no_resolve: bool) -> tuple[Profile, Rendered]:
     """The profile and the environment rendered for it (every input validated)."""
     from mmerep import environments
     from mmerep.profiles import get_profile
@@ -52,7 +57,7 @@ def _render(template: str, image: str, profile_name: str, profiles_file: str | N
         profile, template, image, name=name, params=_parse_sets(sets), resolve=not no_resolve)
 
 
-def _target(profile_name: str, profiles_file: str | None) -> tuple[Any, Any]:
+def _target(profile_name: str, profiles_file: str | None) -> tuple[Profile, Kube]:
     """The profile and a connection to its cluster."""
     from mmerep.profiles import get_profile
 
