@@ -29,15 +29,9 @@ ProfilesFileOption = typer.Option(None, "--profiles", help="Profiles file (overr
 
 
 def _parse_sets(values: list[str]) -> dict[str, str]:
-    from mmerep.errors import UsageError
+    from mmerep.grammar.assignments import parse_assignments
 
-    out = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UsageError(f"--set {item!r} is not KEY=VALUE", hint="e.g. --set executors=4")
-        out[key.strip()] = value
-    return out
+    return parse_assignments(values, "--set", "executors=4")
 
 
 def _connect(profile: Profile) -> Kube:

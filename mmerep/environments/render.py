@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from mmerep import templates
 from mmerep.environments.model import Rendered
 from mmerep.errors import UsageError
+from mmerep.grammar import oci
 from mmerep.profiles import Profile, image_reference, resolved_registry
 from mmerep.quantity import parse_cpu, parse_memory
 
-IMAGE_NAME = re.compile(r"^(?:.*/)?([a-z0-9]+(?:[._-][a-z0-9]+)*)(?::[\w][\w.-]*)?(?:@.*)?$")
-
 
 def env_name_from_image(image: str) -> str:
-    match = IMAGE_NAME.match(image)
-    if not match:
+    """``sentinel3:v0.1.0`` -> ``sentinel3``; "_" and "." become "-"."""
+    name = oci.image_name(image)
+    if not name:
         raise UsageError(f"cannot take an environment name from image {image!r}",
                          hint="give one with --name")
-    return match.group(1).replace("_", "-").replace(".", "-")
+    return name.replace("__", "-").replace("_", "-").replace(".", "-")
 
 
 def _cores(quantity: str) -> int:
