@@ -109,6 +109,9 @@ def deploy(
                                   "readiness."),
     no_rollback: bool = typer.Option(False, "--no-rollback", help="Leave a failed rollout "
                                      "as it is."),
+    force: bool = typer.Option(False, "--force", help="Take over fields another tool (field "
+                               "manager) set, e.g. replicas after kubectl scale, instead of "
+                               "stopping with a conflict."),
     output: OutputFormat = OutputOption,
 ) -> None:
     """Deploy (install or upgrade) an environment and wait until it is ready."""
@@ -125,7 +128,8 @@ def deploy(
 
     with LiveWorkloads(f"deploying {rendered.env_name} ({rendered.image})") as live:
         result = environments.deploy(kube, rendered, timeout=timeout,
-                                     rollback=not no_rollback, on_progress=live.update,
+                                     rollback=not no_rollback, force=force,
+                                     on_progress=live.update,
                                      on_plan=show_plan)
     if result.action == "unchanged":
         err_console.print(f"[green]{rendered.env_name} is up to date[/] (revision "
@@ -272,10 +276,10 @@ def delete_cmd(
 ) -> None:
     """Delete an environment and wait until every part is gone (data volumes stay)."""
     from mmerep import environments
-    from mmerep.cli.output import Progress, console
+    from mmerep.cli.output import Spinner, console
 
     profile, kube = _target(profile_name, profiles_file)
-    with Progress(f"deleting {name}"):
+    with Spinner(f"deleting {name}"):
         gone = environments.delete_environment(kube, profile.namespace, name,
                                                purge=purge, timeout=timeout)
     console.print(f"[green]{name} deleted[/]: {len(gone)} objects"

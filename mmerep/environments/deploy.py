@@ -34,9 +34,13 @@ from mmerep.kube import Kube
 
 
 def deploy(kube: Kube, rendered: Rendered, *, timeout: float = 300.0, rollback: bool = True,
-           on_progress: OnWorkloadStatuses | None = None,
+           force: bool = False, on_progress: OnWorkloadStatuses | None = None,
            on_plan: OnPlan | None = None) -> DeployResult:
-    """Validate on the server, apply what changed, wait; roll back a rollout that fails."""
+    """Validate on the server, apply what changed, wait; roll back a rollout that fails.
+
+    ``force`` takes over fields another field manager owns (server-side apply's force),
+    instead of failing with a conflict.
+    """
     # 1. Where it goes, and what is there already.
     created_namespace = ensure_namespace(kube, rendered.namespace)
     records = read_records(kube, rendered.namespace, rendered.env_name)
@@ -46,7 +50,7 @@ def deploy(kube: Kube, rendered: Rendered, *, timeout: float = 300.0, rollback: 
     # 2. The API server and admission judge everything before anything is written.
     try:
         dry = kube.apply_all([*generated, *with_revision(rendered.objects, max(current, 1))],
-                             dry_run=True)
+                             dry_run=True, force=force)
         check_pods_admitted(kube, rendered)
     except KubeError:
         if created_namespace:  # leave nothing behind on bad input
@@ -60,7 +64,8 @@ def deploy(kube: Kube, rendered: Rendered, *, timeout: float = 300.0, rollback: 
 
     # 3. Apply the new revision and drop what it no longer has.
     revision = current + 1
-    kube.apply_all([*generated, *with_revision(rendered.objects, revision)], compare=False)
+    kube.apply_all([*generated, *with_revision(rendered.objects, revision)], compare=False,
+                   force=force)
     prune(kube, rendered)
 
     # 4. Wait; a rollout that does not become ready is undone (see recover_failed_rollout).
