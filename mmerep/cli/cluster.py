@@ -20,11 +20,11 @@ def build_binaries() -> None:
     """Build the cluster's binaries from pinned Go modules (cached; `up` does this too)."""
     import time
 
-    from mmerep.cli.output import Progress, console
+    from mmerep.cli.output import Spinner, console
     from mmerep.cluster import build
 
     started = time.monotonic()
-    with Progress("checking the cached binaries") as progress:
+    with Spinner("checking the cached binaries") as progress:
         paths = build.ensure_binaries(progress=progress)
     console.print(f"{len(paths)} binaries ready in {build.cache_dir() / 'bin'} "
                   f"({time.monotonic() - started:.1f}s)")
@@ -45,12 +45,12 @@ def up(
     Stopped components (a crash, a reboot) are started again on the existing data: every
     object stays. Only `cluster down` or `--recreate` delete it.
     """
-    from mmerep.cli.output import Progress, console
+    from mmerep.cli.output import Spinner, console
     from mmerep.cluster import local
 
     spec = local.ClusterSpec(nodes=nodes, node_cpu=node_cpu, node_memory=node_memory,
                              node_pods=node_pods)
-    with Progress("starting the local cluster") as progress:
+    with Spinner("starting the local cluster") as progress:
         info = local.up(spec, progress=progress, recreate=recreate)
     verb = "already running" if info.already_running else f"up in {info.seconds:.1f}s"
     if info.restarted:
@@ -148,9 +148,9 @@ def snapshot_restore(file: str = typer.Argument(..., help="A file made by snapsh
     """
     from pathlib import Path
 
-    from mmerep.cli.output import Progress, console
+    from mmerep.cli.output import Spinner, console
     from mmerep.cluster import snapshot
 
-    with Progress("restoring a snapshot") as progress:
+    with Spinner("restoring a snapshot") as progress:
         snapshot.restore(Path(file), progress=progress)
     console.print(f"[green]cluster restored[/] from {file}")

@@ -83,7 +83,7 @@ def save(path: Path) -> int:
     return size
 
 
-def restore(path: Path, progress: local.Progress = local._quiet) -> None:
+def restore(path: Path, progress: local.OnStep = local._quiet) -> None:
     """Bring the cluster back to the snapshot in ``path`` (every object as it was then)."""
     if not path.is_file() or path.stat().st_size == 0:
         raise UsageError(f"no snapshot at {path}", hint="make one with: mme-rep cluster "

@@ -25,6 +25,7 @@ import yaml
 
 from mmerep import environments, envlock
 from mmerep.cluster import local, sample
+from mmerep.environments import parts
 from mmerep.errors import EnvironmentBusy
 from mmerep.kube import Kube
 from mmerep.profiles import get_profile
@@ -189,7 +190,7 @@ def test_ctrl_c_leaves_a_record_saying_so_and_the_next_deploy_converges(
 
 def live_parts(kube: Kube, namespace: str) -> set[str]:
     return {f"{o['kind']}/{o['metadata']['name']}"
-            for o in environments._live_parts(kube, namespace, ENV)
+            for o in parts.live_parts(kube, namespace, ENV)
             if not o["metadata"].get("labels", {}).get(environments.RECORD_LABEL)}
 
 
