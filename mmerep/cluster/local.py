@@ -120,8 +120,34 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+PORT_RANGE = (20000, 32000)  # below the kernel's ephemeral ports (32768 and up)
+
+
+def _free_ports(count: int) -> list[int]:
+    """Distinct free ports picked at random: kwokctl picks its own by counting down from
+    32767, so two clusters created at the same moment (tests, other users) collide."""
+    import random
+
+    picked: list[int] = []
+    rng = random.SystemRandom()
+    while len(picked) < count:
+        port = rng.randrange(*PORT_RANGE)
+        if port in picked:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        picked.append(port)
+    return picked
+
+
 def kwokctl_config(binaries: dict[str, Path]) -> list[dict[str, Any]]:
     """The KwokctlConfiguration: local binaries, RBAC on, bound to 127.0.0.1."""
+    ports = dict(zip(("kubeApiserverPort", "etcdPort", "etcdPeerPort", "kwokControllerPort",
+                      "kubeControllerManagerPort", "kubeSchedulerPort"), _free_ports(6),
+                     strict=True))
     return [{
         "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
         "kind": "KwokctlConfiguration",
@@ -144,6 +170,7 @@ def kwokctl_config(binaries: dict[str, Path]) -> list[dict[str, Any]]:
             "cacheDir": str(kwok_workdir() / "cache"),
             "disableQPSLimits": True,
             "enableCRDs": list(KWOK_CRDS),
+            **ports,
         },
         # One instance of each: no leader election, so a restarted controller-manager or
         # scheduler works at once instead of waiting out its killed predecessor's lease.
