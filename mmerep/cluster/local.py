@@ -120,6 +120,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+NODE_LEASE_SECONDS = 40
 PORT_RANGE = (20000, 32000)  # below the kernel's ephemeral ports (32768 and up)
 
 
@@ -170,6 +171,10 @@ def kwokctl_config(binaries: dict[str, Path]) -> list[dict[str, Any]]:
             "cacheDir": str(kwok_workdir() / "cache"),
             "disableQPSLimits": True,
             "enableCRDs": list(KWOK_CRDS),
+            # How long a killed kwok controller's hold on its nodes outlives it (kwokctl's
+            # binary runtime would take 200s, during which no pod there starts or stops).
+            # (kwokctl multiplies it by its heartbeat factor, 5: 40s, renewed every 10s.)
+            "nodeLeaseDurationSeconds": NODE_LEASE_SECONDS // 5,
             **ports,
         },
         # One instance of each: no leader election, so a restarted controller-manager or
@@ -395,6 +400,7 @@ def up(spec: ClusterSpec | None = None, progress: OnStep = _quiet, *,
         restarted = tuple(n for n, (_, alive) in component_states().items() if not alive)
         progress(f"restarting {', '.join(restarted)} on the existing data")
         _forget_dead_pids()
+        restart_time = time.time()
         try:
             _run_kwokctl(["start", "cluster", "--name", NAME, "--wait", "120s"], binaries,
                          "kwokctl start cluster")
@@ -403,6 +409,8 @@ def up(spec: ClusterSpec | None = None, progress: OnStep = _quiet, *,
                                "mme-rep cluster up --recreate starts afresh (deletes every "
                                "object)") from None
         _wait_components(restarted)
+        if "kwok-controller" in restarted:
+            _release_dead_node_leases(restart_time)
     elif not already:
         if kwok_cluster_dir().exists():  # its creation never finished: no data to keep
             progress("removing an unfinished cluster's leftovers")
@@ -428,6 +436,37 @@ def up(spec: ClusterSpec | None = None, progress: OnStep = _quiet, *,
     return ClusterInfo(NAME, kube.host, CONTEXT, kubeconfig_path(),
                        f"127.0.0.1:{state['registry_port']}", ready,
                        time.monotonic() - started, already, restarted)
+
+
+def _release_dead_node_leases(before: float) -> None:
+    """Delete the node leases a killed kwok controller last renewed before ``before``: the
+    new one (another identity) manages those nodes' pods only once it holds them, which
+    it then takes at its next try instead of after their expiry."""
+    kube = connect()
+    for lease in kube.list_objects("coordination.k8s.io/v1", "Lease", "kube-node-lease"):
+        name = lease["metadata"]["name"]
+        if name.startswith(NODE_PREFIX) and _lease_renewed(lease) < before:
+            kube.delete("coordination.k8s.io/v1", "Lease", name, "kube-node-lease")
+    # Back in charge of every node once it renewed all their leases after the restart.
+    deadline = time.monotonic() + NODE_LEASE_SECONDS
+    while time.monotonic() < deadline:
+        leases = kube.list_objects("coordination.k8s.io/v1", "Lease", "kube-node-lease")
+        fresh = [lease for lease in leases if lease["metadata"]["name"].startswith(NODE_PREFIX)
+                 and _lease_renewed(lease) >= before]
+        nodes = kube.list_objects("v1", "Node", label_selector="type=kwok")
+        if len(fresh) >= len(nodes):
+            return
+        time.sleep(0.5)
+
+
+def _lease_renewed(lease: dict[str, Any]) -> float:
+    from datetime import datetime
+
+    renewed = (lease.get("spec") or {}).get("renewTime") or ""
+    try:
+        return datetime.fromisoformat(renewed.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
 
 
 def _wait_components(names: tuple[str, ...], timeout: float = 30.0) -> None:

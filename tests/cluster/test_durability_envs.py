@@ -253,4 +253,5 @@ def test_deploys_killed_at_random_points_converge_when_run_again(kube: Kube,
         slowest = max(slowest, took)
     print(f"\nkill trials: {trials} (seed 16, kill points {kill_points}s into a {full:.1f}s "
           f"deploy), converged: {converged}, slowest convergence: {slowest:.1f}s, "
-          f"revisions: {len(records(kube, ns))}")
+          f"revisions: {len(records(kube, ns))}, of them interrupted by a kill: "
+          f"{[r['data']['status'] for r in records(kube, ns)].count('interrupted')}")
