@@ -418,29 +418,42 @@ class Kube:
         return data
 
     def watch(self, api_version: str, kind: str, namespace: str | None = None, *,
-              label_selector: str | None = None, timeout: float = 60.0) -> Iterator[Obj]:
+              label_selector: str | None = None, timeout: float = 60.0,
+              resource_version: str | None = None) -> Iterator[Obj]:
         """Every object now (as ADDED events), then changes until ``timeout``.
 
-        Lists first and watches from the list's resourceVersion; a 410 Gone (history
-        compacted) lists again instead of failing.
+        Lists first and watches from the list's resourceVersion; ``resource_version``
+        resumes from one the caller kept instead (no list). When the server no longer has
+        the history since then (410 Gone: compacted, or older than its watch cache), it
+        lists again and goes on from there, so no change is lost: what changed in the gap
+        arrives as the listed objects.
         """
         deadline = time.monotonic() + timeout
         res = self.resource(api_version, kind)
         ns = None if not res.namespaced else (namespace or self.namespace)
+        version = resource_version
         while True:
-            listing = self.list_raw(api_version, kind, ns, label_selector=label_selector)
-            for item in listing.get("items", []):
-                yield {"type": "ADDED", "object": item}
-            version = listing["metadata"]["resourceVersion"]
+            if version is None:
+                listing = self.list_raw(api_version, kind, ns, label_selector=label_selector)
+                for item in listing.get("items", []):
+                    yield {"type": "ADDED", "object": item}
+                version = str(listing["metadata"]["resourceVersion"])
             gone = False
             while not gone:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return
-                resp = self.request("GET", res.path(ns), query={
-                    "watch": "true", "resourceVersion": version, "allowWatchBookmarks": "true",
-                    "labelSelector": label_selector, "timeoutSeconds": max(1, int(remaining)),
-                }, stream=True, timeout=remaining + 5, what=f"watch {res.plural}")
+                try:
+                    resp = self.request("GET", res.path(ns), query={
+                        "watch": "true", "resourceVersion": version,
+                        "allowWatchBookmarks": "true", "labelSelector": label_selector,
+                        "timeoutSeconds": max(1, int(remaining)),
+                    }, stream=True, timeout=remaining + 5, what=f"watch {res.plural}")
+                except KubeError as exc:
+                    if exc.status != 410:
+                        raise
+                    gone = True
+                    break
                 try:
                     for line in resp:  # urllib3 yields the stream line by line
                         event = json.loads(line)
@@ -456,6 +469,9 @@ class Kube:
                             yield event
                 finally:
                     resp.release_conn()
+            log.info("watch %s from resourceVersion %s: 410 Gone (history compacted); "
+                     "listing again", res.plural, version)
+            version = None
 
     # -- writes ------------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -133,7 +134,9 @@ def test_a_rollout_that_cannot_get_ready_is_rolled_back(
     assert "rolled back to revision 1" in info.value.message
     notes = {s.name: s.note for s in seen if s.note}
     assert "FailedScheduling" in notes.get("sentinel3-executor", ""), notes  # live view
-    assert "FailedScheduling" in info.value.message or "didn't match" in info.value.message
+    assert re.search(r"\(latest warning: sentinel3-(?:collector|scheduler|executor)-[a-z0-9-]+: "
+                     r"0/\d+ nodes are available: \d+ node\(s\) didn't match Pod's node "
+                     r"affinity/selector", info.value.message), info.value.message
     statuses = [h["status"] for h in environments.history(kube, fresh_ns, "sentinel3")]
     assert statuses == ["superseded", "failed", "deployed"]
     status = environments.environment_status(kube, fresh_ns, "sentinel3")
