@@ -7,26 +7,20 @@ order the tests run in.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from mmerep.cluster import local
+from testkit.private_cluster import private_cluster
 
 pytestmark = pytest.mark.cluster
 
 
-@pytest.fixture()
-def private_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("MMEREP_STATE_DIR", str(tmp_path / "state"))
-    try:
-        yield
-    finally:
-        local.down()  # whatever the test left running (nothing, when it passes)
+def test_down_leaves_no_process_and_up_restores() -> None:
+    with private_cluster("mmerep-lifecycle-"):
+        _down_then_up()
 
 
-def test_down_leaves_no_process_and_up_restores(private_cluster: None) -> None:
+def _down_then_up() -> None:
     first = local.up(local.ClusterSpec(nodes=1))
     assert not first.already_running and first.nodes == 1
     pids = [p for p in local._component_pids().values() if p]
