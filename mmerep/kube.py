@@ -585,6 +585,23 @@ class Kube:
                                   hint="a finalizer may be stuck; see the object's events")
             time.sleep(interval)
 
+    def wait_exists(self, api_version: str, kind: str, name: str, namespace: str | None = None,
+                    *, timeout: float = 60.0, hint: str | None = None) -> Obj:
+        """Wait until the object exists (made by a controller, e.g. a namespace's
+        ``default`` ServiceAccount); KubeTimeout otherwise."""
+        deadline = time.monotonic() + timeout
+        pause = 0.02
+        while True:
+            found = self.get(api_version, kind, name, namespace)
+            if found is not None:
+                return found
+            if time.monotonic() >= deadline:
+                where = f" in {namespace}" if namespace else ""
+                raise KubeTimeout(f"{kind}/{name}{where} did not appear in {timeout:.0f}s",
+                                  hint=hint or "is the controller that makes it running?")
+            time.sleep(pause)
+            pause = min(pause * 2, 0.5)
+
     def get_scale(self, kind: str, name: str, namespace: str | None = None) -> Obj:
         res = self.resource("apps/v1", kind)
         return self.request("GET", res.path(namespace or self.namespace, name, "scale"),
