@@ -276,3 +276,17 @@ def test_cli_deploy_prints_the_table_users_know(kube: Kube, fresh_ns: str, tmp_p
     assert [r["name"] for r in json.loads(listed.stdout)] == ["sentinel3"]
     password = kube.get("v1", "Secret", "sentinel3-pool", fresh_ns)["data"]["password"]
     assert password not in out.stdout + out.stderr + again.stdout + again.stderr
+
+
+def test_pods_are_judged_on_a_namespace_made_a_moment_ago(kube: Kube) -> None:
+    """The newcomer's race: admission looks up a ServiceAccount that the controller
+    manager makes only after the namespace exists; the check waits for it."""
+    for _ in range(5):
+        namespace = f"env-{uuid.uuid4().hex[:8]}"
+        rendered = environments.render_environment(profile_for(namespace), "htcondor-batch",
+                                                   "sentinel3:v0.1.0", resolve=False)
+        kube.apply(environments.namespace_object(namespace))
+        try:
+            environments.check_pods_admitted(kube, rendered)  # raised "not found" before
+        finally:
+            kube.delete("v1", "Namespace", namespace, propagation="Background")
