@@ -276,6 +276,17 @@ def test_cli_deploy_prints_the_table_users_know(kube: Kube, fresh_ns: str, tmp_p
     assert [r["name"] for r in json.loads(listed.stdout)] == ["sentinel3"]
     password = kube.get("v1", "Secret", "sentinel3-pool", fresh_ns)["data"]["password"]
     assert password not in out.stdout + out.stderr + again.stdout + again.stderr
+    narrow = subprocess.run([sys.executable, "-m", "mmerep", "env", "status", "sentinel3",
+                             "-F", "dev-s3"], capture_output=True, text=True,
+                            env={**env, "COLUMNS": "80"}, timeout=60)
+    assert narrow.returncode == 0, narrow.stderr
+    lines = narrow.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert lines[0] == f"environment sentinel3 in namespace {fresh_ns}"
+    assert lines[1].startswith(".../mme-rep/htcondor-batch/sentinel3:v0.1.0@sha256:",
+                               len("image "))
+    roles = [line.split()[1] for line in lines if line.startswith("│ ")]
+    assert sorted(roles) == ["collector", "executor", "scheduler", "synclocal"]  # one line each
 
 
 def test_pods_are_judged_on_a_namespace_made_a_moment_ago(kube: Kube) -> None:
