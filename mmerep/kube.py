@@ -393,16 +393,18 @@ class Kube:
         res = self.resource(api_version, kind)
         ns = (namespace or self.namespace) if res.namespaced else None
         try:
-            return self.request("GET", res.path(ns, name), what=f"get {kind}/{name}")
+            found: Obj = self.request("GET", res.path(ns, name), what=f"get {kind}/{name}")
+            return found
         except KubeNotFound:
             return None
 
     def list_objects(self, api_version: str, kind: str, namespace: str | None = None, *,
              label_selector: str | None = None, field_selector: str | None = None,
              all_namespaces: bool = False) -> list[Obj]:
-        return self.list_raw(api_version, kind, namespace, label_selector=label_selector,
-                             field_selector=field_selector,
-                             all_namespaces=all_namespaces).get("items", [])
+        items: list[Obj] = self.list_raw(
+            api_version, kind, namespace, label_selector=label_selector,
+            field_selector=field_selector, all_namespaces=all_namespaces).get("items", [])
+        return items
 
     def list_raw(self, api_version: str, kind: str, namespace: str | None = None, *,
                  label_selector: str | None = None, field_selector: str | None = None,
@@ -541,9 +543,10 @@ class Kube:
     def create(self, obj: Obj, *, dry_run: bool = False) -> Obj:
         res = self._resource_of(obj)
         ns = self._namespace_of(obj, res)
-        return self.request("POST", res.path(ns), body=obj,
-                            query={"dryRun": "All" if dry_run else None},
-                            what=f"{'check' if dry_run else 'create'} {kind_name_ns(obj)}")
+        created: Obj = self.request(
+            "POST", res.path(ns), body=obj, query={"dryRun": "All" if dry_run else None},
+            what=f"{'check' if dry_run else 'create'} {kind_name_ns(obj)}")
+        return created
 
     def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None,
                *, propagation: str = "Foreground") -> bool:
@@ -604,18 +607,20 @@ class Kube:
 
     def get_scale(self, kind: str, name: str, namespace: str | None = None) -> Obj:
         res = self.resource("apps/v1", kind)
-        return self.request("GET", res.path(namespace or self.namespace, name, "scale"),
-                            what=f"get scale of {kind}/{name}")
+        scale: Obj = self.request("GET", res.path(namespace or self.namespace, name, "scale"),
+                                  what=f"get scale of {kind}/{name}")
+        return scale
 
     def scale(self, kind: str, name: str, replicas: int, namespace: str | None = None) -> Obj:
         """Set replicas through the scale subresource (needs only that RBAC permission)."""
         if replicas < 0:
             raise KubeInvalid(f"replicas must be 0 or more, not {replicas}")
         res = self.resource("apps/v1", kind)
-        return self.request(
+        scaled: Obj = self.request(
             "PATCH", res.path(namespace or self.namespace, name, "scale"),
             body={"spec": {"replicas": replicas}},
             content_type="application/merge-patch+json", what=f"scale {kind}/{name}")
+        return scaled
 
     # -- waiting -----------------------------------------------------------------------
 

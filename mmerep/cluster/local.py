@@ -80,7 +80,8 @@ def _state_file() -> Path:
 
 def _read_state() -> dict[str, Any]:
     try:
-        return json.loads(_state_file().read_text())
+        state: dict[str, Any] = json.loads(_state_file().read_text())
+        return state
     except (OSError, ValueError):
         return {}
 
