@@ -18,7 +18,13 @@ import yaml
 
 from mmerep import environments
 from mmerep.cluster import local, sample
-from mmerep.errors import KubeAdmissionDenied, KubeForbidden, KubeTimeout, RegistryError
+from mmerep.errors import (
+    KubeAdmissionDenied,
+    KubeConflict,
+    KubeForbidden,
+    KubeTimeout,
+    RegistryError,
+)
 from mmerep.kube import Kube
 from mmerep.profiles import get_profile
 
@@ -301,3 +307,28 @@ def test_pods_are_judged_on_a_namespace_made_a_moment_ago(kube: Kube) -> None:
             environments.check_pods_admitted(kube, rendered)  # raised "not found" before
         finally:
             kube.delete("v1", "Namespace", namespace, propagation="Background")
+
+
+def test_fields_another_tool_set_stop_a_deploy_unless_forced(
+        kube: Kube, fresh_ns: str, images: dict) -> None:
+    profile = profile_for(fresh_ns)
+    params = {"synclocal": "false"}
+    environments.deploy(kube, environments.render_environment(
+        profile, "htcondor-batch", "sentinel3:v0.1.0", params=params), timeout=120)
+    kube.request(  # someone scales with kubectl apply --server-side --force-conflicts
+        "PATCH", f"/apis/apps/v1/namespaces/{fresh_ns}/deployments/sentinel3-executor",
+        body={"apiVersion": "apps/v1", "kind": "Deployment",
+              "metadata": {"name": "sentinel3-executor"}, "spec": {"replicas": 3}},
+        content_type="application/apply-patch+yaml",
+        query={"fieldManager": "kubectl", "force": "true"})
+    upgrade = environments.render_environment(profile, "htcondor-batch", "sentinel3:v0.2.0",
+                                              params=params)
+    with pytest.raises(KubeConflict) as info:
+        environments.deploy(kube, upgrade, timeout=120)
+    assert 'conflict with "kubectl"' in info.value.message
+    assert info.value.hint and info.value.hint.endswith("mme-rep env deploy --force")
+    live = kube.get("apps/v1", "Deployment", "sentinel3-executor", fresh_ns)
+    assert live is not None and live["spec"]["replicas"] == 3  # nothing changed
+    assert environments.deploy(kube, upgrade, timeout=120, force=True).action == "upgraded"
+    live = kube.get("apps/v1", "Deployment", "sentinel3-executor", fresh_ns)
+    assert live is not None and live["spec"]["replicas"] == 2
