@@ -86,14 +86,14 @@ def status_table(data: dict[str, Any], width: int | None = None) -> Any:
     roles_by_image: dict[str, list[str]] = {}
     for c in comps:
         roles_by_image.setdefault(c["image"], []).append(c["component"] or c["name"])
-    columns = ["role", "state", "pods", "age", "restarts", "ports"]
+    columns = ["role", "state", "ready", "age", "restarts", "ports"]
     if wide:
         columns[1:1] = ["name", "kind"]
     rows = []
     for c in comps:
-        pods = f"{c['ready']}/{c['desired']} ready"
+        pods = f"{c['ready']}/{c['desired']}"
         if c["kind"] == "DaemonSet":
-            pods += ", 1 per node"
+            pods += ", 1/node"
         row = [c["component"] or c["name"], c["state"], pods, age(c["age_seconds"]),
                c["restarts"], ", ".join(c["ports"]) or "-"]
         if wide:

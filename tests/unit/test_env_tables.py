@@ -21,7 +21,8 @@ def component(role: str, kind: str = "Deployment", **kw: Any) -> dict[str, Any]:
 
 
 DATA = {"namespace": "s3", "name": "barsenv", "warnings": [], "components": [
-    component("collector"), component("scheduler", ports=["2222/tcp"]),
+    component("collector"), component("scheduler", ports=["22/tcp", "9618/tcp"],
+                                      state="Progressing"),
     component("executor", restarts=3), component("synclocal", kind="DaemonSet")]}
 
 
@@ -42,19 +43,19 @@ def test_at_80_columns_one_line_per_component_with_name_and_image_said_once() ->
     assert max(len(line) for line in lines) <= 80
     assert lines[:2] == ["environment barsenv in namespace s3", f"image {SHORT}"]
     assert cells(lines) == [
-        ["role", "state", "pods", "age", "restarts", "ports"],
-        ["collector", "Active", "2/2 ready", "1m", "0", "-"],
-        ["scheduler", "Active", "2/2 ready", "1m", "0", "2222/tcp"],
-        ["executor", "Active", "2/2 ready", "1m", "3", "-"],
-        ["synclocal", "Active", "2/2 ready, 1 per node", "1m", "0", "-"],
+        ["role", "state", "ready", "age", "restarts", "ports"],
+        ["collector", "Active", "2/2", "1m", "0", "-"],
+        ["scheduler", "Progressing", "2/2", "1m", "0", "22/tcp, 9618/tcp"],
+        ["executor", "Active", "2/2", "1m", "3", "-"],
+        ["synclocal", "Active", "2/2, 1/node", "1m", "0", "-"],
     ]  # one line each: no cell wrapped
 
 
 def test_with_room_the_full_names_and_kinds_show_too() -> None:
     lines = shown(DATA, 160)
     table = cells(lines)
-    assert table[0] == ["role", "name", "kind", "state", "pods", "age", "restarts", "ports"]
-    assert table[3] == ["executor", "barsenv-executor", "Deployment", "Active", "2/2 ready",
+    assert table[0] == ["role", "name", "kind", "state", "ready", "age", "restarts", "ports"]
+    assert table[3] == ["executor", "barsenv-executor", "Deployment", "Active", "2/2",
                         "1m", "3", "-"]
     assert len(table) == 5
 
@@ -67,4 +68,4 @@ def test_components_with_different_images_are_named_by_image_above_the_table() -
     assert max(len(line) for line in lines) <= 80
     assert lines[1:4] == [f"image {SHORT}", "(collector, scheduler, executor)",
                           "image .../mme-rep/tools:1 (synclocal)"]
-    assert cells(lines)[0] == ["role", "state", "pods", "age", "restarts", "ports"]
+    assert cells(lines)[0] == ["role", "state", "ready", "age", "restarts", "ports"]
