@@ -14,7 +14,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from mmerep.errors import (
     KubeTimeout,
     KubeUnauthenticated,
     KubeUnreachable,
+    MmerepError,
 )
 from mmerep.kubehttp import (
     Connection,
@@ -44,6 +45,8 @@ from mmerep.kubehttp import (
 log = logging.getLogger(__name__)
 
 FIELD_MANAGER = "mme-rep"
+# How often a wait reports progress when nothing changes (a stuck rollout's warnings).
+HEARTBEAT = 2.0
 DEFAULT_SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
 Obj = dict[str, Any]
@@ -463,31 +466,40 @@ class Kube:
         return data
 
     def watch(self, api_version: str, kind: str, namespace: str | None = None, *,
-              label_selector: str | None = None, timeout: float = 60.0) -> Iterator[Obj]:
+              label_selector: str | None = None, field_selector: str | None = None,
+              timeout: float = 60.0, stop: threading.Event | None = None,
+              chunk: float | None = None, mark_synced: bool = False) -> Iterator[Obj]:
         """Every object now (as ADDED events), then changes until ``timeout``.
 
         Lists first and watches from the list's resourceVersion; a 410 Gone (history
-        compacted) lists again instead of failing.
+        compacted) lists again instead of failing. With ``mark_synced`` a ``SYNCED`` event
+        follows each listing. ``stop`` ends the watch early; it is looked at between
+        watch requests, each at most ``chunk`` seconds long.
         """
         deadline = time.monotonic() + timeout
         res = self.resource(api_version, kind)
         ns = None if not res.namespaced else (namespace or self.namespace)
         while True:
-            listing = self.list_raw(api_version, kind, ns, label_selector=label_selector)
+            listing = self.list_raw(api_version, kind, ns, label_selector=label_selector,
+                                    field_selector=field_selector)
             for item in listing.get("items", []):
                 yield {"type": "ADDED", "object": item}
+            if mark_synced:
+                yield {"type": "SYNCED", "object": {}}
             version = listing["metadata"]["resourceVersion"]
             gone = False
             while not gone:
                 remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                if remaining <= 0 or (stop is not None and stop.is_set()):
                     return
+                seconds = min(remaining, chunk) if chunk else remaining
                 resp = self.request("GET", res.path(ns), query={
                     "watch": "true", "resourceVersion": version, "allowWatchBookmarks": "true",
-                    "labelSelector": label_selector, "timeoutSeconds": max(1, int(remaining)),
-                }, stream=True, timeout=remaining + 5, what=f"watch {res.plural}")
+                    "labelSelector": label_selector, "fieldSelector": field_selector,
+                    "timeoutSeconds": max(1, int(seconds)),
+                }, stream=True, timeout=seconds + 5, what=f"watch {res.plural}")
                 try:
-                    for line in resp:  # urllib3 yields the stream line by line
+                    for line in resp:  # the stream, line by line
                         event = json.loads(line)
                         obj = event.get("object", {})
                         if event["type"] == "ERROR":
@@ -505,18 +517,24 @@ class Kube:
     # -- writes ------------------------------------------------------------------------
 
     def apply(self, obj: Obj, *, force: bool = False, dry_run: bool = False,
-              compare: bool = True) -> ApplyResult:
+              compare: bool = True, live: Mapping[tuple[str, str], Obj] | None = None,
+              ) -> ApplyResult:
         """Server-side apply one object as field manager ``mme-rep``.
 
         ``compare`` reads the object first to tell created/configured/unchanged; a caller
         that learnt that from a dry run can skip the read (the action is then "applied").
+        A caller that has just listed what exists passes it as ``live`` (by kind and
+        name; what is not in it does not exist), and nothing is read.
         """
         res = self._resource_of(obj)
         ns = self._namespace_of(obj, res)
         name = obj.get("metadata", {}).get("name")
         if not name:
             raise KubeInvalid(f"object has no metadata.name: {kind_name_ns(obj)}")
-        before = self.get(res.api_version, res.kind, name, ns) if compare else None
+        if live is not None:
+            before = live.get((res.kind, name))
+        else:
+            before = self.get(res.api_version, res.kind, name, ns) if compare else None
         body = dict(obj)
         if ns:
             body["metadata"] = {**obj["metadata"], "namespace": ns}
@@ -539,7 +557,8 @@ class Kube:
         return ApplyResult(after, action, before)
 
     def apply_all(self, objs: Iterable[Obj], *, force: bool = False, dry_run: bool = False,
-                  compare: bool = True) -> list[ApplyResult]:
+                  compare: bool = True, live: Mapping[tuple[str, str], Obj] | None = None,
+                  ) -> list[ApplyResult]:
         """Apply in dependency order; objects of the same kind go in parallel.
 
         A dry run has no order to respect (nothing is written), so it is parallel throughout.
@@ -554,7 +573,8 @@ class Kube:
         results: list[ApplyResult] = []
         for group in groups:
             results.extend(self.map(
-                lambda o: self.apply(o, force=force, dry_run=dry_run, compare=compare), group))
+                lambda o: self.apply(o, force=force, dry_run=dry_run, compare=compare,
+                                     live=live), group))
         return results
 
     def map(self, fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
@@ -631,31 +651,72 @@ class Kube:
 
     # -- waiting -----------------------------------------------------------------------
 
-    def wait_for(self, objs: Iterable[Obj], *, timeout: float = 300.0, interval: float = 0.5,
+    def wait_for(self, objs: Iterable[Obj], *, timeout: float = 300.0,
                  on_progress: Callable[[list[WorkloadStatus]], None] | None = None,
                  ) -> list[WorkloadStatus]:
-        """Wait until every workload among ``objs`` is ready; KubeTimeout otherwise."""
-        targets = [o for o in objs if o.get("kind") in READY_CHECKS]
-        deadline = time.monotonic() + timeout
-        # Polls start fast (simulated and small rollouts finish in well under a second)
-        # and back off to ``interval`` for long ones.
-        pause = 0.05
-        while True:
-            statuses = self.map(lambda o: workload_status(o, self.get(
-                o["apiVersion"], o["kind"], o["metadata"]["name"],
-                o["metadata"].get("namespace"))), targets)
-            if on_progress:
-                on_progress(statuses)
-            if all(s.ready for s in statuses):
-                return statuses
-            if time.monotonic() >= deadline:
-                waiting = ", ".join(f"{s.kind}/{s.name} ({s.ready_pods}/{s.desired} ready)"
-                                    for s in statuses if not s.ready)
-                raise KubeTimeout(f"not ready after {timeout:.0f}s: {waiting}",
-                                  hint="see the events (mme-rep env status) for why")
-            time.sleep(pause)
-            pause = min(pause * 2, interval)
+        """Wait until every workload among ``objs`` is ready; KubeTimeout otherwise.
 
+        Watches each workload (two requests each, however long the rollout takes)
+        rather than polling, so a change is seen the moment the API server has it.
+        """
+        import queue
+
+        targets = [o for o in objs if o.get("kind") in READY_CHECKS]
+        if not targets:
+            return []
+        deadline = time.monotonic() + timeout
+        changes: queue.Queue[tuple[int, str, Obj | MmerepError]] = queue.Queue()
+        stop = threading.Event()
+
+        def follow(index: int, obj: Obj) -> None:
+            meta = obj["metadata"]
+            try:
+                for event in self.watch(obj["apiVersion"], obj["kind"], meta.get("namespace"),
+                                        field_selector=f"metadata.name={meta['name']}",
+                                        timeout=timeout + 5, stop=stop, chunk=5.0,
+                                        mark_synced=True):
+                    changes.put((index, event["type"], event["object"]))
+            except MmerepError as exc:
+                changes.put((index, "ERROR", exc))
+
+        for index, obj in enumerate(targets):
+            threading.Thread(target=follow, args=(index, obj), daemon=True,
+                             name=f"wait-{obj['metadata']['name']}").start()
+        live: dict[int, Obj | None] = {}
+        synced: set[int] = set()
+
+        def statuses() -> list[WorkloadStatus]:
+            return [workload_status(o, live.get(i)) for i, o in enumerate(targets)]
+
+        try:
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    waiting = ", ".join(f"{s.kind}/{s.name} ({s.ready_pods}/{s.desired} ready)"
+                                        for s in statuses() if not s.ready)
+                    raise KubeTimeout(f"not ready after {timeout:.0f}s: {waiting}",
+                                      hint="see the events (mme-rep env status) for why")
+                try:
+                    index, kind, item = changes.get(timeout=min(remaining, HEARTBEAT))
+                except queue.Empty:  # nothing changed: progress still reports (warnings)
+                    if on_progress and len(synced) == len(targets):
+                        on_progress(statuses())
+                    continue
+                if isinstance(item, MmerepError):
+                    raise item
+                if kind == "SYNCED":
+                    synced.add(index)
+                else:
+                    live[index] = None if kind == "DELETED" else item
+                if len(synced) < len(targets) or not changes.empty():
+                    continue  # every workload listed, and a burst taken whole, first
+                now = statuses()
+                if on_progress:
+                    on_progress(now)
+                if all(s.ready for s in now):
+                    return now
+        finally:
+            stop.set()
 
 
 def _resolve_kubeconfig(path: str | os.PathLike[str] | None, context: str | None,
