@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_cluster
 import bench_env
 import bench_pipeline
+import bench_reads
 import bench_startup
 import bench_synclocal
 
@@ -21,6 +22,7 @@ BENCHMARKS = {
     "startup": bench_startup.run,
     "cluster": bench_cluster.run,
     "env": bench_env.run,
+    "reads": bench_reads.run,
     "pipeline": bench_pipeline.run,
     "synclocal": lambda: bench_synclocal.run(False),
     "synclocal-quick": lambda: bench_synclocal.run(True),
