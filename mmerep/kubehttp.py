@@ -28,6 +28,7 @@ from urllib.parse import urlencode, urlsplit
 # that expires on the way.
 EXPIRY_MARGIN = 60.0
 CACHE_VERSION = 1
+CACHE_ENTRIES = 32
 
 
 @dataclass(frozen=True)
@@ -243,7 +244,16 @@ def save_cached(key: str, conn: Connection, files: dict[str, bytes]) -> Connecti
     conn = Connection(**{**asdict(conn), **kept})
     _write_private(directory / f"{key}.json",
                    json.dumps({"version": CACHE_VERSION, **asdict(conn)}).encode())
+    _prune(directory)
     return conn
+
+
+def _prune(directory: Path) -> None:
+    """Keep the most recently resolved ``CACHE_ENTRIES`` kubeconfigs (each change of a
+    kubeconfig makes a new entry; old ones would pile up)."""
+    entries = sorted(directory.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for stale in entries[CACHE_ENTRIES:]:
+        forget_cached(stale.stem)
 
 
 def forget_cached(key: str) -> None:

@@ -83,3 +83,16 @@ def test_a_token_file_is_read_at_each_use(tmp_path: Path) -> None:
     assert conn.authorization() == "Bearer first"
     token.write_text("rotated\n")
     assert conn.authorization() == "Bearer rotated"
+
+
+def test_old_entries_are_pruned(private_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import mmerep.kubehttp as kubehttp
+
+    monkeypatch.setattr(kubehttp, "CACHE_ENTRIES", 3)
+    for i in range(5):
+        save_cached(f"k{i}", _conn(), {"cert_file": b"C"})
+        os.utime(private_cache / "kube" / f"k{i}.json", (1000 + i, 1000 + i))
+    save_cached("k5", _conn(), {"cert_file": b"C"})
+    assert sorted(p.name for p in (private_cache / "kube").glob("*.json")) == [
+        "k3.json", "k4.json", "k5.json"]
+    assert not (private_cache / "kube" / "k0.cert_file.pem").exists()
