@@ -21,7 +21,7 @@ from mmerep.environments.model import (
     Rendered,
     kind_and_name,
 )
-from mmerep.environments.parts import delete_environment, live_parts, prune
+from mmerep.environments.parts import delete_environment, live_parts, prunable, prune
 from mmerep.environments.records import (
     build_record,
     good_records,
@@ -80,6 +80,8 @@ def _deploy_locked(kube: Kube, rendered: Rendered, created_namespace: bool, *,
             remove_namespace(kube, rendered.namespace)
         raise
     changes = [(r.action, kind_and_name(r.obj)) for r in dry if r.changed]
+    # A part this revision no longer has is a change too (else "unchanged" would keep it).
+    changes += [("deleted", kind_and_name(p)) for p in prunable(rendered, parts)]
     if on_plan:
         on_plan(changes)
     if not changes and records and records[-1]["data"]["status"] == "deployed":
