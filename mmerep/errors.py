@@ -101,6 +101,15 @@ class RegistryError(MmerepError):
     """The OCI registry refused a request or could not be reached."""
 
 
+class EnvironmentBusy(MmerepError):
+    """Another command is changing the environment (it holds the environment's lease).
+
+    Exit code 75 (EX_TEMPFAIL): trying again later can succeed.
+    """
+
+    exit_code = 75
+
+
 # -- GitLab (mmerep.gitlab_ci) --------------------------------------------------------------
 
 class CiError(MmerepError):

@@ -26,6 +26,9 @@ app = typer.Typer(
 ProfileOption = typer.Option("local", "--profile", "-F", help="Deployment profile (target).")
 ProfilesFileOption = typer.Option(None, "--profiles", help="Profiles file (overrides "
                                   "$MMEREP_PROFILES and the user config).")
+LockWaitOption = typer.Option(0, "--lock-wait", min=0, help="Seconds to wait while another "
+                              "command changes this environment (default: fail at once, "
+                              "naming it; exit code 75).")
 
 
 def _parse_sets(values: list[str]) -> dict[str, str]:
@@ -138,6 +141,7 @@ def deploy(
     force: bool = typer.Option(False, "--force", help="Take over fields another tool (field "
                                "manager) set, e.g. replicas after kubectl scale, instead of "
                                "stopping with a conflict."),
+    lock_wait: float = LockWaitOption,
     output: OutputFormat = OutputOption,
 ) -> None:
     """Deploy (install or upgrade) an environment and wait until it is ready."""
@@ -157,7 +161,7 @@ def deploy(
         result = environments.deploy(kube, rendered, timeout=timeout,
                                      rollback=not no_rollback, force=force,
                                      on_progress=live.update,
-                                     on_plan=show_plan)
+                                     on_plan=show_plan, lock_wait=lock_wait)
     if result.action == "unchanged":
         err_console.print(f"[green]{rendered.env_name} is up to date[/] (revision "
                           f"{result.revision}); nothing changed")
@@ -281,6 +285,7 @@ def rollback_cmd(
     profile_name: str = ProfileOption,
     profiles_file: str | None = ProfilesFileOption,
     timeout: float = typer.Option(300, "--timeout", min=1, help="Seconds to wait."),
+    lock_wait: float = LockWaitOption,
 ) -> None:
     """Re-apply an earlier revision (recorded as a new revision)."""
     from mmerep import environments
@@ -289,7 +294,8 @@ def rollback_cmd(
     profile, kube = _target(profile_name, profiles_file)
     with LiveWorkloads(f"rolling back {name}", prefix=f"{name}-") as live:
         new = environments.rollback_to(kube, profile.namespace, name, revision,
-                                       timeout=timeout, on_progress=live.update)
+                                       timeout=timeout, on_progress=live.update,
+                                       lock_wait=lock_wait)
     console.print(f"[green]{name} rolled back[/]: now revision {new}")
 
 
@@ -300,6 +306,7 @@ def delete_cmd(
     profiles_file: str | None = ProfilesFileOption,
     purge: bool = typer.Option(False, "--purge", help="Also delete data volumes (PVCs)."),
     timeout: float = typer.Option(120, "--timeout", min=1, help="Seconds to wait."),
+    lock_wait: float = LockWaitOption,
 ) -> None:
     """Delete an environment and wait until every part is gone (data volumes stay)."""
     from mmerep import environments
@@ -308,6 +315,7 @@ def delete_cmd(
     profile, kube = _target(profile_name, profiles_file)
     with Spinner(f"deleting {name}"):
         gone = environments.delete_environment(kube, profile.namespace, name,
-                                               purge=purge, timeout=timeout)
+                                               purge=purge, timeout=timeout,
+                                               lock_wait=lock_wait)
     console.print(f"[green]{name} deleted[/]: {len(gone)} objects"
                   + ("" if purge else " (data volumes kept; --purge removes them)"))
