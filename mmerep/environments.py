@@ -36,11 +36,12 @@ MANAGED_KINDS = (
     ("v1", "Service"), ("v1", "ConfigMap"), ("v1", "Secret"), ("v1", "ServiceAccount"),
     ("rbac.authorization.k8s.io/v1", "Role"), ("rbac.authorization.k8s.io/v1", "RoleBinding"),
     ("networking.k8s.io/v1", "NetworkPolicy"), ("networking.k8s.io/v1", "Ingress"),
-    ("v1", "PersistentVolumeClaim"),
+    ("v1", "PersistentVolumeClaim"), ("policy/v1", "PodDisruptionBudget"),
 )
 CLUSTER_KINDS = (
     ("rbac.authorization.k8s.io/v1", "ClusterRole"),
     ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"),
+    ("scheduling.k8s.io/v1", "PriorityClass"),
 )
 WORKLOAD_KINDS = ("Deployment", "DaemonSet", "StatefulSet")
 IMAGE_NAME = re.compile(r"^(?:.*/)?([a-z0-9]+(?:[._-][a-z0-9]+)*)(?::[\w][\w.-]*)?(?:@.*)?$")
@@ -96,6 +97,7 @@ def render_environment(profile: Any, template_name: str, image: str, *, name: st
                        revision: int = 1) -> Rendered:
     """Validate every input and render; raises UsageError/RegistryError before any change."""
     from mmerep.profiles import image_reference, resolved_registry
+    from mmerep.workload_policy import policy_context
 
     template = templates.load_template(template_name)
     env_name = templates.validate_env_name(name or env_name_from_image(image))
@@ -110,8 +112,6 @@ def render_environment(profile: Any, template_name: str, image: str, *, name: st
         "name": env_name,
         "namespace": profile.namespace,
         "image": reference,
-        "uid": templates.STANDARD_UID,
-        "gid": templates.STANDARD_UID,
         "node_selector": dict(profile.node_selector or {}),
         "tolerations": list(profile.tolerations or []),
         "storage_classes": dict(profile.storage_classes or {}),
@@ -121,6 +121,7 @@ def render_environment(profile: Any, template_name: str, image: str, *, name: st
         "defaults": {"cpu": requests.get("cpu") or "1", "memory": requests.get("memory") or "2Gi",
                      "cpu_limit": limits.get("cpu") or None,
                      "memory_limit": limits.get("memory") or None},
+        **policy_context(profile, env_name, values),
     }
     objects = templates.render_manifests(template, context, filters={
         "cores": _cores, "mebibytes": _mebibytes})
@@ -307,6 +308,9 @@ def deploy(kube: Any, rendered: Rendered, *, timeout: float = 300.0, rollback: b
 def check_pods_admitted(kube: Any, rendered: Rendered) -> None:
     """Dry-run each workload's pod: admission (Pod Security) judges pods, not Deployments,
     so without this a rejected pod would only show up as a rollout that never ends."""
+    # Like the service account, a PriorityClass made with the rest may not exist yet.
+    made = {o["metadata"]["name"] for o in rendered.objects if o["kind"] == "PriorityClass"}
+
     def check(obj: Obj) -> None:
         template = obj["spec"]["template"]
         pod = {"apiVersion": "v1", "kind": "Pod",
@@ -316,7 +320,8 @@ def check_pods_admitted(kube: Any, rendered: Rendered) -> None:
                # The service account may not exist yet (it is applied with the rest);
                # admission of the pod's security does not depend on it.
                "spec": {k: v for k, v in template["spec"].items()
-                        if k != "serviceAccountName"}}
+                        if k != "serviceAccountName" and not (
+                            k == "priorityClassName" and v in made)}}
         kube.create(pod, dry_run=True)
 
     kube.map(check, rendered.workload_objects())
@@ -362,7 +367,7 @@ def _with_warnings(kube: Any, rendered: Rendered, on_progress: Progress | None,
     if on_progress is None:
         return None
     started = time.monotonic()
-    state: dict[str, Any] = {"fetched": 0.0, "notes": {}}
+    state: dict[str, Any] = {"fetched": 0.0, "notes": {}, "started": {}}
 
     def progress(statuses: list[Any]) -> None:
         now = time.monotonic()
@@ -374,10 +379,24 @@ def _with_warnings(kube: Any, rendered: Rendered, on_progress: Progress | None,
                 mine = [e for e in events if _belongs_to(e, s.name)]
                 if mine:
                     state["notes"][s.name] = f"{mine[-1].get('reason')}: {mine[-1].get('message')}"
+            state["started"] = _started_pods(kube, rendered, [s.name for s in waiting])
         on_progress([dataclasses.replace(s, note="" if s.ready else
-                                         state["notes"].get(s.name, "")) for s in statuses])
+                                         state["notes"].get(s.name, ""),
+                                         started=s.ready_pods if s.ready else
+                                         state["started"].get(s.name)) for s in statuses])
 
     return progress
+
+
+def _started_pods(kube: Any, rendered: Rendered, names: list[str]) -> dict[str, int]:
+    """Per waiting workload, its pods that started (running, past the start-up probe):
+    "started" but not "ready" means the service itself does not answer yet."""
+    from mmerep.workload_policy import pod_started
+
+    pods = kube.list_objects("v1", "Pod", rendered.namespace,
+                             label_selector=f"app.kubernetes.io/instance={rendered.env_name}")
+    return {name: sum(1 for p in pods if _belongs_to({"involvedObject": p["metadata"]}, name)
+                      and pod_started(p)) for name in names}
 
 
 def _event_time(event: Obj) -> str:
@@ -538,6 +557,7 @@ def list_environments(kube: Any, namespace: str | None) -> list[dict[str, Any]]:
 def environment_status(kube: Any, namespace: str, env_name: str) -> dict[str, Any]:
     """Components with their pods, restarts and ports; recent warning events."""
     from mmerep.kube import workload_status
+    from mmerep.workload_policy import pod_health
 
     parts = _live_parts(kube, namespace, env_name)
     if not parts:
@@ -547,6 +567,7 @@ def environment_status(kube: Any, namespace: str, env_name: str) -> dict[str, An
                              label_selector=f"app.kubernetes.io/instance={env_name}")
     services = {o["metadata"]["name"]: o for o in parts if o["kind"] == "Service"}
     components = []
+    stopped: list[dict[str, Any]] = []  # pods Kubernetes evicted or failed, with the reason
     for obj in parts:
         if obj["kind"] not in WORKLOAD_KINDS:
             continue
@@ -562,9 +583,13 @@ def environment_status(kube: Any, namespace: str, env_name: str) -> dict[str, An
         ports = [f"{p['port']}/{p.get('protocol', 'TCP').lower()}"
                  for p in (svc or {}).get("spec", {}).get("ports", [])]
         containers = obj["spec"]["template"]["spec"]["containers"]
+        health = pod_health(mine)
+        stopped.extend({"component": component, **s} for s in health.pop("stopped"))
         components.append({
             "name": obj["metadata"]["name"], "kind": obj["kind"], "component": component,
-            "state": "Active" if st.ready else "Progressing",
+            "state": "Active" if st.ready else "Starting" if (
+                health["started"] >= st.desired > health["serving"]) else "Progressing",
+            **health,
             "image": containers[0]["image"], "desired": st.desired, "ready": st.ready_pods,
             "pods": len(mine), "restarts": restarts,
             "age_seconds": int(min(ages)) if ages else None, "ports": ports,
@@ -576,7 +601,7 @@ def environment_status(kube: Any, namespace: str, env_name: str) -> dict[str, An
          "time": _event_time(e) or None, "count": e.get("count", 1)}
         for e in _warning_events(kube, namespace) if _belongs_to(e, env_name)][-10:]
     data = {"namespace": namespace, "name": env_name, "components": components,
-            "warnings": warnings}
+            "warnings": warnings, "stopped": stopped}
     if any(c["component"] == "synclocal" for c in components):
         data["synclocal"] = _synclocal_line(kube)
     return data

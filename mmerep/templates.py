@@ -24,7 +24,7 @@ DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 MAX_ENV_NAME = 40
 PARAM_TYPES = ("int", "str", "bool", "cpu", "memory")
 STANDARD_UID = 1000
-CLUSTER_SCOPED = ("ClusterRole", "ClusterRoleBinding")
+CLUSTER_SCOPED = ("ClusterRole", "ClusterRoleBinding", "PriorityClass")
 
 
 @dataclass(frozen=True)
