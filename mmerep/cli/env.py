@@ -76,8 +76,11 @@ def status_table(data: dict[str, Any]) -> Any:
 
     rows = []
     for c in data["components"]:
+        # "started": running and past the start-up probe; "serving": readiness passes.
+        started = c.get("started", c["ready"])
         pods = (f"{c['pods']} Pod{'s' if c['pods'] != 1 else ''}, {c['ready']}/{c['desired']} "
-                f"ready, age {age(c['age_seconds'])}, {c['restarts']} restarts")
+                f"serving" + (f" ({started} started)" if started != c["ready"] else "")
+                + f", age {age(c['age_seconds'])}, {c['restarts']} restarts")
         if c["kind"] == "DaemonSet":
             pods += " (1 per node)"
         rows.append((c["state"], c["name"], _short_image(c["image"]), pods,
@@ -86,6 +89,10 @@ def status_table(data: dict[str, Any]) -> Any:
                               ["state", "name", "image", "pods", "ports"], rows)]
     if data.get("synclocal"):
         parts.append(data["synclocal"])
+    if data.get("stopped"):
+        parts.append(table("pods Kubernetes stopped", ["component", "pod", "reason", "message"],
+                           [(s["component"], s["pod"], s["reason"], s["message"])
+                            for s in data["stopped"]]))
     if data.get("warnings"):
         parts.append(table("recent warnings", ["time", "object", "reason", "message"],
                            [(w["time"], w["object"], w["reason"], w["message"])
