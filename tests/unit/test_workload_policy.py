@@ -335,3 +335,28 @@ def test_env_status_table_shows_started_serving_and_evicted_pods() -> None:
     assert "pods Kubernetes stopped" in text
     assert "sentinel3-executor-abc" in text and "Evicted" in text
     assert "ephemeral local storage usage exceeds" in text
+
+
+def test_profile_add_keeps_the_workload_settings(tmp_path, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from mmerep.cli.profile import app
+    from mmerep.profiles import get_profile
+
+    file = tmp_path / "profiles.yaml"
+    monkeypatch.setenv("MMEREP_PROFILES", str(file))
+    file.write_text("profiles: {}\n")
+    body = tmp_path / "body.yaml"
+    body.write_text(yaml.safe_dump({"egress": {"endpoints": ENDPOINTS},
+                                    "priority_classes": {"control": "site-high"}}))
+    out = CliRunner().invoke(app, [
+        "add", "hpc", "--namespace", "s3", "--registry", "r.io", "--project", "p",
+        "--uid", "100042", "--gid", "100043", "--scratch", "200Gi", "--from-file", str(body)])
+    assert out.exit_code == 0, out.output
+    saved = get_profile("hpc")
+    assert (saved.uid, saved.gid, saved.scratch) == (100042, 100043, "200Gi")
+    assert saved.egress == {"endpoints": ENDPOINTS}
+    assert saved.priority_classes == {"control": "site-high"}
+    again = yaml.safe_load(file.read_text())["profiles"]["hpc"]
+    assert again["uid"] == 100042 and again["egress"]["endpoints"]["bulk"] == [
+        "10.20.0.0/16:2049"]
