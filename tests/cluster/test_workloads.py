@@ -230,3 +230,31 @@ def test_env_diff_on_an_existing_environment_shows_exactly_these_changes(
     assert [line for line in changed if line.startswith("-")] == ["-      - emptyDir: {}"]
     assert not [line for line in changed if "replicas" in line or "image:" in line]
     assert not [line for line in changed if "imagePullPolicy" in line]  # already the default
+
+
+def test_env_status_tells_started_from_serving(kube: Kube, namespace: str, image: str) -> None:
+    rendered = environments.render_environment(profile_for(namespace), "htcondor-batch", image,
+                                               params={"synclocal": "false"})
+    environments.deploy(kube, rendered, timeout=120)
+    [pod] = running(kube, namespace, "collector")
+    name = pod["metadata"]["name"]
+    containers = [{**c, "ready": False, "started": True}
+                  for c in pod["status"]["containerStatuses"]]
+    # What the kubelet reports while the start-up probe passed but readiness fails.
+    kube.request("PATCH", f"/api/v1/namespaces/{namespace}/pods/{name}/status",
+                 content_type="application/strategic-merge-patch+json", body={"status": {
+                     "conditions": [{"type": "Ready", "status": "False",
+                                     "reason": "ContainersNotReady"},
+                                    {"type": "ContainersReady", "status": "False",
+                                     "reason": "ContainersNotReady"}],
+                     "containerStatuses": containers}})
+
+    def collector() -> dict[str, Any]:
+        status = environments.environment_status(kube, namespace, "sentinel3")
+        comp: dict[str, Any] = next(c for c in status["components"]
+                                    if c["component"] == "collector")
+        return comp
+
+    comp = eventually(lambda: (c := collector())["state"] == "Starting" and c)
+    assert comp, collector()
+    assert (comp["started"], comp["serving"], comp["desired"]) == (1, 0, 1)
