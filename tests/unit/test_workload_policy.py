@@ -360,3 +360,20 @@ def test_profile_add_keeps_the_workload_settings(tmp_path, monkeypatch) -> None:
     again = yaml.safe_load(file.read_text())["profiles"]["hpc"]
     assert again["uid"] == 100042 and again["egress"]["endpoints"]["bulk"] == [
         "10.20.0.0/16:2049"]
+
+
+def test_live_view_says_started_when_pods_run_but_do_not_serve(capsys) -> None:
+    from mmerep.cli.output import LiveWorkloads
+    from mmerep.kube import WorkloadStatus
+
+    with LiveWorkloads("deploying sentinel3") as live:
+        live.update([WorkloadStatus("Deployment", "sentinel3-collector", 1, 0, False,
+                                    started=1),
+                     WorkloadStatus("Deployment", "sentinel3-executor", 2, 0, False,
+                                    started=0),
+                     WorkloadStatus("Deployment", "sentinel3-scheduler", 1, 1, True,
+                                    started=1)])
+    err = capsys.readouterr().err
+    assert "Deployment/sentinel3-collector 0/1 started 1/1" in err
+    assert "Deployment/sentinel3-executor 0/2," in err  # nothing started: just waiting
+    assert "Deployment/sentinel3-scheduler 1/1" in err and "1/1 started" not in err
