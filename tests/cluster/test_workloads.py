@@ -258,3 +258,22 @@ def test_env_status_tells_started_from_serving(kube: Kube, namespace: str, image
     comp = eventually(lambda: (c := collector())["state"] == "Starting" and c)
     assert comp, collector()
     assert (comp["started"], comp["serving"], comp["desired"]) == (1, 0, 1)
+
+
+def test_scratch_on_a_local_ssd_volume_is_admitted(kube: Kube, namespace: str,
+                                                    image: str) -> None:
+    profile = dataclasses.replace(profile_for(namespace), scratch_volume=None,
+                                  storage_classes={"local-ssd": "mmerep-local-ssd"})
+    rendered = environments.render_environment(profile, "htcondor-batch", image,
+                                               params={"scratch": "300Gi"})
+    kube.apply(environments.namespace_object(namespace))
+    assert eventually(lambda: kube.get("v1", "ServiceAccount", "default", namespace))
+    results = kube.apply_all(rendered.objects, dry_run=True)  # the API server's validation
+    environments.check_pods_admitted(kube, rendered)  # and admission of the pods
+    executor = next(r.obj for r in results if r.obj["metadata"]["name"] == "sentinel3-executor"
+                    and r.obj["kind"] == "Deployment")
+    volume = next(v for v in executor["spec"]["template"]["spec"]["volumes"]
+                  if v["name"] == "execute")
+    claim = volume["ephemeral"]["volumeClaimTemplate"]["spec"]
+    assert claim["storageClassName"] == "mmerep-local-ssd"
+    assert claim["resources"]["requests"]["storage"] == "300Gi"
