@@ -267,7 +267,9 @@ def test_scratch_on_a_local_ssd_volume_is_admitted(kube: Kube, namespace: str,
     rendered = environments.render_environment(profile, "htcondor-batch", image,
                                                params={"scratch": "300Gi"})
     kube.apply(environments.namespace_object(namespace))
-    assert eventually(lambda: kube.get("v1", "ServiceAccount", "default", namespace))
+    # The controller manager makes it; right after the cluster starts that can take a while.
+    assert eventually(lambda: kube.get("v1", "ServiceAccount", "default", namespace),
+                      timeout=120)
     results = kube.apply_all(rendered.objects, dry_run=True)  # the API server's validation
     environments.check_pods_admitted(kube, rendered)  # and admission of the pods
     executor = next(r.obj for r in results if r.obj["metadata"]["name"] == "sentinel3-executor"
