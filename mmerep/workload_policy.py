@@ -10,9 +10,14 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-STANDARD_ID = 1000
+from mmerep.grammar.names import DNS_SUBDOMAIN
+from mmerep.templates import STANDARD_UID
+
+if TYPE_CHECKING:  # profiles imports this module for its checks
+    from mmerep.profiles import Profile
+
 DEFAULT_SCRATCH = "20Gi"
 # A site's policy may demand high UIDs; Linux caps IDs below 2^31 in user namespaces.
 MAX_ID = 2**31 - 1
@@ -101,8 +106,6 @@ def _egress(raw: dict[str, Any], fail: Fail) -> dict[str, Any]:
 
 
 def _priority_classes(raw: dict[str, Any], fail: Fail) -> dict[str, str]:
-    import re
-
     value = raw.get("priority_classes")
     if value is None:
         return {}
@@ -114,8 +117,7 @@ def _priority_classes(raw: dict[str, Any], fail: Fail) -> dict[str, str]:
         if role not in PRIORITY_ROLES:
             fail(f"priority_classes: unknown role '{role}'",
                  hint=f"roles: {', '.join(PRIORITY_ROLES)}")
-        if not isinstance(name, str) or not re.fullmatch(
-                r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?", name):
+        if not isinstance(name, str) or not DNS_SUBDOMAIN.fullmatch(name):
             fail(f"priority_classes.{role} '{name}' is not a PriorityClass name",
                  hint="a lowercase DNS name, e.g. high-priority")
         out[role] = name
@@ -149,12 +151,11 @@ def _fail_usage(message: str, hint: str | None = None) -> NoReturn:
     raise UsageError(message, hint)
 
 
-def priority_class_names(profile: Any, env_name: str) -> dict[str, str | None]:
+def priority_class_names(profile: Profile, env_name: str) -> dict[str, str | None]:
     """The class each role runs with: ours (made per environment), the site's, or none."""
-    if getattr(profile, "cluster_objects", None):
+    if profile.cluster_objects:
         return {role: f"mmerep-{profile.namespace}-{env_name}-{role}" for role in PRIORITY_ROLES}
-    named = getattr(profile, "priority_classes", None) or {}
-    return {role: named.get(role) for role in PRIORITY_ROLES}
+    return {role: profile.priority_classes.get(role) for role in PRIORITY_ROLES}
 
 
 def egress_rule(endpoint: dict[str, Any]) -> dict[str, Any]:
@@ -168,14 +169,14 @@ def egress_rule(endpoint: dict[str, Any]) -> dict[str, Any]:
     return rule
 
 
-def policy_context(profile: Any, env_name: str, values: dict[str, Any]) -> dict[str, Any]:
+def policy_context(profile: Profile, env_name: str, values: dict[str, Any]) -> dict[str, Any]:
     """Template context from the profile: identity, scratch, egress rules, priorities."""
-    uid = getattr(profile, "uid", None) or STANDARD_ID
-    gid = getattr(profile, "gid", None) or uid
-    scratch_class = (profile.storage_classes or {}).get("local-ssd")
-    if getattr(profile, "scratch_volume", None) is False:
+    uid = profile.uid or STANDARD_UID
+    gid = profile.gid or uid
+    scratch_class = profile.storage_classes.get("local-ssd")
+    if profile.scratch_volume is False:
         scratch_class = None
-    egress = getattr(profile, "egress", None) or {}
+    egress = profile.egress
     endpoints = [{"name": name, **parse_endpoint(item, name, _fail_usage)}
                  for name, items in sorted((egress.get("endpoints") or {}).items())
                  for item in items]
@@ -185,12 +186,12 @@ def policy_context(profile: Any, env_name: str, values: dict[str, Any]) -> dict[
         api = [{"cidr": None, "ports": list(API_SERVER_PORTS)}]
     return {
         "uid": uid, "gid": gid,
-        "scratch": values.get("scratch") or getattr(profile, "scratch", None) or DEFAULT_SCRATCH,
+        "scratch": values.get("scratch") or profile.scratch or DEFAULT_SCRATCH,
         "scratch_class": scratch_class,
         "egress": {"open": bool(egress.get("open")), "endpoints": endpoints,
                    "endpoint_rules": [egress_rule(e) for e in endpoints],
                    "api_rules": [egress_rule(a) for a in api]},
-        "priority": {"create": bool(getattr(profile, "cluster_objects", None)),
+        "priority": {"create": bool(profile.cluster_objects),
                      **priority_class_names(profile, env_name)},
     }
 
