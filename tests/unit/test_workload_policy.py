@@ -331,7 +331,7 @@ def test_env_status_table_shows_started_serving_and_evicted_pods() -> None:
     console = Console(width=250, record=True)
     console.print(status_table(data))
     text = console.export_text()
-    assert "Starting" in text and "1/3 serving (3 started)" in text
+    assert "Starting" in text and "1/3 (3 started)" in text
     assert "pods Kubernetes stopped" in text
     assert "sentinel3-executor-abc" in text and "Evicted" in text
     assert "ephemeral local storage usage exceeds" in text
