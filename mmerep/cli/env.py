@@ -95,6 +95,10 @@ def status_table(data: dict[str, Any], width: int | None = None) -> Any:
     rows = []
     for c in comps:
         pods = f"{c['ready']}/{c['desired']}"
+        # "ready" counts pods serving (readiness passes); "started" ones run, past their
+        # start-up probe, but their service does not answer yet.
+        if c.get("started", c["ready"]) > c["ready"]:
+            pods += f" ({c['started']} started)"
         if c["kind"] == "DaemonSet":
             pods += ", 1/node"
         row = [c["component"] or c["name"], c["state"], pods, age(c["age_seconds"]),
@@ -111,6 +115,10 @@ def status_table(data: dict[str, Any], width: int | None = None) -> Any:
     parts.append(table(None, columns, rows))
     if data.get("synclocal"):
         parts.append(Text(data["synclocal"], overflow="fold"))
+    if data.get("stopped"):
+        parts.append(table("pods Kubernetes stopped", ["component", "pod", "reason", "message"],
+                           [(s["component"], s["pod"], s["reason"], s["message"])
+                            for s in data["stopped"]]))
     if data.get("warnings"):
         warn_columns = ["time", "object", "reason", "message"] if wide else [
             "object", "reason", "message"]

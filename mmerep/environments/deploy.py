@@ -228,17 +228,36 @@ def with_revision(objects: list[Obj], revision: int) -> list[Obj]:
 
 def check_pods_admitted(kube: Kube, rendered: Rendered) -> None:
     """Dry-run each workload's pod: admission (Pod Security) judges pods, not Deployments,
-    so without this a rejected pod would only show up as a rollout that never ends."""
+    so without this a rejected pod would only show up as a rollout that never ends.
+
+    Admission looks the pod's ServiceAccount up. One the environment brings does not
+    exist before its first deploy; the pod is then checked as the namespace's ``default``
+    one (its security does not depend on which), which the controller manager makes a
+    moment after the namespace: that one is waited for, never assumed.
+    """
+    wanted = {o["spec"]["template"]["spec"].get("serviceAccountName") or "default"
+              for o in rendered.workload_objects()}
+    present = {name for name in wanted
+               if kube.get("v1", "ServiceAccount", name, rendered.namespace) is not None}
+    if wanted - present:
+        kube.wait_exists("v1", "ServiceAccount", "default", rendered.namespace, timeout=60,
+                         hint="kube-controller-manager makes it for every namespace; "
+                         "is it running?")
+    # Like the service account, a PriorityClass made with the rest may not exist yet.
+    made = {o["metadata"]["name"] for o in rendered.objects if o["kind"] == "PriorityClass"}
+
     def check(obj: Obj) -> None:
         template = obj["spec"]["template"]
+        spec = dict(template["spec"])
+        if (spec.get("serviceAccountName") or "default") not in present:
+            spec["serviceAccountName"] = "default"
+        if spec.get("priorityClassName") in made:
+            del spec["priorityClassName"]
         pod = {"apiVersion": "v1", "kind": "Pod",
                "metadata": {"name": f"{obj['metadata']['name']}-admission-check",
                             "namespace": rendered.namespace,
                             "labels": template.get("metadata", {}).get("labels", {})},
-               # The service account may not exist yet (it is applied with the rest);
-               # admission of the pod's security does not depend on it.
-               "spec": {k: v for k, v in template["spec"].items()
-                        if k != "serviceAccountName"}}
+               "spec": spec}
         kube.create(pod, dry_run=True)
 
     kube.map(check, rendered.workload_objects())
