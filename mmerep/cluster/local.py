@@ -144,7 +144,20 @@ def kwokctl_config(binaries: dict[str, Path]) -> list[dict[str, Any]]:
             "cacheDir": str(kwok_workdir() / "cache"),
             "disableQPSLimits": True,
             "enableCRDs": list(KWOK_CRDS),
+            # Ports the OS picks: kwokctl's own choice counts down from 32766, so two
+            # clusters created at once (two test sessions) can take the same port.
+            **{key: _free_port() for key in (
+                "etcdPort", "etcdPeerPort", "kubeApiserverPort", "kubeControllerManagerPort",
+                "kubeSchedulerPort", "kwokControllerPort")},
         },
+        # PodTemplates (which nothing here uses) are served from etcd, not the watch
+        # cache, and etcd's history is compacted every few seconds: so a watch that
+        # resumes from an old resourceVersion gets a real 410 Gone, as on a busy cluster
+        # (tests/cluster/test_real_cluster.py). Every other kind keeps its watch cache.
+        "componentsPatches": [{"name": "kube-apiserver", "extraArgs": [
+            {"key": "etcd-compaction-interval", "value": "5s"},
+            {"key": "watch-cache-sizes", "value": "podtemplates#0"},
+        ]}],
     }]
 
 
