@@ -19,13 +19,16 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from mmerep.cluster import build, versions
 from mmerep.errors import ClusterError, KubeError
 from mmerep.paths import state_dir
+
+if TYPE_CHECKING:
+    from mmerep.kube import Kube
 
 NAME = "mmerep-local"
 CONTEXT = "mmerep-local"
@@ -262,7 +265,7 @@ def _start_registry(binaries: dict[str, Path], state: dict[str, Any]) -> None:
     raise ClusterError(f"the registry did not listen on 127.0.0.1:{port} within 20s")
 
 
-def connect(**kw: Any) -> Any:
+def connect(**kw: Any) -> Kube:
     """A ``Kube`` gateway to the local cluster."""
     from mmerep.kube import Kube
 
