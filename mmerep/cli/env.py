@@ -61,9 +61,11 @@ def _target(profile_name: str, profiles_file: str | None) -> tuple[Profile, Kube
 
 def _short_image(image: str) -> str:
     """Without the registry host and with a short digest, as operators read it."""
+    from mmerep.grammar.oci import split_host
+
     name, _, digest = image.partition("@")
-    host, _, path = name.partition("/")
-    if path and ("." in host or ":" in host or host == "localhost"):
+    host, path = split_host(name)
+    if host:
         name = ".../" + path
     return f"{name}@{digest[:19]}" if digest else name
 
