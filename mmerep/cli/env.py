@@ -130,7 +130,9 @@ def deploy(
     name: str | None = typer.Option(None, "--name", help="Environment name (default: the "
                                     "image name)."),
     sets: list[str] = typer.Option([], "--set", help="Template parameter KEY=VALUE "
-                                   "(repeatable)."),
+                                   "(repeatable), e.g. executor_memory=8G. Sizes: k/M/G/T are "
+                                   "powers of 10 (8G = 8*10^9 bytes), Ki/Mi/Gi/Ti powers of 2 "
+                                   "(8Gi = 8*2^30)."),
     no_resolve: bool = typer.Option(False, "--no-resolve", help="Do not pin the tag to a "
                                     "digest through the registry (offline use)."),
     timeout: float = typer.Option(300, "--timeout", min=1, help="Seconds to wait for "
