@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from mmerep import templates
+from mmerep import sshkeys, templates
 from mmerep.errors import KubeError, KubeTimeout, UsageError
 
 Obj = dict[str, Any]
@@ -222,18 +222,46 @@ def generated_secrets(kube: Any, rendered: Rendered) -> list[Obj]:
     for short, keys in sorted(rendered.secrets.items()):
         name = f"{rendered.env_name}-{short}"
         existing = kube.get("v1", "Secret", name, rendered.namespace) if kube else None
-        data = dict((existing or {}).get("data") or {})
+        data = sshkeys.fill_host_keys(dict((existing or {}).get("data") or {}), keys)
         for key in keys:
             if key not in data:
                 data[key] = base64.b64encode(secrets.token_urlsafe(32).encode()).decode()
+        kept = [k for k in data if k in keys or k.removesuffix(".pub") in keys]
+        labels = templates.standard_labels(rendered.env_name, rendered.template, short)
         out.append({
             "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-            "metadata": {"name": name, "namespace": rendered.namespace,
-                         "labels": templates.standard_labels(rendered.env_name,
-                                                             rendered.template, short)},
-            "data": {k: data[k] for k in keys},
+            "metadata": {"name": name, "namespace": rendered.namespace, "labels": labels},
+            "data": {k: data[k] for k in kept},
         })
-    return out
+        if any(sshkeys.is_host_key(k) for k in keys):
+            out.append(sshkeys.known_hosts_configmap(
+                rendered.env_name, rendered.namespace, data, _ssh_components(rendered),
+                labels))
+    return out + _authorized_keys(kube, rendered)
+
+
+def _ssh_components(rendered: Rendered) -> list[str]:
+    """Components whose Service has a port named ssh."""
+    return sorted({o["metadata"]["labels"].get("app.kubernetes.io/component", "")
+                   for o in rendered.objects if o["kind"] == "Service"
+                   and any(p.get("name") == "ssh" for p in o["spec"].get("ports", []))})
+
+
+def _authorized_keys(kube: Any, rendered: Rendered) -> list[Obj]:
+    """Seeded from the parameter at first deploy; owned by `mme-rep ssh keys` after that."""
+    if "authorized_keys" not in rendered.params:
+        return []
+    name = sshkeys.authorized_keys_name(rendered.env_name)
+    existing = kube.get("v1", "ConfigMap", name, rendered.namespace) if kube else None
+    text = ((existing or {}).get("data") or {}).get("authorized_keys")
+    if text is None:
+        text = rendered.params.get("authorized_keys") or ""
+        keys = [sshkeys.check_public_key(k) for k in sshkeys.parse_authorized_keys(text)]
+    else:
+        keys = sshkeys.parse_authorized_keys(text)
+    return [sshkeys.authorized_keys_configmap(
+        rendered.env_name, rendered.namespace, keys,
+        templates.standard_labels(rendered.env_name, rendered.template, "ssh"))]
 
 
 def _with_revision(objects: list[Obj], revision: int) -> list[Obj]:
@@ -345,8 +373,8 @@ def _prune(kube: Any, rendered: Rendered, revision: int) -> None:
     for obj in _live_parts(kube, rendered.namespace, rendered.env_name):
         labels = obj["metadata"].get("labels", {})
         key = (obj["kind"], obj["metadata"]["name"])
-        if key in keep or labels.get(RECORD_LABEL) or obj["kind"] in ("Secret",
-                                                                      "PersistentVolumeClaim"):
+        if key in keep or labels.get(RECORD_LABEL) or labels.get(sshkeys.KEPT_LABEL) \
+                or obj["kind"] in ("Secret", "PersistentVolumeClaim"):
             continue
         kube.delete(obj["apiVersion"], obj["kind"], obj["metadata"]["name"],
                     obj["metadata"].get("namespace"), propagation="Background")

@@ -661,3 +661,398 @@ def workload_status(obj: Obj, live: Obj | None) -> WorkloadStatus:
         return WorkloadStatus(kind, name, 0, 0, False, exists=False)
     desired, ready, done = READY_CHECKS[kind](live)
     return WorkloadStatus(kind, name, desired, ready, done)
+
+
+# -- port-forward ------------------------------------------------------------------------
+# `mme-rep ssh proxy` runs once per SSH connection, so this path avoids importing the
+# Kubernetes client (a second or more): it reads the kubeconfig itself for the usual
+# credentials (tokens, client certificates), speaks HTTP with the standard library, and
+# opens the API server's WebSocket port-forward (v4.channel.k8s.io) on a raw TLS socket.
+# Credentials it cannot handle alone (exec plugins, auth providers) are loaded through
+# the client, once.
+
+PORT_FORWARD_PROTOCOL = "v4.channel.k8s.io"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """How to reach one API server without the client: address, TLS and auth header."""
+
+    server: str  # https://host:port
+    namespace: str = "default"
+    headers: tuple[tuple[str, str], ...] = ()
+    ssl_context: Any = None  # ssl.SSLContext for https
+    server_hostname: str | None = None
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(self.server)
+        return (parts.hostname or "localhost",
+                parts.port or (443 if parts.scheme == "https" else 80))
+
+    def connect(self, timeout: float = 15.0) -> Any:
+        """A connected socket (TLS when https), or KubeUnreachable."""
+        import socket
+
+        host, port = self.host_port
+        try:
+            sock = socket.create_connection((host, port), timeout=timeout)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.ssl_context is not None:
+                sock = self.ssl_context.wrap_socket(
+                    sock, server_hostname=self.server_hostname or host)
+        except OSError as exc:
+            raise KubeUnreachable(f"cannot reach the API server at {self.server}: {exc}",
+                                  hint="is the cluster up, and the kubeconfig context "
+                                  "right?") from None
+        return sock
+
+    def get(self, path: str, query: dict[str, str] | None = None, what: str = "") -> Any:
+        """GET a JSON document; errors mapped as ``Kube.request`` maps them."""
+        import http.client
+        from urllib.parse import urlencode
+
+        host, port = self.host_port
+        conn: http.client.HTTPConnection
+        if self.ssl_context is not None:
+            conn = http.client.HTTPSConnection(host, port, timeout=15, context=self.ssl_context)
+        else:
+            conn = http.client.HTTPConnection(host, port, timeout=15)
+        url = path + (f"?{urlencode(query)}" if query else "")
+        try:
+            conn.request("GET", url, headers={"Accept": "application/json", **dict(self.headers)})
+            resp = conn.getresponse()
+            data = resp.read()
+        except OSError as exc:
+            raise KubeUnreachable(f"cannot reach the API server at {self.server}: {exc}",
+                                  hint="is the cluster up, and the kubeconfig context "
+                                  "right?") from None
+        finally:
+            conn.close()
+        if not 200 <= resp.status < 300:
+            raise error_for_status(resp.status, data, what or f"GET {path}")
+        return json.loads(data)
+
+
+def _kubeconfig_files(path: str | os.PathLike[str] | None) -> list[Path]:
+    if path:
+        return [Path(path)]
+    env = os.environ.get("KUBECONFIG")
+    if env:
+        return [Path(p) for p in env.split(os.pathsep) if p]
+    return [Path.home() / ".kube" / "config"]
+
+
+def _named(items: Any, name: str | None) -> dict[str, Any] | None:
+    for item in items or []:
+        if item.get("name") == name:
+            return dict(item)
+    return None
+
+
+def endpoint_from_kubeconfig(path: str | os.PathLike[str] | None = None,
+                             context: str | None = None) -> Endpoint:
+    """An ``Endpoint`` from a kubeconfig (``$KUBECONFIG`` rules); the client only for
+    credentials that need it (exec plugins, auth providers)."""
+    import yaml
+
+    docs = []
+    for file in _kubeconfig_files(path):
+        try:
+            loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # C: 10x faster
+            docs.append((file, yaml.load(file.read_text(), Loader=loader) or {}))  # noqa: S506
+        except FileNotFoundError:
+            continue
+        except (OSError, yaml.YAMLError) as exc:
+            raise KubeError(f"cannot read kubeconfig {file}: {exc}") from None
+    if not docs:
+        where = path or os.environ.get("KUBECONFIG") or "~/.kube/config"
+        raise KubeError(f"no kubeconfig at {where}",
+                        hint="check the profile's kubeconfig and context")
+    name = context or next((d.get("current-context") for _, d in docs
+                            if d.get("current-context")), None)
+
+    def find(section: str, key: str | None) -> tuple[Path, dict[str, Any]] | None:
+        for file, doc in docs:
+            found = _named(doc.get(section), key)
+            if found is not None:
+                return file, found.get(section[:-1], {}) or {}
+        return None
+
+    ctx = find("contexts", name)
+    if ctx is None:
+        raise KubeError(f"kubeconfig has no context {name!r}",
+                        hint="check the context name (kubectl config get-contexts)")
+    cluster = find("clusters", ctx[1].get("cluster"))
+    user = find("users", ctx[1].get("user")) or (ctx[0], {})
+    namespace = ctx[1].get("namespace") or "default"
+    if cluster is None:
+        raise KubeError(f"kubeconfig context {name!r} names no known cluster")
+    if {"exec", "auth-provider"} & set(user[1]) or cluster[1].get("proxy-url"):
+        return endpoint_of(Kube.from_kubeconfig(path, context), namespace)
+    return _light_endpoint(cluster, user, namespace)
+
+
+def _light_endpoint(cluster: tuple[Path, dict[str, Any]], user: tuple[Path, dict[str, Any]],
+                    namespace: str) -> Endpoint:
+    import base64
+    import ssl
+    import tempfile
+
+    def file_or_data(where: tuple[Path, dict[str, Any]],
+                     key: str) -> tuple[str | None, bytes | None]:
+        base, section = where
+        if section.get(f"{key}-data"):
+            return None, base64.b64decode(section[f"{key}-data"])
+        if section.get(key):
+            return str((base.parent / section[key]).resolve()), None
+        return None, None
+
+    info = cluster[1]
+    server = str(info.get("server", ""))
+    headers: list[tuple[str, str]] = []
+    context = None
+    if server.startswith("https"):
+        context = ssl.create_default_context()
+        if info.get("insecure-skip-tls-verify"):
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        else:
+            ca_file, ca_data = file_or_data(cluster, "certificate-authority")
+            if ca_file or ca_data:
+                context.load_verify_locations(cafile=ca_file,
+                                              cadata=ca_data.decode() if ca_data else None)
+        cert_file, cert_data = file_or_data(user, "client-certificate")
+        key_file, key_data = file_or_data(user, "client-key")
+        if cert_file or cert_data:
+            # ssl loads a client certificate only from files: private ones, gone at once.
+            with tempfile.TemporaryDirectory(prefix="mmerep-kube-") as tmp:
+                if cert_data:
+                    cert_file = os.path.join(tmp, "cert")
+                    Path(cert_file).write_bytes(cert_data)
+                if key_data:
+                    key_file = os.path.join(tmp, "key")
+                    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT, 0o600)
+                    with os.fdopen(fd, "wb") as fh:
+                        fh.write(key_data)
+                context.load_cert_chain(str(cert_file), key_file)
+    token = user[1].get("token")
+    if not token and user[1].get("tokenFile"):
+        token = Path(user[1]["tokenFile"]).read_text().strip()
+    if token:
+        headers.append(("Authorization", f"Bearer {token}"))
+    elif user[1].get("username"):
+        pair = f"{user[1]['username']}:{user[1].get('password', '')}".encode()
+        headers.append(("Authorization", f"Basic {base64.b64encode(pair).decode()}"))
+    return Endpoint(server.rstrip("/"), namespace, tuple(headers), context,
+                    info.get("tls-server-name"))
+
+
+def endpoint_of(kube: Kube, namespace: str | None = None) -> Endpoint:
+    """The ``Endpoint`` of a client-made connection (its TLS files and credentials)."""
+    import ssl
+
+    conf = kube.api_client.configuration
+    headers = []
+    auth = conf.get_api_key_with_prefix("authorization")
+    if auth:
+        headers.append(("Authorization", auth))
+    context = None
+    if str(conf.host).startswith("https"):
+        context = ssl.create_default_context(cafile=conf.ssl_ca_cert or None)
+        if not conf.verify_ssl:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        if conf.cert_file:
+            context.load_cert_chain(conf.cert_file, conf.key_file)
+    return Endpoint(str(conf.host).rstrip("/"), namespace or kube.namespace, tuple(headers),
+                    context, getattr(conf, "tls_server_name", None))
+
+
+class PortForward:
+    """One pod port through the API server (WebSocket, ``v4.channel.k8s.io``), non-blocking.
+
+    Channel 0 carries the data, channel 1 the server's errors; the first message on each
+    repeats the port. ``send`` frames and queues; ``flush`` writes what the socket takes;
+    ``receive`` returns the data that arrived (b"" when none), None when the stream ended.
+    """
+
+    def __init__(self, sock: Any, port: int, buffered: bytes = b"") -> None:
+        self.sock = sock
+        self.port = port
+        self._in = bytearray(buffered)
+        self._out = bytearray()
+        self._started = [False, False]
+        self._channel = 0  # of the message being continued by continuation frames
+        self._closed = False
+        sock.setblocking(False)
+
+    @classmethod
+    def open(cls, endpoint: Endpoint, namespace: str, pod: str, port: int,
+             timeout: float = 15.0) -> PortForward:
+        import base64
+        import hashlib
+
+        path = (f"/api/v1/namespaces/{quote(namespace)}/pods/{quote(pod)}/portforward"
+                f"?ports={port}")
+        key = base64.b64encode(os.urandom(16)).decode()
+        host, hport = endpoint.host_port
+        request = [f"GET {path} HTTP/1.1", f"Host: {host}:{hport}", "Upgrade: websocket",
+                   "Connection: Upgrade", f"Sec-WebSocket-Key: {key}",
+                   "Sec-WebSocket-Version: 13",
+                   f"Sec-WebSocket-Protocol: {PORT_FORWARD_PROTOCOL}"]
+        request += [f"{k}: {v}" for k, v in endpoint.headers]
+        sock = endpoint.connect(timeout)
+        try:
+            sock.sendall(("\r\n".join(request) + "\r\n\r\n").encode())
+            head = bytearray()
+            while b"\r\n\r\n" not in head:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                head += chunk
+        except OSError as exc:
+            sock.close()
+            raise KubeUnreachable(f"port-forward to {pod}: the API server closed the "
+                                  f"connection: {exc}") from None
+        header, _, rest = bytes(head).partition(b"\r\n\r\n")
+        lines = header.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1]) if len(lines[0].split()) > 1 else 0
+        fields = {k.strip().lower(): v.strip() for k, _, v in
+                  (line.partition(":") for line in lines[1:])}
+        what = f"port-forward to pod {pod} in {namespace}"
+        if status != 101:
+            length = int(fields.get("content-length", "0") or 0)
+            while len(rest) < length:
+                try:
+                    more = sock.recv(65536)
+                except OSError:
+                    break
+                if not more:
+                    break
+                rest += more
+            sock.close()
+            raise error_for_status(status, rest, what)
+        accept = base64.b64encode(hashlib.sha1(  # noqa: S324 (the WebSocket handshake)
+            (key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()).decode()
+        if fields.get("sec-websocket-accept") != accept:
+            sock.close()
+            raise KubeError(f"{what}: the server's WebSocket handshake is wrong")
+        return cls(sock, port, rest)
+
+    def fileno(self) -> int:
+        return int(self.sock.fileno())
+
+    def pending(self) -> bool:
+        """Decrypted bytes wait inside the TLS layer (select cannot see them)."""
+        return bool(getattr(self.sock, "pending", lambda: 0)())
+
+    @property
+    def wants_write(self) -> bool:
+        return bool(self._out)
+
+    def send(self, data: bytes, opcode: int = 2) -> None:
+        payload = (b"\x00" + data) if opcode == 2 else data
+        n = len(payload)
+        if n < 126:
+            head = bytes((0x80 | opcode, 0x80 | n))
+        elif n < 65536:
+            head = bytes((0x80 | opcode, 0x80 | 126)) + n.to_bytes(2, "big")
+        else:
+            head = bytes((0x80 | opcode, 0x80 | 127)) + n.to_bytes(8, "big")
+        mask = os.urandom(4)
+        # Client frames are masked (RFC 6455); a big-int XOR does it at memory speed.
+        masked = (int.from_bytes(payload, "little")
+                  ^ (int.from_bytes(mask * (n // 4 + 1), "little") & ((1 << (8 * n)) - 1))
+                  ).to_bytes(n, "little")
+        self._out += head + mask + masked
+
+    def flush(self) -> None:
+        import ssl
+
+        while self._out:
+            try:
+                sent = self.sock.send(self._out[:1 << 20])
+            except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+                return
+            del self._out[:sent]
+
+    def receive(self, limit: int = 1 << 20) -> bytes | None:
+        """Data that arrived on the data channel; None once the stream has ended."""
+        import ssl
+
+        while len(self._in) < limit:
+            try:
+                chunk = self.sock.recv(1 << 18)
+            except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                break
+            except OSError:
+                chunk = b""
+            if not chunk:
+                self._closed = True
+                break
+            self._in += chunk
+            if not self.pending():
+                break
+        data = self._frames()
+        if data is None or (self._closed and not data):
+            return None
+        return data
+
+    def _frames(self) -> bytes | None:
+        out = bytearray()
+        buf = self._in
+        while len(buf) >= 2:
+            opcode, n, at = buf[0] & 0x0F, buf[1] & 0x7F, 2
+            if n == 126:
+                if len(buf) < 4:
+                    break
+                n, at = int.from_bytes(buf[2:4], "big"), 4
+            elif n == 127:
+                if len(buf) < 10:
+                    break
+                n, at = int.from_bytes(buf[2:10], "big"), 10
+            if len(buf) < at + n:
+                break
+            payload = bytes(buf[at:at + n])
+            del buf[:at + n]
+            if opcode == 8:  # close
+                self._closed = True
+                return bytes(out) or None
+            if opcode == 9:  # ping
+                self.send(payload, opcode=10)
+                continue
+            if opcode not in (0, 2):
+                continue
+            if opcode == 2:
+                if not payload:
+                    continue
+                self._channel, payload = payload[0], payload[1:]
+            channel = self._channel
+            if channel > 1:
+                continue
+            if not self._started[channel]:  # the first message repeats the port
+                self._started[channel] = True
+                payload = payload[2:]
+            if channel == 1:
+                if payload:
+                    raise KubeError(f"port-forward to port {self.port}: "
+                                    f"{payload.decode('utf-8', 'replace').strip()}")
+                continue
+            out += payload
+        return bytes(out)
+
+    def close(self) -> None:
+        try:
+            self.sock.setblocking(True)
+            self.sock.settimeout(1)
+            self.sock.sendall(self._out)
+            self._out.clear()
+            self.send(b"\x03\xe8", opcode=8)  # normal closure
+            self.sock.sendall(self._out)
+        except OSError:
+            pass
+        finally:
+            self.sock.close()
