@@ -190,5 +190,5 @@ def connect(ctx: typer.Context,
     name = host_name(env, component, profile.name, str(domain_of(profile)))
     args = ["ssh", "-o", f"ProxyCommand={proxy_cmd}", "-o", "StrictHostKeyChecking=yes",
             "-o", f"UserKnownHostsFile={host_file}", "-o", f"HostKeyAlias={name}",
-            *ctx.meta.get("ssh_args", []), name]
+            name, *ctx.meta.get("ssh_args", [])]  # ssh reads options after the host too
     os.execvp("ssh", args)  # noqa: S606 (ssh replaces us, as typing it would)
