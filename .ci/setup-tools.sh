@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the pipeline tests (tests/pipeline) and bench/bench_pipeline.py need, when
 # missing: buildah, skopeo, rsync and git from apt; for the SSH tests (tests/cluster/test_ssh.py)
-# OpenSSH's server and client, and, when run as root, the unprivileged user
+# OpenSSH's server and client (and nc for bench/bench_ssh.py), and, when run as root, the unprivileged user
 # `mmerep-ssh` their sshd runs as (sshd runs non-root, as in the pods); gitlab-ci-local 4.65.x from npm into
 # mme-rep's cache (<cache>/npm, where the tests look; <cache> is $MMEREP_CACHE_DIR, else
 # $XDG_CACHE_HOME/mme-rep, else ~/.cache/mme-rep). Idempotent and quiet: prints nothing
@@ -25,6 +25,7 @@ done
 [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
 command -v ssh >/dev/null 2>&1 && command -v ssh-keygen >/dev/null 2>&1 \
   && command -v scp >/dev/null 2>&1 || missing+=(openssh-client)
+command -v nc >/dev/null 2>&1 || missing+=(netcat-openbsd)  # bench ssh: the kubectl recipe
 if [ "${#missing[@]}" -gt 0 ]; then
   sudo=""
   if [ "$(id -u)" -ne 0 ]; then

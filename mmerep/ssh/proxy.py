@@ -176,3 +176,37 @@ def run(host_name: str, port: int, profiles_file: str | None = None,
         if proc is not None:
             proc.terminate()
             proc.wait(5)
+
+
+def main(argv: list[str]) -> int | None:
+    """`python -m mmerep ssh proxy [--profiles FILE] [--debug] HOST [PORT]` without the CLI
+    framework (typer and rich cost more than the rest of the start-up). None: not for us
+    (help, or arguments this short path does not know), so the full CLI takes it."""
+    import sys
+
+    from mmerep.errors import MmerepError
+
+    args, profiles_file, debug = list(argv), None, False
+    while args and args[0].startswith("-"):
+        flag = args.pop(0)
+        if flag == "--profiles" and args:
+            profiles_file = args.pop(0)
+        elif flag == "--debug":
+            debug = True
+        else:
+            return None
+    if len(args) not in (1, 2) or (len(args) == 2 and not args[1].isdigit()):
+        return None
+    if debug:
+        logging.basicConfig(level=logging.DEBUG, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        run(args[0], int(args[1]) if len(args) == 2 else 22, profiles_file)
+    except MmerepError as exc:
+        if debug:
+            raise
+        print(f"error: {exc.message}" + (f" ({exc.hint})" if exc.hint else ""),
+              file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    return 0
