@@ -1003,45 +1003,45 @@ class PortForward:
 
     def _frames(self) -> bytes | None:
         out = bytearray()
-        buf = self._in
-        while len(buf) >= 2:
-            opcode, n, at = buf[0] & 0x0F, buf[1] & 0x7F, 2
-            if n == 126:
-                if len(buf) < 4:
+        buf, pos, end = self._in, 0, len(self._in)
+        try:
+            while end - pos >= 2:
+                opcode, n, at = buf[pos] & 0x0F, buf[pos + 1] & 0x7F, pos + 2
+                if n == 126:
+                    if end - pos < 4:
+                        break
+                    n, at = int.from_bytes(buf[pos + 2:pos + 4], "big"), pos + 4
+                elif n == 127:
+                    if end - pos < 10:
+                        break
+                    n, at = int.from_bytes(buf[pos + 2:pos + 10], "big"), pos + 10
+                if end - at < n:
                     break
-                n, at = int.from_bytes(buf[2:4], "big"), 4
-            elif n == 127:
-                if len(buf) < 10:
-                    break
-                n, at = int.from_bytes(buf[2:10], "big"), 10
-            if len(buf) < at + n:
-                break
-            payload = bytes(buf[at:at + n])
-            del buf[:at + n]
-            if opcode == 8:  # close
-                self._closed = True
-                return bytes(out) or None
-            if opcode == 9:  # ping
-                self.send(payload, opcode=10)
-                continue
-            if opcode not in (0, 2):
-                continue
-            if opcode == 2:
-                if not payload:
+                pos = at + n
+                if opcode == 8:  # close
+                    self._closed = True
+                    return bytes(out) or None
+                if opcode == 9:  # ping
+                    self.send(bytes(buf[at:at + n]), opcode=10)
                     continue
-                self._channel, payload = payload[0], payload[1:]
-            channel = self._channel
-            if channel > 1:
-                continue
-            if not self._started[channel]:  # the first message repeats the port
-                self._started[channel] = True
-                payload = payload[2:]
-            if channel == 1:
-                if payload:
-                    raise KubeError(f"port-forward to port {self.port}: "
-                                    f"{payload.decode('utf-8', 'replace').strip()}")
-                continue
-            out += payload
+                if opcode not in (0, 2) or n == 0:
+                    continue
+                if opcode == 2:
+                    self._channel, at = buf[at], at + 1
+                channel = self._channel
+                if channel > 1:
+                    continue
+                if not self._started[channel]:  # the first message repeats the port
+                    self._started[channel] = True
+                    at += 2
+                if channel == 1:
+                    if pos > at:
+                        message = bytes(buf[at:pos]).decode("utf-8", "replace").strip()
+                        raise KubeError(f"port-forward to port {self.port}: {message}")
+                    continue
+                out += buf[at:pos]
+        finally:
+            del buf[:pos]  # once: deleting per frame would move the rest each time
         return bytes(out)
 
     def close(self) -> None:
