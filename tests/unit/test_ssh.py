@@ -285,3 +285,78 @@ def test_port_forward_frames_channels_and_masking() -> None:
     assert pf.receive() is None
     pf.close()
     theirs.close()
+
+
+# -- the gateway's light kubeconfig reading (no Kubernetes client on the proxy's path) ----
+
+def test_light_kubeconfig_reading_sends_the_token_and_maps_errors(tmp_path: Path) -> None:
+    import http.server
+    import json as jsonlib
+
+    seen: list[str] = []
+
+    class Api(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.headers.get("Authorization", ""))
+            forbidden = "secrets" in self.path
+            body = jsonlib.dumps({"kind": "Status", "message": 'secrets is forbidden: User '
+                                  '"x" cannot list resource "secrets"', "reason": "Forbidden"}
+                                 if forbidden else {"items": []}).encode()
+            self.send_response(403 if forbidden else 200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Api)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    token_file = tmp_path / "token"
+    token_file.write_text("s3cr3t\n")
+    config = tmp_path / "kubeconfig"
+    config.write_text(f"""
+apiVersion: v1
+kind: Config
+current-context: other
+clusters:
+- name: c
+  cluster: {{server: "http://127.0.0.1:{server.server_address[1]}"}}
+users:
+- name: u
+  user: {{tokenFile: {token_file}}}
+contexts:
+- name: other
+  context: {{cluster: nowhere, user: u}}
+- name: dev
+  context: {{cluster: c, user: u, namespace: s3}}
+""")
+    from mmerep.errors import KubeForbidden
+    from mmerep.kube import endpoint_from_kubeconfig
+
+    endpoint = endpoint_from_kubeconfig(config, "dev")
+    assert endpoint.namespace == "s3"
+    assert endpoint.get("/api/v1/namespaces/s3/pods") == {"items": []}
+    assert seen == ["Bearer s3cr3t"]
+    with pytest.raises(KubeForbidden, match='cannot list resource "secrets"'):
+        endpoint.get("/api/v1/namespaces/s3/secrets")
+    with pytest.raises(KubeError, match="names no known cluster"):
+        endpoint_from_kubeconfig(config)
+    with pytest.raises(KubeError, match="no context 'nope'"):
+        endpoint_from_kubeconfig(config, "nope")
+    server.shutdown()
+
+
+def test_the_proxys_short_path_leaves_help_and_unknown_options_to_the_cli() -> None:
+    from mmerep.ssh.proxy import main
+
+    assert main(["--help"]) is None
+    assert main(["a", "b", "c"]) is None
+    out = subprocess.run([__import__("sys").executable, "-m", "mmerep", "ssh", "proxy",
+                          "--profiles", "/nonexistent/profiles.yaml", "x-scheduler.a.b", "22"],
+                         capture_output=True, text=True)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [
+        "error: profiles file /nonexistent/profiles.yaml does not exist (check the path, or "
+        "create it with: mme-rep profile add NAME --namespace NS --registry HOST --project P "
+        "--profiles /nonexistent/profiles.yaml)"]
