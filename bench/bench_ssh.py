@@ -1,7 +1,8 @@
 """SSH into an environment: direct vs `mme-rep ssh proxy` vs the kubectl port-forward recipe.
 
-Against the same real sshd (tests/sshd.py: the environment's own config and keys, run
-unprivileged on 127.0.0.1, reached from the scheduler pod's port-forward through KWOK):
+Against the same real sshd (mmerep/cluster/podsshd.py: the environment's own config
+and keys, run unprivileged on 127.0.0.1; the scheduler pod's port-forward reaches it
+through KWOK):
   direct       ssh -p PORT 127.0.0.1 (no API server; the floor)
   mme-rep      ssh HOST with ProxyCommand `python -m mmerep ssh proxy %h %p`
   kubectl      ProxyCommand: a script that starts `kubectl port-forward pod/X :2222`,
@@ -28,8 +29,7 @@ from typing import Any
 import yaml
 from private_cluster import private_cluster
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.sshd import Sshd
+from mmerep.cluster.podsshd import Sshd
 
 HOST = "sentinel3-scheduler.local.mmerep-local"
 RECIPE = """#!/bin/sh

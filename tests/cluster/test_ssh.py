@@ -2,8 +2,8 @@
 
 The scheduler pod is simulated (KWOK), so its port-forward is routed by KWOK's PortForward
 resource to a real sshd on 127.0.0.1 that runs unprivileged with the environment's own
-sshd_config, host keys and authorized keys (tests/sshd.py). The client is the real `ssh`
-with the config and known_hosts that `mme-rep ssh config --write` produced.
+sshd_config, host keys and authorized keys (mmerep/cluster/podsshd.py). The client is
+the real `ssh` with the config and known_hosts that `mme-rep ssh config --write` produced.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ import yaml
 
 from mmerep import environments
 from mmerep.cluster import local
+from mmerep.cluster.podsshd import Sshd
 from mmerep.kube import Kube
 from mmerep.profiles import validate
-from tests.sshd import Sshd
 
 pytestmark = pytest.mark.cluster
 ENV = "sentinel3"

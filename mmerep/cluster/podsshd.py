@@ -1,9 +1,11 @@
-"""A real OpenSSH sshd for tests and benchmarks, run the way the environment's pod runs it.
+"""A stand-in for a simulated pod's sshd: a real OpenSSH sshd run the way the pod runs it.
 
-It runs as an unprivileged user (the current one, or `mmerep-ssh` when the tests run as
-root; .ci/setup-tools.sh creates it) on 127.0.0.1, with the environment's own sshd_config,
-host keys and authorized keys, read from its ConfigMap and Secret. Only the pod's paths,
-the port and the listen address are rewritten, to point at a private directory.
+KWOK's pods run no containers, so the demo, the SSH tests and the SSH benchmark start
+this sshd on 127.0.0.1 and route the scheduler pod's port-forward to it (KWOK's
+PortForward). It runs as an unprivileged user (the current one, or `mmerep-ssh` as root;
+.ci/setup-tools.sh creates it), with the environment's own sshd_config, host keys and
+authorized keys, read from its ConfigMap and Secret. Only the pod's paths, the port and
+the listen address are rewritten, to point at a private directory.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from mmerep.errors import ClusterError
 
 SSHD = "/usr/sbin/sshd"
 ROOT_USER = "mmerep-ssh"
@@ -37,8 +41,8 @@ def login_user() -> pwd.struct_passwd:
     try:
         return pwd.getpwnam(ROOT_USER)
     except KeyError:
-        raise RuntimeError(f"user {ROOT_USER} is missing: run .ci/setup-tools.sh as root "
-                           "(the SSH tests run sshd unprivileged)") from None
+        raise ClusterError(f"user {ROOT_USER} is missing: run .ci/setup-tools.sh as root "
+                           "(sshd runs unprivileged, as in the pods)") from None
 
 
 class Sshd:
@@ -96,6 +100,9 @@ class Sshd:
         self._write("ssh-keys/authorized_keys", text, 0o444)
 
     def start(self) -> Sshd:
+        if not Path(SSHD).exists():
+            raise ClusterError(f"{SSHD} not found", hint="apt-get install openssh-server "
+                               "(or run .ci/setup-tools.sh)")
         kwargs: dict[str, Any] = {}
         if os.geteuid() == 0:
             kwargs = {"user": self.user.pw_uid, "group": self.user.pw_gid, "extra_groups": []}
@@ -109,8 +116,15 @@ class Sshd:
                 return self
             except OSError:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"sshd did not start: {self.log.read_text()}") from None
+                    raise ClusterError(f"sshd did not start: {self.log.read_text()}") from None
                 time.sleep(0.05)
+
+    def route(self, kube: Any, namespace: str, pod: str, port: int) -> None:
+        """Send the pod's ``port`` (its port-forward) to this sshd, through KWOK."""
+        kube.apply({"apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "PortForward",
+                    "metadata": {"name": pod, "namespace": namespace},
+                    "spec": {"forwards": [{"ports": [port], "target": {
+                        "address": "127.0.0.1", "port": self.port}}]}})
 
     def stop(self) -> None:
         if self.proc is not None:
