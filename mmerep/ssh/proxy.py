@@ -123,7 +123,8 @@ def open_stream(endpoint: Any, target: Target) -> tuple[Any, Any]:
 
 
 def kubectl_binary() -> str:
-    found = shutil.which("kubectl")
+    """$MMEREP_KUBECTL, else kubectl on PATH, else the local cluster's."""
+    found = os.environ.get("MMEREP_KUBECTL") or shutil.which("kubectl")
     if found:
         return found
     from mmerep.cluster import build
