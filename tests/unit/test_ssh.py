@@ -360,3 +360,23 @@ def test_the_proxys_short_path_leaves_help_and_unknown_options_to_the_cli() -> N
         "error: profiles file /nonexistent/profiles.yaml does not exist (check the path, or "
         "create it with: mme-rep profile add NAME --namespace NS --registry HOST --project P "
         "--profiles /nonexistent/profiles.yaml)"]
+
+
+def test_the_proxy_imports_neither_the_kubernetes_client_nor_the_cli_framework(
+        tmp_path: Path) -> None:
+    """It starts once per SSH connection: what it imports is its start-up time."""
+    import sys
+
+    profiles = tmp_path / "profiles.yaml"
+    profiles.write_text("profiles:\n  p:\n    context: c\n    kubeconfig: /nonexistent\n"
+                        "    namespace: n\n    registry: h.example.org\n    project: x\n")
+    out = subprocess.run([sys.executable, "-X", "importtime", "-m", "mmerep", "ssh", "proxy",
+                          "--profiles", str(profiles), "e-scheduler.p.c", "22"],
+                         capture_output=True, text=True)
+    assert "error: no kubeconfig at /nonexistent" in out.stderr
+    imported = {line.split("|")[-1].strip() for line in out.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "mmerep.kube" in imported and "yaml" in imported
+    heavy = {m for m in imported if m.split(".")[0] in ("kubernetes", "typer", "rich", "click",
+                                                         "urllib3", "websocket", "jinja2")}
+    assert not heavy
