@@ -52,8 +52,11 @@ def _options(config: Path, key: Path, *extra: str) -> list[str]:
 
 def _time(cmd: list[str], env: dict[str, str] | None = None) -> float:
     start = time.perf_counter()
-    subprocess.run(cmd, check=True, capture_output=True, env=env, timeout=300)
-    return time.perf_counter() - start
+    out = subprocess.run(cmd, capture_output=True, env=env, timeout=300)
+    took = time.perf_counter() - start
+    if out.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed: {out.stderr.decode().strip()}")
+    return took
 
 
 def _first_byte(cmd: list[str]) -> float:
@@ -111,7 +114,9 @@ def run(rounds: int = 5, megabytes: int = 200) -> list[dict[str, object]]:
             env = {**os.environ, "KUBECTL": str(build.binary_path("kubectl")),
                    "KUBECONFIG_FILE": str(local.kubeconfig_path()), "NS": ns, "POD": pod}
             user = sshd.user.pw_name
-            alias = ["-o", f"HostKeyAlias={HOST}"]
+            known = config.parent / "mme-rep" / "local.known_hosts"
+            alias = ["-o", f"HostKeyAlias={HOST}", "-o", f"UserKnownHostsFile={known}",
+                     "-o", "StrictHostKeyChecking=yes"]
             cases: dict[str, tuple[list[str], str]] = {
                 "direct": (_options(config, key, *alias, "-o", f"Port={sshd.port}"),
                            "127.0.0.1"),
