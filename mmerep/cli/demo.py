@@ -27,7 +27,8 @@ def demo(nodes: int = 4) -> None:
         rendered = environments.render_environment(
             profile, "htcondor-batch", f"sentinel3:{sample.SAMPLE_TAG}",
             params={"executors": executors})
-        with LiveWorkloads(f"deploying {rendered.env_name}") as live:
+        with LiveWorkloads(f"deploying {rendered.env_name}",
+                           prefix=f"{rendered.env_name}-") as live:
             result = environments.deploy(kube, rendered, timeout=180, on_progress=live.update)
         console.print(f"   {result.action}, revision {result.revision}")
     render(environments.environment_status(kube, profile.namespace, "sentinel3"),

@@ -56,5 +56,5 @@ def _running_scheduler(kube: Any, namespace: str, env: str) -> dict[str, Any]:
             if p.get("status", {}).get("phase") == "Running"
             and not p["metadata"].get("deletionTimestamp")]
         if pods or time.monotonic() > deadline:
-            return pods[0]
+            return dict(pods[0])
         time.sleep(0.2)

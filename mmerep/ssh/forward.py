@@ -64,7 +64,7 @@ def web_target(kube: Any, profile: Any, env_name: str) -> tuple[Any, Target, str
 
     from mmerep import environments
     from mmerep.errors import UsageError
-    from mmerep.kube import endpoint_from_kubeconfig
+    from mmerep.kube import endpoint_of
     from mmerep.ssh.hosts import SshHost
     from mmerep.ssh.proxy import find_target
 
@@ -83,6 +83,5 @@ def web_target(kube: Any, profile: Any, env_name: str) -> tuple[Any, Target, str
         secret = kube.get("v1", "Secret", f"{env_name}-{short}", profile.namespace)
         if secret and "token" in keys:
             token = base64.b64decode(secret["data"]["token"]).decode()
-    endpoint = endpoint_from_kubeconfig(profile.kubeconfig, profile.context)
-    target = find_target(endpoint, profile, SshHost(env_name, component, profile.name), port)
-    return endpoint, target, str(rendered.web.get("path", "/")), token
+    target = find_target(kube, profile, SshHost(env_name, component, profile.name), port)
+    return endpoint_of(kube), target, str(rendered.web.get("path", "/")), token

@@ -53,7 +53,7 @@ def why_not_ready(pod: dict[str, Any]) -> str:
         if waiting:
             return f"{cs['name']} {waiting.get('reason', 'waiting')}: " \
                    f"{waiting.get('message', '')}".strip(": ")
-    return status.get("phase", "not ready")
+    return str(status.get("phase", "not ready"))
 
 
 def ssh_port(pod: dict[str, Any], requested: int) -> int:
@@ -65,12 +65,13 @@ def ssh_port(pod: dict[str, Any], requested: int) -> int:
     return requested
 
 
-def find_target(endpoint: Any, profile: Any, host: SshHost, port: int) -> Target:
+def find_target(kube: Any, profile: Any, host: SshHost, port: int) -> Target:
     """The Ready pod behind ``host``; one clear error for each way it can be missing."""
     namespace = profile.namespace
     selector = f"{INSTANCE}={host.env},{COMPONENT}={host.component}"
-    pods = endpoint.get(f"/api/v1/namespaces/{namespace}/pods",
-                        {"labelSelector": selector}, what=f"list pods in {namespace}")["items"]
+    pods = kube.request("GET", f"/api/v1/namespaces/{namespace}/pods",
+                        query={"labelSelector": selector},
+                        what=f"list pods in {namespace}")["items"]
     ready = [p for p in pods if _ready(p)]
     if ready:
         pod = sorted(ready, key=lambda p: p["metadata"]["name"])[0]
@@ -80,8 +81,8 @@ def find_target(endpoint: Any, profile: Any, host: SshHost, port: int) -> Target
         raise KubeError(f"{host.env}-{host.component}: pod {pod['metadata']['name']} is "
                         f"{pod.get('status', {}).get('phase', 'not ready')}: {why_not_ready(pod)}",
                         hint=f"mme-rep env status -F {profile.name} {host.env}")
-    parts = endpoint.get(f"/apis/apps/v1/namespaces/{namespace}/deployments",
-                         {"labelSelector": f"{INSTANCE}={host.env}"},
+    parts = kube.request("GET", f"/apis/apps/v1/namespaces/{namespace}/deployments",
+                         query={"labelSelector": f"{INSTANCE}={host.env}"},
                          what=f"list deployments in {namespace}")["items"]
     if not parts:
         raise KubeNotFound(f"no environment {host.env} in namespace {namespace} "
@@ -93,16 +94,27 @@ def find_target(endpoint: Any, profile: Any, host: SshHost, port: int) -> Target
                        hint=f"mme-rep env status -F {profile.name} {host.env}")
 
 
+def connect(profile: Any) -> Any:
+    """The gateway for ``profile``: its kubeconfig resolved from the cache (the client is
+    imported only when the kubeconfig changed), and few retries (ssh is waiting)."""
+    from mmerep.kube import Kube, RetryPolicy
+
+    return Kube.from_kubeconfig(profile.kubeconfig, profile.context,
+                                namespace=profile.namespace,
+                                retry=RetryPolicy(attempts=3), request_timeout=15)
+
+
 def resolve(host_name: str, port: int, profiles_file: str | None = None) -> tuple[Any, Target]:
     """(endpoint, target) for ``host_name``."""
-    from mmerep.kube import endpoint_from_kubeconfig
+    from mmerep.kube import endpoint_of
     from mmerep.profiles import load_profiles
 
     profiles = load_profiles(profiles_file)
     host = parse_host(host_name, profiles.values())
     profile = profiles[host.profile]
-    endpoint = endpoint_from_kubeconfig(profile.kubeconfig, profile.context)
-    return endpoint, find_target(endpoint, profile, host, port)
+    kube = connect(profile)
+    target = find_target(kube, profile, host, port)
+    return endpoint_of(kube), target
 
 
 def open_stream(endpoint: Any, target: Target) -> tuple[Any, Any]:

@@ -287,64 +287,61 @@ def test_port_forward_frames_channels_and_masking() -> None:
     theirs.close()
 
 
-# -- the gateway's light kubeconfig reading (no Kubernetes client on the proxy's path) ----
+# -- the WebSocket handshake, against a local server --------------------------------------
 
-def test_light_kubeconfig_reading_sends_the_token_and_maps_errors(tmp_path: Path) -> None:
-    import http.server
+def _one_shot_server(answer: Any) -> tuple[str, list[bytes]]:
+    """A server that reads one request and sends ``answer(request)``."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    seen: list[bytes] = []
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(65536)
+            seen.append(data)
+            conn.sendall(answer(data))
+            time.sleep(0.2)
+        listener.close()
+    threading.Thread(target=serve, daemon=True).start()
+    return f"http://127.0.0.1:{listener.getsockname()[1]}", seen
+
+
+def test_port_forward_handshake_sends_credentials_and_maps_refusals() -> None:
+    import hashlib
     import json as jsonlib
 
-    seen: list[str] = []
-
-    class Api(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            seen.append(self.headers.get("Authorization", ""))
-            forbidden = "secrets" in self.path
-            body = jsonlib.dumps({"kind": "Status", "message": 'secrets is forbidden: User '
-                                  '"x" cannot list resource "secrets"', "reason": "Forbidden"}
-                                 if forbidden else {"items": []}).encode()
-            self.send_response(403 if forbidden else 200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *a: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Api)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    token_file = tmp_path / "token"
-    token_file.write_text("s3cr3t\n")
-    config = tmp_path / "kubeconfig"
-    config.write_text(f"""
-apiVersion: v1
-kind: Config
-current-context: other
-clusters:
-- name: c
-  cluster: {{server: "http://127.0.0.1:{server.server_address[1]}"}}
-users:
-- name: u
-  user: {{tokenFile: {token_file}}}
-contexts:
-- name: other
-  context: {{cluster: nowhere, user: u}}
-- name: dev
-  context: {{cluster: c, user: u, namespace: s3}}
-""")
     from mmerep.errors import KubeForbidden
-    from mmerep.kube import endpoint_from_kubeconfig
+    from mmerep.kube import Kube, endpoint_of
 
-    endpoint = endpoint_from_kubeconfig(config, "dev")
-    assert endpoint.namespace == "s3"
-    assert endpoint.get("/api/v1/namespaces/s3/pods") == {"items": []}
-    assert seen == ["Bearer s3cr3t"]
-    with pytest.raises(KubeForbidden, match='cannot list resource "secrets"'):
-        endpoint.get("/api/v1/namespaces/s3/secrets")
-    with pytest.raises(KubeError, match="names no known cluster"):
-        endpoint_from_kubeconfig(config)
-    with pytest.raises(KubeError, match="no context 'nope'"):
-        endpoint_from_kubeconfig(config, "nope")
-    server.shutdown()
+    def accept(request: bytes) -> bytes:
+        key = next(line.split(b": ")[1] for line in request.split(b"\r\n")
+                   if line.lower().startswith(b"sec-websocket-key"))
+        digest = hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest()
+        return (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\nSec-WebSocket-Protocol: v4.channel.k8s.io\r\n"
+                b"Sec-WebSocket-Accept: " + base64.b64encode(digest) + b"\r\n\r\n"
+                + _server_frame(b"\x00" + (2222).to_bytes(2, "little")))
+
+    url, seen = _one_shot_server(accept)
+    endpoint = endpoint_of(Kube.from_url(url, token="s3cr3t"))
+    pf = PortForward.open(endpoint, "s3", "sentinel3-scheduler-abc", 2222)
+    request = seen[0].decode()
+    assert request.startswith("GET /api/v1/namespaces/s3/pods/sentinel3-scheduler-abc/"
+                              "portforward?ports=2222 HTTP/1.1\r\n")
+    assert "Authorization: Bearer s3cr3t\r\n" in request
+    assert "Sec-WebSocket-Protocol: v4.channel.k8s.io\r\n" in request
+    assert pf.receive() == b""  # the port's first message carries no data
+    pf.close()
+
+    status = jsonlib.dumps({"kind": "Status", "reason": "Forbidden", "message": (
+        'pods "p" is forbidden: User "bob" cannot create resource "pods/portforward" in '
+        'API group "" in the namespace "s3"')}).encode()
+    url, _ = _one_shot_server(lambda _: b"HTTP/1.1 403 Forbidden\r\nContent-Length: "
+                              + str(len(status)).encode() + b"\r\n\r\n" + status)
+    with pytest.raises(KubeForbidden, match='cannot create resource "pods/portforward"'):
+        PortForward.open(endpoint_of(Kube.from_url(url)), "s3", "p", 2222)
 
 
 def test_the_proxys_short_path_leaves_help_and_unknown_options_to_the_cli() -> None:
@@ -364,16 +361,43 @@ def test_the_proxys_short_path_leaves_help_and_unknown_options_to_the_cli() -> N
 
 def test_the_proxy_imports_neither_the_kubernetes_client_nor_the_cli_framework(
         tmp_path: Path) -> None:
-    """It starts once per SSH connection: what it imports is its start-up time."""
+    """It starts once per SSH connection: what it imports is its start-up time. (The
+    kubeconfig is resolved with the client once, then comes from the gateway's cache.)"""
+    import http.server
     import sys
 
+    class Api(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b'{"items": []}'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Api)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(f"""apiVersion: v1
+kind: Config
+current-context: c
+clusters: [{{name: c, cluster: {{server: "http://127.0.0.1:{server.server_address[1]}"}}}}]
+users: [{{name: u, user: {{token: t0k3n}}}}]
+contexts: [{{name: c, context: {{cluster: c, user: u}}}}]
+""")
     profiles = tmp_path / "profiles.yaml"
-    profiles.write_text("profiles:\n  p:\n    context: c\n    kubeconfig: /nonexistent\n"
+    profiles.write_text(f"profiles:\n  p:\n    context: c\n    kubeconfig: {kubeconfig}\n"
                         "    namespace: n\n    registry: h.example.org\n    project: x\n")
-    out = subprocess.run([sys.executable, "-X", "importtime", "-m", "mmerep", "ssh", "proxy",
-                          "--profiles", str(profiles), "e-scheduler.p.c", "22"],
-                         capture_output=True, text=True)
-    assert "error: no kubeconfig at /nonexistent" in out.stderr
+    env = {**os.environ, "MMEREP_CACHE_DIR": str(tmp_path / "cache")}
+    cmd = [sys.executable, "-X", "importtime", "-m", "mmerep", "ssh", "proxy",
+           "--profiles", str(profiles), "e-scheduler.p.c", "22"]
+    for _ in range(2):  # the first run resolves the kubeconfig and caches it
+        out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    server.shutdown()
+    assert "error: no environment e in namespace n (profile p)" in out.stderr
+    assert out.returncode == 1
     imported = {line.split("|")[-1].strip() for line in out.stderr.splitlines()
                 if line.startswith("import time:")}
     assert "mmerep.kube" in imported and "yaml" in imported
