@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import secrets
 
-from mmerep import envlock, revisions, templates
+from mmerep import envlock, revisions, sshkeys, templates
 from mmerep.environments.events import latest_warning, with_warnings
 from mmerep.environments.model import (
     PSA_LABELS,
@@ -205,18 +205,51 @@ def generated_secrets(kube: Kube | None, rendered: Rendered, *,
             existing = live.get(("Secret", name))
         else:
             existing = kube.get("v1", "Secret", name, rendered.namespace) if kube else None
-        data = dict((existing or {}).get("data") or {})
+        # SSH host keys (ssh_host_<type>_key) are key pairs made by ssh-keygen.
+        data = sshkeys.fill_host_keys(dict((existing or {}).get("data") or {}), keys)
         for key in keys:
             if key not in data:
                 data[key] = base64.b64encode(secrets.token_urlsafe(32).encode()).decode()
+        kept = [k for k in data if k in keys or k.removesuffix(".pub") in keys]
+        labels = templates.standard_labels(rendered.env_name, rendered.template, short)
         out.append({
             "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-            "metadata": {"name": name, "namespace": rendered.namespace,
-                         "labels": templates.standard_labels(rendered.env_name,
-                                                             rendered.template, short)},
-            "data": {k: data[k] for k in keys},
+            "metadata": {"name": name, "namespace": rendered.namespace, "labels": labels},
+            "data": {k: data[k] for k in kept},
         })
-    return out
+        if any(sshkeys.is_host_key(k) for k in keys):
+            out.append(sshkeys.known_hosts_configmap(
+                rendered.env_name, rendered.namespace, data, _ssh_components(rendered),
+                labels))
+    return out + _authorized_keys(kube, rendered, live)
+
+
+def _ssh_components(rendered: Rendered) -> list[str]:
+    """Components whose Service has a port named ssh."""
+    return sorted({o["metadata"]["labels"].get("app.kubernetes.io/component", "")
+                   for o in rendered.objects if o["kind"] == "Service"
+                   and any(p.get("name") == "ssh" for p in o["spec"].get("ports", []))})
+
+
+def _authorized_keys(kube: Kube | None, rendered: Rendered,
+                     live: dict[tuple[str, str], Obj] | None) -> list[Obj]:
+    """Seeded from the parameter at first deploy; owned by `mme-rep ssh keys` after that."""
+    if "authorized_keys" not in rendered.params:
+        return []
+    name = sshkeys.authorized_keys_name(rendered.env_name)
+    if live is not None:
+        existing = live.get(("ConfigMap", name))
+    else:
+        existing = kube.get("v1", "ConfigMap", name, rendered.namespace) if kube else None
+    text = ((existing or {}).get("data") or {}).get("authorized_keys")
+    if text is None:
+        text = rendered.params.get("authorized_keys") or ""
+        keys = [sshkeys.check_public_key(k) for k in sshkeys.parse_authorized_keys(text)]
+    else:
+        keys = sshkeys.parse_authorized_keys(text)
+    return [sshkeys.authorized_keys_configmap(
+        rendered.env_name, rendered.namespace, keys,
+        templates.standard_labels(rendered.env_name, rendered.template, "ssh"))]
 
 
 def with_revision(objects: list[Obj], revision: int) -> list[Obj]:

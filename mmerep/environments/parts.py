@@ -15,6 +15,7 @@ from mmerep.environments.model import (
 )
 from mmerep.errors import UsageError
 from mmerep.kube import Kube
+from mmerep.sshkeys import KEPT_LABEL
 
 
 def live_parts(kube: Kube, namespace: str, env_name: str,
@@ -45,8 +46,8 @@ def prune(kube: Kube, rendered: Rendered, parts: list[Obj] | None = None) -> Non
     for obj in parts:
         labels = obj["metadata"].get("labels", {})
         key = (obj["kind"], obj["metadata"]["name"])
-        if key in keep or labels.get(RECORD_LABEL) or obj["kind"] in ("Secret",
-                                                                      "PersistentVolumeClaim"):
+        if key in keep or labels.get(RECORD_LABEL) or labels.get(KEPT_LABEL) \
+                or obj["kind"] in ("Secret", "PersistentVolumeClaim"):
             continue
         kube.delete(obj["apiVersion"], obj["kind"], obj["metadata"]["name"],
                     obj["metadata"].get("namespace"), propagation="Background")
