@@ -16,6 +16,7 @@ import bench_cluster
 import bench_env
 import bench_pipeline
 import bench_reads
+import bench_ssh
 import bench_startup
 import bench_synclocal
 
@@ -27,6 +28,7 @@ BENCHMARKS = {
     "pipeline": bench_pipeline.run,
     "synclocal": lambda: bench_synclocal.run(False),
     "synclocal-quick": lambda: bench_synclocal.run(True),
+    "ssh": bench_ssh.run,
 }
 
 

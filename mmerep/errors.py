@@ -93,6 +93,10 @@ class KubeInvalid(KubeError):
     """The API server rejected the object as invalid (schema, admission, PSA)."""
 
 
+class KubeDisruptionRefused(KubeError):
+    """An eviction the API server refused: it would break a PodDisruptionBudget."""
+
+
 class KubeTimeout(KubeError):
     """Waiting for a condition ran out of time."""
 

@@ -31,12 +31,13 @@ GROUPS = {
     "cluster": ("mmerep.cli.cluster", "A local Kubernetes cluster (KWOK-simulated nodes, "
                 "real control plane, local registry)"),
     "synclocal": ("mmerep.cli.synclocal", "Stage input data onto a node's local SSD"),
+    "ssh": ("mmerep.cli.ssh", "Reach an environment's scheduler over SSH through a "
+            "port-forward."),
 }
 # Features not in this version: help lists them apart, and using one exits 2 saying so.
 # A feature's work moves its name from here to GROUPS.
 PLANNED = {
     "scaler": "Scaling an environment's executors, and the autoscaler.",
-    "ssh": "SSH to an environment's scheduler through a port-forward.",
     "provisioner": "The node-local SSD volume provisioner.",
 }
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import secrets
 
-from mmerep import envlock, revisions, templates
+from mmerep import envlock, revisions, sshkeys, templates
 from mmerep.environments.events import latest_warning, with_warnings
 from mmerep.environments.model import (
     PSA_LABELS,
@@ -43,8 +43,7 @@ def deploy(kube: Kube, rendered: Rendered, *, timeout: float = 300.0, rollback: 
     instead of failing with a conflict. ``lock_wait``: seconds to wait while another
     command changes the environment (see ``envlock``).
     """
-    # 1. Where it goes, and what is there already (read once: the dry run compares
-    #    with it, and the prune works from it; a namespace just made holds nothing).
+    # 1. Where it goes, and what is there already.
     created_namespace = ensure_namespace(kube, rendered.namespace)
     # durability: one change per environment at a time; a true record of how it ended
     ns, env = rendered.namespace, rendered.env_name
@@ -62,6 +61,8 @@ def _deploy_locked(kube: Kube, rendered: Rendered, created_namespace: bool, *,
                    timeout: float, rollback: bool, force: bool,
                    on_progress: OnWorkloadStatuses | None,
                    on_plan: OnPlan | None) -> DeployResult:
+    # What is there already, read once: the dry run compares with it, and the prune works
+    # from it; a namespace just made holds nothing.
     parts = [] if created_namespace else live_parts(kube, rendered.namespace,
                                                    rendered.env_name)
     records = sorted((p for p in parts if p["metadata"].get("labels", {}).get(RECORD_LABEL)),
@@ -72,9 +73,11 @@ def _deploy_locked(kube: Kube, rendered: Rendered, created_namespace: bool, *,
 
     # 2. The API server and admission judge everything before anything is written.
     try:
-        dry = kube.apply_all([*generated, *with_revision(rendered.objects, max(current, 1))],
-                             dry_run=True, force=force, live=live)
-        check_pods_admitted(kube, rendered)
+        planned = [*generated, *with_revision(rendered.objects, max(current, 1))]
+        # The two judgements are independent: both at once (the dry run's error first).
+        dry, _ = kube.map(lambda judge: judge(), [
+            lambda: kube.apply_all(planned, dry_run=True, force=force, live=live),
+            lambda: check_pods_admitted(kube, rendered)])
     except KubeError:
         if created_namespace:  # leave nothing behind on bad input
             remove_namespace(kube, rendered.namespace)
@@ -209,18 +212,51 @@ def generated_secrets(kube: Kube | None, rendered: Rendered, *,
             existing = live.get(("Secret", name))
         else:
             existing = kube.get("v1", "Secret", name, rendered.namespace) if kube else None
-        data = dict((existing or {}).get("data") or {})
+        # SSH host keys (ssh_host_<type>_key) are key pairs made by ssh-keygen.
+        data = sshkeys.fill_host_keys(dict((existing or {}).get("data") or {}), keys)
         for key in keys:
             if key not in data:
                 data[key] = base64.b64encode(secrets.token_urlsafe(32).encode()).decode()
+        kept = [k for k in data if k in keys or k.removesuffix(".pub") in keys]
+        labels = templates.standard_labels(rendered.env_name, rendered.template, short)
         out.append({
             "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-            "metadata": {"name": name, "namespace": rendered.namespace,
-                         "labels": templates.standard_labels(rendered.env_name,
-                                                             rendered.template, short)},
-            "data": {k: data[k] for k in keys},
+            "metadata": {"name": name, "namespace": rendered.namespace, "labels": labels},
+            "data": {k: data[k] for k in kept},
         })
-    return out
+        if any(sshkeys.is_host_key(k) for k in keys):
+            out.append(sshkeys.known_hosts_configmap(
+                rendered.env_name, rendered.namespace, data, _ssh_components(rendered),
+                labels))
+    return out + _authorized_keys(kube, rendered, live)
+
+
+def _ssh_components(rendered: Rendered) -> list[str]:
+    """Components whose Service has a port named ssh."""
+    return sorted({o["metadata"]["labels"].get("app.kubernetes.io/component", "")
+                   for o in rendered.objects if o["kind"] == "Service"
+                   and any(p.get("name") == "ssh" for p in o["spec"].get("ports", []))})
+
+
+def _authorized_keys(kube: Kube | None, rendered: Rendered,
+                     live: dict[tuple[str, str], Obj] | None) -> list[Obj]:
+    """Seeded from the parameter at first deploy; owned by `mme-rep ssh keys` after that."""
+    if "authorized_keys" not in rendered.params:
+        return []
+    name = sshkeys.authorized_keys_name(rendered.env_name)
+    if live is not None:
+        existing = live.get(("ConfigMap", name))
+    else:
+        existing = kube.get("v1", "ConfigMap", name, rendered.namespace) if kube else None
+    text = ((existing or {}).get("data") or {}).get("authorized_keys")
+    if text is None:
+        text = rendered.params.get("authorized_keys") or ""
+        keys = [sshkeys.check_public_key(k) for k in sshkeys.parse_authorized_keys(text)]
+    else:
+        keys = sshkeys.parse_authorized_keys(text)
+    return [sshkeys.authorized_keys_configmap(
+        rendered.env_name, rendered.namespace, keys,
+        templates.standard_labels(rendered.env_name, rendered.template, "ssh"))]
 
 
 def with_revision(objects: list[Obj], revision: int) -> list[Obj]:
@@ -249,12 +285,16 @@ def check_pods_admitted(kube: Kube, rendered: Rendered) -> None:
         kube.wait_exists("v1", "ServiceAccount", "default", rendered.namespace, timeout=60,
                          hint="kube-controller-manager makes it for every namespace; "
                          "is it running?")
+    # Like the service account, a PriorityClass made with the rest may not exist yet.
+    made = {o["metadata"]["name"] for o in rendered.objects if o["kind"] == "PriorityClass"}
 
     def check(obj: Obj) -> None:
         template = obj["spec"]["template"]
         spec = dict(template["spec"])
         if (spec.get("serviceAccountName") or "default") not in present:
             spec["serviceAccountName"] = "default"
+        if spec.get("priorityClassName") in made:
+            del spec["priorityClassName"]
         pod = {"apiVersion": "v1", "kind": "Pod",
                "metadata": {"name": f"{obj['metadata']['name']}-admission-check",
                             "namespace": rendered.namespace,

@@ -103,7 +103,8 @@ def test_slot_size_follows_the_pod_not_the_node() -> None:
     text = cfg["ConfigMap/sentinel3-condor"]["data"]["10-executor.conf"]
     assert "NUM_CPUS = 4" in text and "MEMORY = 16384" in text
     executor = cfg["Deployment/sentinel3-executor"]["spec"]["template"]["spec"]["containers"][0]
-    assert executor["resources"]["requests"] == {"cpu": "4", "memory": "16Gi"}
+    assert executor["resources"]["requests"] == {"cpu": "4", "memory": "16Gi",
+                                                 "ephemeral-storage": "20Gi"}
     defaults = by_name(render())["ConfigMap/sentinel3-condor"]["data"]["10-executor.conf"]
     assert "NUM_CPUS = 2" in defaults and "MEMORY = 9536" in defaults  # 10G from the profile
 
@@ -137,7 +138,8 @@ def test_scaler_script_is_mounted_at_configs() -> None:
 def test_generated_secrets_are_not_in_the_rendered_objects() -> None:
     rendered = render()
     assert not [o for o in rendered.objects if o["kind"] == "Secret"]
-    assert rendered.secrets == {"pool": ("password",)}
+    assert rendered.secrets == {"pool": ("password",),
+                                "ssh-hostkeys": ("ssh_host_ed25519_key", "ssh_host_ecdsa_key")}
     made = environments.generated_secrets(None, rendered)
     assert made[0]["metadata"]["name"] == "sentinel3-pool" and made[0]["data"]["password"]
 
