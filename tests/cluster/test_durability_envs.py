@@ -269,3 +269,22 @@ def test_deploys_killed_at_random_points_converge_when_run_again(kube: Kube,
           f"{slowest:.1f}s, "
           f"revisions: {len(records(kube, ns))}, of them interrupted by a kill: "
           f"{[r['data']['status'] for r in records(kube, ns)].count('interrupted')}")
+
+
+def test_dropping_a_part_is_a_change_not_unchanged(kube: Kube, namespace: str) -> None:
+    push("v7")
+    profile = dataclasses.replace(get_profile("local"), namespace=namespace)
+
+    def render(synclocal: str) -> environments.Rendered:
+        return environments.render_environment(profile, "htcondor-batch", f"{ENV}:v7",
+                                               params={"executors": 1, "synclocal": synclocal})
+
+    environments.deploy(kube, render("true"), timeout=120)
+    without = render("false")
+    planned = {(c["action"], c["object"]) for c in environments.diff(kube, without)}
+    assert ("deleted", f"DaemonSet/{ENV}-synclocal") in planned
+    result = environments.deploy(kube, without, timeout=120)
+    assert result.action == "upgraded" and ("deleted", f"DaemonSet/{ENV}-synclocal") in \
+        result.changes
+    assert kube.get("apps/v1", "DaemonSet", f"{ENV}-synclocal", namespace) is None
+    assert environments.deploy(kube, without, timeout=120).action == "unchanged"
