@@ -404,3 +404,30 @@ contexts: [{{name: c, context: {{cluster: c, user: u}}}}]
     heavy = {m for m in imported if m.split(".")[0] in ("kubernetes", "typer", "rich", "click",
                                                          "urllib3", "websocket", "jinja2")}
     assert not heavy
+
+
+def test_an_unreachable_cluster_is_one_line_from_the_proxy(tmp_path: Path) -> None:
+    import sys
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(f"""apiVersion: v1
+kind: Config
+current-context: c
+clusters: [{{name: c, cluster: {{server: "http://127.0.0.1:{port}"}}}}]
+users: [{{name: u, user: {{token: t0k3n}}}}]
+contexts: [{{name: c, context: {{cluster: c, user: u}}}}]
+""")
+    profiles = tmp_path / "profiles.yaml"
+    profiles.write_text(f"profiles:\n  p:\n    context: c\n    kubeconfig: {kubeconfig}\n"
+                        "    namespace: n\n    registry: h.example.org\n    project: x\n")
+    out = subprocess.run([sys.executable, "-m", "mmerep", "ssh", "proxy", "--profiles",
+                          str(profiles), "e-scheduler.p.c", "22"], capture_output=True,
+                         text=True, timeout=60,
+                         env={**os.environ, "MMEREP_CACHE_DIR": str(tmp_path / "cache")})
+    assert out.returncode == 1
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        f"error: cannot reach the API server at http://127.0.0.1:{port}"), out.stderr
