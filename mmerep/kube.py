@@ -126,6 +126,17 @@ _KNOWN = [
 KNOWN_RESOURCES = {(r.api_version, r.kind): r for r in _KNOWN}
 
 
+# Kinds that others are made inside of, and kinds that make pods (see ``apply_all``).
+CONTAINERS = frozenset({"Namespace", "CustomResourceDefinition"})
+POD_MAKERS = frozenset({"DaemonSet", "Pod", "ReplicationController", "ReplicaSet",
+                        "Deployment", "StatefulSet", "Job", "CronJob",
+                        "HorizontalPodAutoscaler"})
+
+
+def apply_phase(kind: str) -> int:
+    return 0 if kind in CONTAINERS else 2 if kind in POD_MAKERS else 1
+
+
 def kind_rank(kind: str) -> int:
     try:
         return APPLY_ORDER.index(kind)
@@ -580,32 +591,31 @@ class Kube:
     def apply_all(self, objs: Iterable[Obj], *, force: bool = False, dry_run: bool = False,
                   compare: bool = True, live: Mapping[tuple[str, str], Obj] | None = None,
                   ) -> list[ApplyResult]:
-        """Apply in dependency order; objects of the same kind go in parallel.
+        """Apply in three phases, each in parallel: what others live in (namespaces,
+        CRDs), then what workloads use (accounts, config, secrets, RBAC, services,
+        priority classes...), then the workloads, so no pod is made before what it needs.
 
         A dry run has no order to respect (nothing is written), so it is parallel throughout.
         """
         ordered = sort_for_apply(objs)
-        groups: list[list[Obj]] = []
+        phases: dict[int, list[Obj]] = {}
         for obj in ordered:
-            if groups and (dry_run or kind_rank(groups[-1][0]["kind"]) == kind_rank(obj["kind"])):
-                groups[-1].append(obj)
-            else:
-                groups.append([obj])
+            phases.setdefault(0 if dry_run else apply_phase(obj.get("kind", "")), []).append(obj)
         results: list[ApplyResult] = []
-        for group in groups:
+        for _, group in sorted(phases.items()):
             results.extend(self.map(
                 lambda o: self.apply(o, force=force, dry_run=dry_run, compare=compare,
-                                     live=live), group))
+                                     live=live), group, workers=16))
         return results
 
-    def map(self, fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
+    def map(self, fn: Callable[[Any], Any], items: list[Any], workers: int = 8) -> list[Any]:
         """``fn`` over ``items`` concurrently (requests wait on the network, not the CPU);
         results in order, and the first error is raised."""
         if len(items) <= 1:
             return [fn(i) for i in items]
         from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(max_workers=min(8, len(items))) as pool:
+        with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
             return list(pool.map(fn, items))
 
     def create(self, obj: Obj, *, dry_run: bool = False) -> Obj:

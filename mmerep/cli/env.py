@@ -64,9 +64,11 @@ def _target(profile_name: str, profiles_file: str | None) -> tuple[Profile, Kube
 
 def _short_image(image: str) -> str:
     """Without the registry host and with a short digest, as operators read it."""
+    from mmerep.grammar.oci import split_host
+
     name, _, digest = image.partition("@")
-    host, _, path = name.partition("/")
-    if path and ("." in host or ":" in host or host == "localhost"):
+    host, path = split_host(name)
+    if host:
         name = ".../" + path
     return f"{name}@{digest[:19]}" if digest else name
 
@@ -139,7 +141,9 @@ def deploy(
     name: str | None = typer.Option(None, "--name", help="Environment name (default: the "
                                     "image name)."),
     sets: list[str] = typer.Option([], "--set", help="Template parameter KEY=VALUE "
-                                   "(repeatable)."),
+                                   "(repeatable), e.g. executor_memory=8G. Sizes: k/M/G/T are "
+                                   "powers of 10 (8G = 8*10^9 bytes), Ki/Mi/Gi/Ti powers of 2 "
+                                   "(8Gi = 8*2^30)."),
     no_resolve: bool = typer.Option(False, "--no-resolve", help="Do not pin the tag to a "
                                     "digest through the registry (offline use)."),
     timeout: float = typer.Option(300, "--timeout", min=1, help="Seconds to wait for "

@@ -71,9 +71,11 @@ def _deploy_locked(kube: Kube, rendered: Rendered, created_namespace: bool, *,
 
     # 2. The API server and admission judge everything before anything is written.
     try:
-        dry = kube.apply_all([*generated, *with_revision(rendered.objects, max(current, 1))],
-                             dry_run=True, force=force, live=live)
-        check_pods_admitted(kube, rendered)
+        planned = [*generated, *with_revision(rendered.objects, max(current, 1))]
+        # The two judgements are independent: both at once (the dry run's error first).
+        dry, _ = kube.map(lambda judge: judge(), [
+            lambda: kube.apply_all(planned, dry_run=True, force=force, live=live),
+            lambda: check_pods_admitted(kube, rendered)])
     except KubeError:
         if created_namespace:  # leave nothing behind on bad input
             remove_namespace(kube, rendered.namespace)

@@ -18,8 +18,10 @@ from mmerep.kube import Kube
 from mmerep.sshkeys import KEPT_LABEL
 
 
-def live_parts(kube: Kube, namespace: str, env_name: str) -> list[Obj]:
-    """Every object of the environment now in the cluster (records included)."""
+def live_parts(kube: Kube, namespace: str, env_name: str,
+               kinds: tuple[tuple[str, str], ...] | None = None) -> list[Obj]:
+    """Every object of the environment now in the cluster (records included), or only
+    those of ``kinds`` (apiVersion, kind)."""
     namespaced = selector(env_name)
     cluster_wide = f"{namespaced},mme-rep/namespace={namespace}"
 
@@ -28,7 +30,8 @@ def live_parts(kube: Kube, namespace: str, env_name: str) -> list[Obj]:
             return kube.list_objects(kind[0], kind[1], label_selector=cluster_wide)
         return kube.list_objects(kind[0], kind[1], namespace, label_selector=namespaced)
 
-    found: list[list[Obj]] = kube.map(parts_of, [*MANAGED_KINDS, *CLUSTER_KINDS])
+    found: list[list[Obj]] = kube.map(parts_of, list(kinds or (*MANAGED_KINDS, *CLUSTER_KINDS)),
+                                      workers=16)
     return [obj for objs in found for obj in objs]
 
 
