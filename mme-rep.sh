@@ -41,7 +41,7 @@ case "${1:-}" in
     shift
     ensure_venv test
     cd "$here"
-    echo "== ruff" && "$venv/bin/ruff" check mmerep tests bench
+    echo "== ruff" && "$venv/bin/ruff" check mmerep provisioner tests bench
     echo "== mypy" && "$venv/bin/mypy"
     echo "== import contracts" && "$venv/bin/lint-imports" --no-cache
     echo "== cluster binaries" && run_mmerep cluster build

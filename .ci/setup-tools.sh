@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the pipeline tests (tests/pipeline) and bench/bench_pipeline.py need, when
-# missing: buildah, skopeo, rsync and git from apt; gitlab-ci-local 4.65.x from npm into
+# missing: buildah, skopeo, rsync, git and xfsprogs from apt; gitlab-ci-local 4.65.x from npm into
 # mme-rep's cache (<cache>/npm, where the tests look; <cache> is $MMEREP_CACHE_DIR, else
 # $XDG_CACHE_HOME/mme-rep, else ~/.cache/mme-rep). Idempotent and quiet: prints nothing
 # when everything is there. Trivy is not installed (not available here): the tests run
@@ -20,6 +20,8 @@ missing=()
 for tool in buildah skopeo rsync git; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
+# The provisioner's tests give each simulated node loop-mounted XFS images as disks.
+command -v mkfs.xfs >/dev/null 2>&1 || [ -x /usr/sbin/mkfs.xfs ] || missing+=(xfsprogs)
 if [ "${#missing[@]}" -gt 0 ]; then
   sudo=""
   if [ "$(id -u)" -ne 0 ]; then
