@@ -398,7 +398,8 @@ class Kube:
         return data
 
     def watch(self, api_version: str, kind: str, namespace: str | None = None, *,
-              label_selector: str | None = None, timeout: float = 60.0) -> Iterator[Obj]:
+              label_selector: str | None = None, timeout: float = 60.0,
+              all_namespaces: bool = False) -> Iterator[Obj]:
         """Every object now (as ADDED events), then changes until ``timeout``.
 
         Lists first and watches from the list's resourceVersion; a 410 Gone (history
@@ -406,9 +407,10 @@ class Kube:
         """
         deadline = time.monotonic() + timeout
         res = self.resource(api_version, kind)
-        ns = None if not res.namespaced else (namespace or self.namespace)
+        ns = None if (not res.namespaced or all_namespaces) else (namespace or self.namespace)
         while True:
-            listing = self.list_raw(api_version, kind, ns, label_selector=label_selector)
+            listing = self.list_raw(api_version, kind, ns, label_selector=label_selector,
+                                    all_namespaces=all_namespaces)
             for item in listing.get("items", []):
                 yield {"type": "ADDED", "object": item}
             version = listing["metadata"]["resourceVersion"]
