@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_cluster
 import bench_env
 import bench_pipeline
+import bench_provisioner
 import bench_startup
 import bench_synclocal
 
@@ -24,6 +25,7 @@ BENCHMARKS = {
     "pipeline": bench_pipeline.run,
     "synclocal": lambda: bench_synclocal.run(False),
     "synclocal-quick": lambda: bench_synclocal.run(True),
+    "provisioner": bench_provisioner.run,
 }
 
 

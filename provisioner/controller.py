@@ -148,28 +148,28 @@ class Controller:
         except Exception:
             log.exception("%s failed", getattr(fn, "__name__", fn))
 
-    def _thread(self, target: Callable[..., None], *args: Any) -> None:
-        t = threading.Thread(target=target, args=args, daemon=True,
+    def _thread(self, target: Callable[..., None], *args: Any, **kwargs: Any) -> None:
+        t = threading.Thread(target=target, args=args, kwargs=kwargs, daemon=True,
                              name=getattr(target, "__name__", "worker"))
         t.start()
         self._threads.append(t)
 
+    def _watch(self, api_version: str, kind: str, handle: Callable[[str, Obj], None],
+               **kwargs: Any) -> None:
+        self._thread(watch_forever, self.kube, api_version, kind, handle, self.stop, **kwargs)
+
     def _start(self) -> None:
         self.kube.apply(o.csi_driver(self.s.name), compare=False)
         selector = f"{o.LABEL_PROVISIONER}={self.s.name}"
-        self._thread(watch_forever, self.kube, "storage.k8s.io/v1", "StorageClass",
-                     self._on_class, self.stop, None, None, False)
-        self._thread(watch_forever, self.kube, "v1", "ConfigMap", self._on_report, self.stop,
-                     self.s.namespace, self.store.report_selector(), False)
-        self._thread(watch_forever, self.kube, "v1", "Node", self._on_node, self.stop,
-                     None, None, False)
-        self._thread(watch_forever, self.kube, "v1", "PersistentVolume", self._on_pv,
-                     self.stop, None, selector, False)
+        self._watch("storage.k8s.io/v1", "StorageClass", self._on_class)
+        self._watch("v1", "ConfigMap", self._on_report, namespace=self.s.namespace,
+                    label_selector=self.store.report_selector())
+        self._watch("v1", "Node", self._on_node)
+        self._watch("v1", "PersistentVolume", self._on_pv, label_selector=selector)
         # Classes, reports, nodes and volumes first: claims are judged against them.
         self._initial_sync()
         self.reconcile()
-        self._thread(watch_forever, self.kube, "v1", "PersistentVolumeClaim", self._on_claim,
-                     self.stop, None, None, True)
+        self._watch("v1", "PersistentVolumeClaim", self._on_claim, all_namespaces=True)
         for _ in range(self.s.workers):
             self._thread(self._worker)
         self._thread(self._publisher)

@@ -37,6 +37,19 @@ def check_common(name: str, namespace: str) -> None:
                          hint="lower-case letters, digits and '-', e.g. mmerep-provisioner")
 
 
+def check_root(root: str) -> None:
+    if not root.startswith("/"):
+        raise UsageError(f"--root '{root}' is not an absolute path",
+                         hint="e.g. --root /mnt/local-ssd")
+
+
+def check_disk_root(root: Path) -> None:
+    if not root.is_dir():
+        raise UsageError(f"disk root {root} is not a directory",
+                         hint="mount each local disk under one directory, e.g. "
+                         "/mnt/local-ssd/disk0, and pass --root /mnt/local-ssd")
+
+
 def _stop_on_signals(stop: threading.Event) -> None:
     def handler(signum: int, _frame: Any) -> None:
         log.info("signal %d: stopping", signum)
@@ -65,10 +78,7 @@ def run_agent(kube: Kube, *, node: str, root: Path, namespace: str, name: str,
               require_mount: bool, resync: float, metrics_port: int | None) -> None:
     from provisioner.agent import Agent, AgentSettings
 
-    if not root.is_dir():
-        raise UsageError(f"disk root {root} is not a directory",
-                         hint="mount each local disk under one directory, e.g. "
-                         "/mnt/local-ssd/disk0, and pass --root /mnt/local-ssd")
+    check_disk_root(root)
     agent = Agent(kube, AgentSettings(node=node, root=root, namespace=namespace, name=name,
                                       require_mount=require_mount, resync=resync))
     if metrics_port:
@@ -84,9 +94,7 @@ def install(kube: Kube, *, namespace: str, name: str, image: str, root: str,
     from provisioner.manifests import install_objects
 
     check_common(name, namespace)
-    if not root.startswith("/"):
-        raise UsageError(f"--root '{root}' is not an absolute path",
-                         hint="e.g. --root /mnt/local-ssd")
+    check_root(root)
     objs = install_objects(namespace, image, name=name, root=root, node_grace=node_grace)
     if not dry_run:
         kube.apply_all(objs, dry_run=True)  # everything is checked before anything changes

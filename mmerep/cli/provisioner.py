@@ -97,6 +97,7 @@ def run_agent(
     from provisioner import service
 
     service.check_common(name, namespace)
+    service.check_disk_root(root)
     _logging(verbose)
     service.run_agent(service.connect(kubeconfig, context, namespace), node=node, root=root,
                       namespace=namespace, name=name, require_mount=not any_dir,
@@ -135,6 +136,7 @@ def install(
     from provisioner import service
 
     service.check_common(name, namespace)
+    service.check_root(root)
     prof, kube = _target(profile, profiles_file, namespace)
     image = image or f"{resolved_registry(prof)}/{prof.project}/provisioner:{__version__}"
     results = service.install(kube, namespace=namespace, name=name, image=image, root=root,

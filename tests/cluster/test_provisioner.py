@@ -57,3 +57,277 @@ def test_one_claim_and_its_pod(bed: Bed) -> None:
     report = bed.store.reports()[node]
     assert int(cap["capacity"]) == report.disks[0].allocatable - 50 * MiB
     assert os.path.ismount(bed.root(node) / "disk0")
+
+
+def test_bad_input_gets_an_event_and_nothing_is_created(bed: Bed) -> None:
+    node = bed.add_node([300 * MiB])
+    bed.wait_nodes_ready()
+    good = bed.storage_class()
+    odd = bed.storage_class("odd", fsType="xfs")
+    bed.start_agent(node)
+    bed.start_controller()
+    bed.wait_reports()
+    bed.claim("huge", "10Gi", good)
+    bed.claim("block", "10Mi", good, volumeMode="Block")
+    bed.claim("shared", "10Mi", good, accessModes=["ReadWriteMany"])
+    bed.claim("params", "10Mi", odd)
+    for claim in ("huge", "block", "shared", "params"):
+        bed.pod(f"job-{claim}", claim)
+    want = {"huge": "largest local disk", "block": "volumeMode Block",
+            "shared": "ReadWriteMany", "params": "unknown parameter(s) fsType"}
+
+    def all_reported() -> dict[str, str] | None:
+        got = {e["involvedObject"]["name"]: e["message"]
+               for e in bed.events("ProvisioningFailed")}
+        return got if set(got) >= set(want) else None
+
+    got = wait_until(all_reported, 30, "an event on each bad claim")
+    for claim, says in want.items():
+        assert says in got[claim], (claim, got[claim])
+    # The controller is still there and serves a good claim; nothing bad was created.
+    bed.claim("fine", "10Mi", good)
+    bed.pod("job-fine", "fine")
+    wait_until(lambda: bound(bed, "fine"), 60, "the good claim to bind")
+    assert [pv["spec"]["claimRef"]["name"] for pv in bed.pvs()] == ["fine"]
+    assert bed.procs["controller"].poll() is None
+
+
+class OverbookWatch:
+    """Checks, every 0.1 s while a test runs, that no disk has more bytes promised than it
+    can give: in the ledgers and in the PersistentVolumes that exist."""
+
+    def __init__(self, bed: Bed) -> None:
+        import threading
+
+        self.bed = bed
+        self.stop = threading.Event()
+        self.problems: list[str] = []
+        self.checks = 0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> OverbookWatch:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(10)
+
+    def check(self) -> None:
+        reports = self.bed.store.reports()
+        allocatable = {(n, d.name): d.allocatable for n, r in reports.items() for d in r.disks}
+        by_disk: dict[tuple[str, str], int] = {}
+        for pv in self.bed.pvs():
+            key = (o.pv_node(pv) or "", pv["metadata"]["annotations"][o.ANN_DISK])
+            by_disk[key] = by_disk.get(key, 0) + int(pv["spec"]["capacity"]["storage"])
+        for node, (ledger, _) in self.bed.store.ledgers().items():
+            for uid, res in ledger.reservations.items():
+                del uid
+                by_disk.setdefault((node, res.disk), 0)
+            for disk in {r.disk for r in ledger.reservations.values()}:
+                reserved = ledger.reserved(disk)
+                if reserved > allocatable.get((node, disk), 0):
+                    self.problems.append(f"ledger {node}/{disk}: {reserved} reserved > "
+                                         f"{allocatable.get((node, disk))}")
+        for key, total in by_disk.items():
+            if total > allocatable.get(key, 0):
+                self.problems.append(f"PVs on {key}: {total} > {allocatable.get(key)}")
+        self.checks += 1
+
+    def _run(self) -> None:
+        while not self.stop.wait(0.1):
+            try:
+                self.check()
+            except Exception as exc:  # a transient API error is no overbooking
+                del exc
+
+
+def largest_free(bed: Bed) -> int:
+    reports = bed.store.reports()
+    ledgers = {n: led for n, (led, _) in bed.store.ledgers().items()}
+    best = 0
+    for node, rep in reports.items():
+        led = ledgers.get(node)
+        for d in rep.disks:
+            reserved = led.reserved(d.name) if led else 0
+            best = max(best, d.allocatable - reserved)
+    return best
+
+
+def test_200_claims_on_10_nodes_never_overbook_and_delete_frees(bed: Bed) -> None:
+    import random
+
+    rng = random.Random(7)
+    nodes = [bed.add_node([300 * MiB] if i % 3 else [300 * MiB, 300 * MiB]) for i in range(10)]
+    bed.wait_nodes_ready()
+    cls = bed.storage_class()
+    for node in nodes:
+        bed.start_agent(node)
+    bed.start_controller()
+    bed.wait_reports()
+    sizes = {f"c{i:03d}": rng.randint(10, 60) * MiB for i in range(200)}
+    with OverbookWatch(bed) as watch:
+        for name, size in sizes.items():
+            bed.claim(name, str(size), cls)
+            bed.pod(f"job-{name}", name)
+
+        def settled() -> bool:
+            claims = bed.claims()
+            pending = [c for c in claims if c.get("status", {}).get("phase") != "Bound"]
+            if not pending:
+                return True
+            free = largest_free(bed)
+            # Settled: whatever still waits could not fit anywhere.
+            return all(sizes[c["metadata"]["name"]] > free for c in pending)
+
+        wait_until(settled, 180, "every claim that fits to be bound", interval=1.0)
+        watch.check()
+    assert watch.problems == [] and watch.checks > 10
+    claims = {c["metadata"]["name"]: c for c in bed.claims()}
+    bound_names = [n for n, c in claims.items() if c["status"].get("phase") == "Bound"]
+    pending = [n for n in claims if n not in bound_names]
+    assert len(bound_names) > 50 and pending, (len(bound_names), len(pending))
+    # Every claim still pending says why: our hand-back on the claim, or the scheduler's
+    # capacity check on its pod.
+    reasons = {e["involvedObject"]["name"] for e in bed.events()
+               if e["reason"] == "Rescheduled" or "storage" in e.get("message", "")}
+    missing = [n for n in pending if n not in reasons and f"job-{n}" not in reasons]
+    assert missing == []
+    # Delete: directories wiped, reservations freed, capacity published again.
+    victims = bound_names[:20]
+    paths = {}
+    for n in victims:
+        pv = bed.kube.get("v1", "PersistentVolume", claims[n]["spec"]["volumeName"])
+        assert pv is not None
+        paths[n] = Path(pv["spec"]["local"]["path"])
+        assert paths[n].is_dir()
+        bed.kube.request("DELETE", f"/api/v1/namespaces/{bed.namespace}/pods/job-{n}",
+                         body={"gracePeriodSeconds": 0})
+        bed.kube.delete("v1", "PersistentVolumeClaim", n, bed.namespace,
+                        propagation="Background")
+    gone_uids = {claims[n]["metadata"]["uid"] for n in victims}
+    wait_until(lambda: not any(p.exists() for p in paths.values()), 60, "wiped directories")
+    wait_until(lambda: not gone_uids & {u for led, _ in bed.store.ledgers().values()
+                                        for u in led.reservations}, 60, "freed reservations")
+    wait_until(lambda: not {f"pvc-{u}" for u in gone_uids} & {
+        pv["metadata"]["name"] for pv in bed.pvs()}, 60, "deleted PVs")
+
+    def published_matches() -> bool:
+        ledgers = {n: led for n, (led, _) in bed.store.ledgers().items()}
+        reports = bed.store.reports()
+        for node in nodes:
+            cap = bed.kube.get("storage.k8s.io/v1", "CSIStorageCapacity",
+                               o.capacity_name(cls, node), bed.namespace)
+            led = ledgers[node].with_disks(reports[node].disks) if node in ledgers else None
+            if cap is None or led is None or int(cap["capacity"]) != led.total_available():
+                return False
+        return True
+
+    wait_until(published_matches, 30, "published capacity to match the ledgers")
+
+
+def consistent(bed: Bed) -> list[str]:
+    """Every PV is its claim's (pvc-<uid>, claim alive), every reservation has its PV."""
+    claims = {c["metadata"]["uid"]: c for c in bed.claims()}
+    problems = []
+    pv_uids = set()
+    for pv in bed.pvs():
+        uid = pv["spec"]["claimRef"]["uid"]
+        pv_uids.add(uid)
+        if pv["metadata"]["name"] != f"pvc-{uid}":
+            problems.append(f"{pv['metadata']['name']} is not named after its claim")
+        if uid not in claims:
+            problems.append(f"{pv['metadata']['name']} is orphaned")
+    reserved = {u for led, _ in bed.store.ledgers().values() for u in led.reservations}
+    if reserved - pv_uids:
+        problems.append(f"leaked reservations: {sorted(reserved - pv_uids)[:5]}")
+    if pv_uids - reserved:
+        problems.append(f"PVs without reservation: {sorted(pv_uids - reserved)[:5]}")
+    return problems
+
+
+def test_sigkill_controller_and_agent_during_a_burst(bed: Bed) -> None:
+    import random
+    import time
+
+    rng = random.Random(3)
+    nodes = [bed.add_node([300 * MiB]) for _ in range(5)]
+    bed.wait_nodes_ready()
+    cls = bed.storage_class()
+    for node in nodes:
+        bed.start_agent(node)
+    bed.start_controller("controller-0")
+    bed.wait_reports()
+    with OverbookWatch(bed) as watch:
+        for i in range(100):
+            bed.claim(f"c{i:03d}", f"{rng.randint(5, 15)}Mi", cls)
+            bed.pod(f"job-{i:03d}", f"c{i:03d}")
+            if i in (20, 45, 70):
+                time.sleep(rng.uniform(0.0, 0.5))
+                bed.kill(next(k for k in bed.procs if k.startswith("controller")))
+                bed.start_controller(f"controller-{i}")
+            if i == 55:
+                bed.kill(f"agent-{nodes[0]}")
+                bed.start_agent(nodes[0])
+
+        def all_bound() -> bool:
+            return all(c.get("status", {}).get("phase") == "Bound" for c in bed.claims())
+
+        wait_until(all_bound, 180, "all 100 claims to be bound", interval=1.0)
+        watch.check()
+    assert watch.problems == []
+    wait_until(lambda: consistent(bed) == [], 30, f"consistency: {consistent(bed)}")
+    assert len(bed.pvs()) == 100
+    # Every volume's directory exists on its node.
+    for pv in bed.pvs():
+        wait_until(lambda p=pv: Path(p["spec"]["local"]["path"]).is_dir(), 20,
+                   f"the directory of {pv['metadata']['name']}")
+
+
+def test_a_deleted_nodes_claims_bind_elsewhere(bed: Bed) -> None:
+    first = bed.add_node([300 * MiB])
+    second = bed.add_node([300 * MiB])
+    bed.wait_nodes_ready()
+    cls = bed.storage_class()
+    bed.start_agent(first)
+    bed.start_controller()
+    bed.wait_reports([first])
+    bed.claim("scratch", "20Mi", cls)
+    bed.kube.create({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "job", "namespace": bed.namespace},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "job"}},
+                 "template": {"metadata": {"labels": {"app": "job"}}, "spec": {
+                     **bed_pod_spec(bed, "scratch")}}}})
+    old = wait_until(lambda: bound(bed, "scratch"), 60, "the claim to bind")
+    pv = bed.kube.get("v1", "PersistentVolume", old["spec"]["volumeName"])
+    assert pv is not None and o.pv_node(pv) == first
+    bed.start_agent(second)
+    bed.wait_reports([first, second])
+    bed.kill(f"agent-{first}")
+    bed.kube.delete("v1", "Node", first, propagation="Background")
+
+    def rebound() -> dict | None:
+        claim = bound(bed, "scratch")
+        return claim if claim and claim["metadata"]["uid"] != old["metadata"]["uid"] else None
+
+    new = wait_until(rebound, 120, "the claim to be re-created and bound on the other node")
+    assert new["metadata"]["annotations"][o.ANN_RECREATED_FROM] == old["metadata"]["uid"]
+    pv = bed.kube.get("v1", "PersistentVolume", new["spec"]["volumeName"])
+    assert pv is not None and o.pv_node(pv) == second
+    assert bed.kube.get("v1", "PersistentVolume", f"pvc-{old['metadata']['uid']}") is None
+    pods = wait_until(lambda: [p for p in bed.kube.list_objects("v1", "Pod", bed.namespace)
+                               if p["spec"].get("nodeName") == second], 60,
+                      "the job's pod on the other node")
+    assert pods
+    assert "is lost (deleted)" in bed.log("controller")
+
+
+def bed_pod_spec(bed: Bed, claim: str) -> dict:
+    from tests.cluster.provisioner_env import TAINT
+
+    return {"tolerations": [{"key": TAINT, "operator": "Exists"}],
+            "nodeSelector": {TAINT: bed.tag},
+            "containers": [{"name": "job", "image": "busybox",
+                            "volumeMounts": [{"name": "s", "mountPath": "/scratch"}]}],
+            "volumes": [{"name": "s", "persistentVolumeClaim": {"claimName": claim}}]}
