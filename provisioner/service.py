@@ -90,7 +90,7 @@ def run_agent(kube: Kube, *, node: str, root: Path, namespace: str, name: str,
 def install(kube: Kube, *, namespace: str, name: str, image: str, root: str,
             node_grace: int, dry_run: bool = False) -> list[tuple[str, str]]:
     """Apply every object (server-side, in dependency order); (object, action) pairs."""
-    from mmerep.kube import describe
+    from mmerep.kube import kind_name_ns as describe
     from provisioner.manifests import install_objects
 
     check_common(name, namespace)
@@ -104,7 +104,7 @@ def install(kube: Kube, *, namespace: str, name: str, image: str, root: str,
 def uninstall(kube: Kube, *, namespace: str, name: str, force: bool) -> list[str]:
     """Remove what install made; refuses while volumes exist, unless ``force``."""
     from mmerep.errors import MmerepError
-    from mmerep.kube import describe
+    from mmerep.kube import kind_name_ns as describe
     from provisioner import objects as o
     from provisioner.manifests import install_objects
 
