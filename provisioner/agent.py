@@ -220,6 +220,10 @@ class Agent:
         self.report()
         self.sweep()
         threading.Thread(target=self._reporter, daemon=True, name="reporter").start()
-        watch_forever(self.kube, "v1", "PersistentVolume", self.on_pv, self.stop,
-                      label_selector=f"{o.LABEL_PROVISIONER}={self.s.name},"
-                                     f"{o.LABEL_NODE}={self.s.node}")
+        # The watch blocks in a read; it runs beside the main thread, which only waits
+        # for the stop signal.
+        threading.Thread(target=watch_forever, daemon=True, name="watch", args=(
+            self.kube, "v1", "PersistentVolume", self.on_pv, self.stop), kwargs={
+            "label_selector": f"{o.LABEL_PROVISIONER}={self.s.name},"
+                              f"{o.LABEL_NODE}={self.s.node}"}).start()
+        self.stop.wait()

@@ -98,6 +98,7 @@ class Controller:
         self._seen: dict[str, float] = {}
         self._warned: set[tuple[str, str]] = set()
         self._capacity_dirty: set[str] = set()
+        self._published: dict[tuple[str, str], tuple[int, int]] = {}
         self._events: list[Obj] = []
         self._lost_done: set[str] = set()
         self._threads: list[threading.Thread] = []
@@ -468,13 +469,17 @@ class Controller:
             self.metrics.reserved.labels(node, d).set(ledger.reserved(d))
         for cls in classes:
             if report is None or not present:
-                self.kube.delete("storage.k8s.io/v1", "CSIStorageCapacity",
-                                 o.capacity_name(cls, node), self.s.namespace,
-                                 propagation="Background")
+                if self._published.pop((cls, node), None) is not None or report is None:
+                    self.kube.delete("storage.k8s.io/v1", "CSIStorageCapacity",
+                                     o.capacity_name(cls, node), self.s.namespace,
+                                     propagation="Background")
                 continue
-            self.kube.apply(o.storage_capacity(cls, node, ledger.total_available(),
-                                               ledger.largest_available(), self.s.namespace,
+            now = (ledger.total_available(), ledger.largest_available())
+            if self._published.get((cls, node)) == now:
+                continue  # agents report every few seconds; the capacity rarely changes
+            self.kube.apply(o.storage_capacity(cls, node, now[0], now[1], self.s.namespace,
                                                self.s.name), force=True, compare=False)
+            self._published[(cls, node)] = now
 
     # -- reconciling with the API ----------------------------------------------------------
 
