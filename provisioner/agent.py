@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,7 @@ class Agent:
         self._quota: dict[str, bool] = {}
         self._volumes: dict[str, Obj] = {}  # our PVs on this node, by name
         self._over: set[str] = set()
+        self._allocatable: dict[str, int] = {}
 
     # -- disks ----------------------------------------------------------------------------
 
@@ -64,10 +65,23 @@ class Agent:
                 log.info("disk %s at %s: %s", path.name, path,
                          "XFS project quotas enforce volume sizes" if self._quota[path.name]
                          else "no project quotas: usage is measured instead")
-            found.append(disks.describe(path, self._quota[path.name]))
+            found.append(self._steady(disks.describe(path, self._quota[path.name])))
         with self._lock:
             self._disks = {d.name: d for d in found}
         return found
+
+    def _steady(self, raw: Disk) -> Disk:
+        """What volumes may take, kept steady: a margin stays free for the file system's
+        own growth (each directory costs metadata blocks), and drifts smaller than half
+        the margin do not change the figure, so reservations made against it stay within
+        it. Foreign files that appear or vanish move it at once."""
+        margin = disks.metadata_margin(raw.size)
+        fresh = max(0, raw.allocatable - margin)
+        before = self._allocatable.get(raw.name)
+        if before is not None and abs(fresh - before) <= margin // 2:
+            fresh = before
+        self._allocatable[raw.name] = fresh
+        return replace(raw, allocatable=fresh)
 
     def report(self) -> Report:
         """Measure and publish: disks, each volume's usage, over-size volumes."""
@@ -213,6 +227,9 @@ class Agent:
                 time.sleep(0.1)  # coalesce a burst of changes into one report
 
     def run(self) -> None:
+        previous = self.store.reports().get(self.s.node)
+        for d in previous.disks if previous else []:  # steady across restarts too
+            self._allocatable[d.name] = d.allocatable
         found = self.scan()
         if not found:
             log.warning("no disks under %s (each disk must be a mount point there)",

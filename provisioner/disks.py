@@ -75,6 +75,12 @@ def describe(disk: Path, quota: bool | None = None) -> Disk:
                 quota_supported(disk) if quota is None else quota)
 
 
+def metadata_margin(size: int) -> int:
+    """Space kept free on each disk for the file system's own metadata: 1%, at least
+    4 MiB, at most 4 GiB."""
+    return min(max(size // 100, 4 << 20), 4 << 30)
+
+
 def quota_supported(mount: Path) -> bool:
     """True when the mount enforces XFS project quotas (prjquota); the kernel here does
     not, so the fallback (measuring usage) is what runs in the tests."""
