@@ -331,3 +331,35 @@ def bed_pod_spec(bed: Bed, claim: str) -> dict:
             "containers": [{"name": "job", "image": "busybox",
                             "volumeMounts": [{"name": "s", "mountPath": "/scratch"}]}],
             "volumes": [{"name": "s", "persistentVolumeClaim": {"claimName": claim}}]}
+
+
+def test_the_scheduler_avoids_a_node_whose_published_capacity_is_too_small(bed: Bed) -> None:
+    full, roomy = bed.add_node([300 * MiB]), bed.add_node([300 * MiB])
+    bed.wait_nodes_ready()
+    cls = bed.storage_class()
+    for node in (full, roomy):
+        bed.start_agent(node)
+    bed.start_controller()
+    bed.wait_reports()
+    # Fill the first node almost completely (pinned there through the pod's selector).
+    left = 20 * MiB
+    size = bed.store.reports()[full].disks[0].allocatable - left
+    bed.claim("filler", str(size), cls)
+    pod = bed_pod_spec(bed, "filler")
+    pod["nodeSelector"]["kubernetes.io/hostname"] = full
+    bed.kube.create({"apiVersion": "v1", "kind": "Pod", "metadata": {
+        "name": "filler", "namespace": bed.namespace}, "spec": pod})
+    wait_until(lambda: bound(bed, "filler"), 60, "the filler claim")
+    wait_until(lambda: int(bed.kube.get("storage.k8s.io/v1", "CSIStorageCapacity",
+                                        o.capacity_name(cls, full), bed.namespace)
+                           ["maximumVolumeSize"]) == left, 20, "the full node's capacity")
+    # Claims bigger than what is left there: the scheduler must send each to the other
+    # node by itself (no hand-back needed), because it reads the published capacity.
+    for i in range(6):
+        bed.claim(f"c{i}", "30Mi", cls)
+        bed.pod(f"job-{i}", f"c{i}")
+    for i in range(6):
+        claim = wait_until(lambda i=i: bound(bed, f"c{i}"), 60, f"claim c{i}")
+        pv = bed.kube.get("v1", "PersistentVolume", claim["spec"]["volumeName"])
+        assert pv is not None and o.pv_node(pv) == roomy
+    assert bed.events("Rescheduled") == []
