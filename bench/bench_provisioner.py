@@ -108,12 +108,17 @@ def _burst(kube: Any, claims: int, cls: str, size: int, timeout: float) -> float
 
 
 def _clear(kube: Any) -> None:
-    kube.delete("v1", "Namespace", NS, propagation="Background")
+    """Pods, claims and PVs gone (collections deleted at once, no grace), namespace kept."""
+    opts = {"kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": 0}
+    kube.request("DELETE", f"/api/v1/namespaces/{NS}/pods", body=opts)
+    kube.request("DELETE", f"/api/v1/namespaces/{NS}/persistentvolumeclaims", body=opts)
     deadline = time.monotonic() + 300
-    while kube.get("v1", "Namespace", NS) is not None and time.monotonic() < deadline:
+    while (kube.list_objects("v1", "Pod", NS) or kube.list_objects(
+            "v1", "PersistentVolumeClaim", NS)) and time.monotonic() < deadline:
         time.sleep(1)
-    for pv in kube.list_objects("v1", "PersistentVolume"):
-        kube.delete("v1", "PersistentVolume", pv["metadata"]["name"], propagation="Background")
+    kube.request("DELETE", "/api/v1/persistentvolumes", body=opts)
+    while kube.list_objects("v1", "PersistentVolume") and time.monotonic() < deadline:
+        time.sleep(1)
 
 
 def run(claims: int = 1000, nodes: int = 20) -> list[dict[str, Any]]:
@@ -165,7 +170,6 @@ def run(claims: int = 1000, nodes: int = 20) -> list[dict[str, Any]]:
             procs.clear()
             _clear(kube)
             # The baseline: the same claims against pre-created static local PVs.
-            kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
             kube.apply({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
                         "metadata": {"name": "bench-static-local"},
                         "provisioner": "kubernetes.io/no-provisioner",

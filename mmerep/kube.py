@@ -35,6 +35,9 @@ from mmerep.errors import (
 log = logging.getLogger(__name__)
 
 FIELD_MANAGER = "mme-rep"
+# Connections kept open per API server: threaded callers (a controller's workers, map())
+# would otherwise open a new TLS connection for each request beyond the client's default 10.
+POOL_SIZE = 32
 DEFAULT_SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
 Obj = dict[str, Any]
@@ -251,6 +254,7 @@ class Kube:
         namespace = (kw.pop("namespace", None)
                      or (chosen or {}).get("context", {}).get("namespace") or "default")
         configuration.retries = False
+        configuration.connection_pool_maxsize = POOL_SIZE
         return cls(client.ApiClient(configuration), namespace=namespace,
                    context=(chosen or {}).get("name"), **kw)
 
@@ -289,6 +293,7 @@ class Kube:
         ns_file = directory / "namespace"
         namespace = ns_file.read_text().strip() if ns_file.exists() else "default"
         configuration.retries = False
+        configuration.connection_pool_maxsize = POOL_SIZE
         return cls(client.ApiClient(configuration), namespace=namespace, **kw)
 
     @property

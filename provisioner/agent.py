@@ -224,7 +224,9 @@ class Agent:
                 except (KubeError, OSError) as exc:
                     log.warning("report failed: %s", exc)
                 next_full = time.monotonic() + self.s.resync
-                time.sleep(0.1)  # coalesce a burst of changes into one report
+                # At most one report a second or so: a burst of volumes is one report
+                # (the controller does not wait for them; status and metrics do).
+                self.stop.wait(min(2.0, self.s.resync))
 
     def run(self) -> None:
         previous = self.store.reports().get(self.s.node)

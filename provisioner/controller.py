@@ -43,7 +43,7 @@ class Settings:
     node_grace: float = 300.0  # NotReady this long counts as lost
     agent_stale: float = 120.0  # an agent report older than this: no new volumes there
     resync: float = 30.0
-    workers: int = 4
+    workers: int = 16
     orphan_age: float = 30.0  # a reservation without PV or pending claim this old is freed
 
 

@@ -59,7 +59,7 @@ def run_controller(
                                      "volumes are released and claims re-created."),
     resync: float = typer.Option(30.0, "--resync", min=1.0,
                                  help="Seconds between full reconciliations."),
-    workers: int = typer.Option(4, "--workers", min=1, max=64,
+    workers: int = typer.Option(16, "--workers", min=1, max=64,
                                 help="Nodes provisioned at once."),
     metrics_port: int | None = MetricsOption,
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),

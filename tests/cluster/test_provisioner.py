@@ -4,7 +4,11 @@ systems (loop-mounted images), so sizes and free space are real."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -363,3 +367,72 @@ def test_the_scheduler_avoids_a_node_whose_published_capacity_is_too_small(bed: 
         pv = bed.kube.get("v1", "PersistentVolume", claim["spec"]["volumeName"])
         assert pv is not None and o.pv_node(pv) == roomy
     assert bed.events("Rescheduled") == []
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "mmerep", "provisioner", *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_install_status_uninstall(bed: Bed) -> None:
+    from provisioner.manifests import CLASS_DELETE, CLASS_RETAIN
+
+    node = bed.add_node([300 * MiB, 300 * MiB])
+    bed.wait_nodes_ready()
+    target = ["--namespace", bed.namespace, "--name", bed.name]
+    out = cli("install", *target, "--image", "registry.example/mme-rep/provisioner:1")
+    assert out.returncode == 0, out.stderr
+    assert "installed:" in out.stdout
+    again = cli("install", *target, "--image", "registry.example/mme-rep/provisioner:1")
+    assert again.returncode == 0 and "0 changed" in again.stdout, again.stdout
+    for cls, policy in ((CLASS_DELETE, "Delete"), (CLASS_RETAIN, "Retain")):
+        sc = bed.kube.get("storage.k8s.io/v1", "StorageClass", cls)
+        assert sc is not None and sc["reclaimPolicy"] == policy and sc["provisioner"] == bed.name
+    drv = bed.kube.get("storage.k8s.io/v1", "CSIDriver", bed.name)
+    assert drv is not None and drv["spec"]["storageCapacity"] is True
+    ds = bed.kube.get("apps/v1", "DaemonSet", "mmerep-local-ssd-agent", bed.namespace)
+    assert ds is not None
+    agent = ds["spec"]["template"]["spec"]["containers"][0]
+    assert agent["securityContext"]["capabilities"] == {
+        "drop": ["ALL"], "add": ["CHOWN", "FOWNER", "DAC_OVERRIDE"]}
+    # The real work runs as local processes against the installed classes.
+    bed.start_agent(node)
+    bed.start_controller()
+    bed.wait_reports()
+    bed.claim("keep", "40Mi", CLASS_RETAIN)
+    bed.pod("job", "keep")
+    wait_until(lambda: bound(bed, "keep"), 60, "the claim to bind")
+
+    def status() -> dict:
+        out = cli("status", *target, "-o", "json")
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout)
+
+    data = wait_until(lambda: (d := status()) and d["leader"] and d["disks"] and
+                      sum(r["reserved"] for r in d["disks"]) == 40 * MiB and d, 30, "status")
+    assert sorted(r["disk"] for r in data["disks"]) == ["disk0", "disk1"]
+    assert {r["node"] for r in data["disks"]} == {node}
+    assert sum(r["volumes"] for r in data["disks"]) == 1
+    assert data["volumes"] == {"Bound": 1}
+    table = cli("status", *target)
+    assert table.returncode == 0 and node in table.stdout and "disk1" in table.stdout
+    refused = cli("uninstall", *target)
+    assert refused.returncode == 1 and "1 local-ssd volume(s) still exist" in refused.stderr
+    assert bed.kube.get("storage.k8s.io/v1", "CSIDriver", bed.name) is not None
+    # Retain: deleting the claim keeps the volume and its data.
+    pv_name = bound(bed, "keep")["spec"]["volumeName"]  # type: ignore[index]
+    bed.kube.request("DELETE", f"/api/v1/namespaces/{bed.namespace}/pods/job",
+                     body={"gracePeriodSeconds": 0})
+    bed.kube.delete("v1", "PersistentVolumeClaim", "keep", bed.namespace)
+    wait_until(lambda: (pv := bed.kube.get("v1", "PersistentVolume", pv_name))
+               and pv["status"].get("phase") == "Released", 60, "the PV to be Released")
+    time.sleep(2)
+    pv = bed.kube.get("v1", "PersistentVolume", pv_name)
+    assert pv is not None and Path(pv["spec"]["local"]["path"]).is_dir()
+    bed.kube.delete("v1", "PersistentVolume", pv_name)  # the admin gives the data up
+    wait_until(lambda: not Path(pv["spec"]["local"]["path"]).exists(), 30, "the wipe")
+    done = cli("uninstall", *target)
+    assert done.returncode == 0, done.stderr
+    assert bed.kube.get("storage.k8s.io/v1", "StorageClass", CLASS_DELETE) is None
+    assert bed.kube.get("apps/v1", "Deployment", "mmerep-local-ssd-controller",
+                        bed.namespace) is None
