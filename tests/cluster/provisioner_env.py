@@ -173,6 +173,10 @@ class Bed:
         return self.kube.create(body)  # type: ignore[no-any-return]
 
     def pod(self, name: str, claim: str) -> dict[str, Any]:
+        # A new namespace gets its default service account a moment later (longer on a
+        # loaded machine); admission refuses pods until then.
+        wait_until(lambda: self.kube.get("v1", "ServiceAccount", "default", self.namespace),
+                   60, "the namespace's default service account")
         return self.kube.create({  # type: ignore[no-any-return]
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": name, "namespace": self.namespace},

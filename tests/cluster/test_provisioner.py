@@ -371,7 +371,8 @@ def test_the_scheduler_avoids_a_node_whose_published_capacity_is_too_small(bed: 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "mmerep", "provisioner", *args],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "COLUMNS": "200"})
 
 
 def test_install_status_uninstall(bed: Bed) -> None:
