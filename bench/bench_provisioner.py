@@ -190,9 +190,6 @@ def run(claims: int = 1000, nodes: int = 20) -> list[dict[str, Any]]:
                                              "operator": "In", "values": [node]}]}]}}}})
             kube.map(kube.create, pvs)
             static = _burst(kube, claims, "bench-static-local", size, 600)
-            _clear(kube)
-            kube.delete("storage.k8s.io/v1", "StorageClass", "bench-static-local")
-            kube.delete("storage.k8s.io/v1", "StorageClass", "bench-local-ssd")
         finally:
             for p in procs:
                 p.kill()
