@@ -10,11 +10,14 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # testkit
 
 import bench_cluster
 import bench_env
 import bench_pipeline
 import bench_provisioner
+import bench_reads
+import bench_ssh
 import bench_startup
 import bench_synclocal
 
@@ -22,10 +25,12 @@ BENCHMARKS = {
     "startup": bench_startup.run,
     "cluster": bench_cluster.run,
     "env": bench_env.run,
+    "reads": bench_reads.run,
     "pipeline": bench_pipeline.run,
     "synclocal": lambda: bench_synclocal.run(False),
     "synclocal-quick": lambda: bench_synclocal.run(True),
     "provisioner": bench_provisioner.run,
+    "ssh": bench_ssh.run,
 }
 
 

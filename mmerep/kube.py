@@ -14,15 +14,16 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from mmerep.errors import (
     KubeAdmissionDenied,
     KubeConflict,
+    KubeDisruptionRefused,
     KubeError,
     KubeForbidden,
     KubeInvalid,
@@ -30,14 +31,23 @@ from mmerep.errors import (
     KubeTimeout,
     KubeUnauthenticated,
     KubeUnreachable,
+    MmerepError,
+)
+from mmerep.kubehttp import (
+    Connection,
+    Transport,
+    cache_key,
+    forget_cached,
+    kubeconfig_files,
+    load_cached,
+    save_cached,
 )
 
 log = logging.getLogger(__name__)
 
 FIELD_MANAGER = "mme-rep"
-# Connections kept open per API server: threaded callers (a controller's workers, map())
-# would otherwise open a new TLS connection for each request beyond the client's default 10.
-POOL_SIZE = 32
+# How often a wait reports progress when nothing changes (a stuck rollout's warnings).
+HEARTBEAT = 2.0
 DEFAULT_SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
 Obj = dict[str, Any]
@@ -45,7 +55,7 @@ Obj = dict[str, Any]
 # Dependencies first: what a workload mounts or runs as must exist before it.
 APPLY_ORDER = (
     "Namespace", "NetworkPolicy", "ResourceQuota", "LimitRange", "PodSecurityPolicy",
-    "PodDisruptionBudget", "ServiceAccount", "Secret", "ConfigMap", "StorageClass",
+    "PodDisruptionBudget", "PriorityClass", "ServiceAccount", "Secret", "ConfigMap", "StorageClass",
     "PersistentVolume", "PersistentVolumeClaim", "CustomResourceDefinition", "ClusterRole",
     "ClusterRoleBinding", "Role", "RoleBinding", "Service", "DaemonSet", "Pod",
     "ReplicationController", "ReplicaSet", "Deployment", "HorizontalPodAutoscaler",
@@ -99,6 +109,7 @@ _KNOWN = [
     Resource("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies", True),
     Resource("networking.k8s.io/v1", "Ingress", "ingresses", True),
     Resource("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets", True),
+    Resource("scheduling.k8s.io/v1", "PriorityClass", "priorityclasses", False),
     Resource("rbac.authorization.k8s.io/v1", "Role", "roles", True),
     Resource("rbac.authorization.k8s.io/v1", "RoleBinding", "rolebindings", True),
     Resource("rbac.authorization.k8s.io/v1", "ClusterRole", "clusterroles", False),
@@ -113,6 +124,17 @@ _KNOWN = [
              "selfsubjectaccessreviews", False),
 ]
 KNOWN_RESOURCES = {(r.api_version, r.kind): r for r in _KNOWN}
+
+
+# Kinds that others are made inside of, and kinds that make pods (see ``apply_all``).
+CONTAINERS = frozenset({"Namespace", "CustomResourceDefinition"})
+POD_MAKERS = frozenset({"DaemonSet", "Pod", "ReplicationController", "ReplicaSet",
+                        "Deployment", "StatefulSet", "Job", "CronJob",
+                        "HorizontalPodAutoscaler"})
+
+
+def apply_phase(kind: str) -> int:
+    return 0 if kind in CONTAINERS else 2 if kind in POD_MAKERS else 1
 
 
 def kind_rank(kind: str) -> int:
@@ -218,119 +240,152 @@ def error_for_status(status: int, body: Any, what: str) -> KubeError:
 class Kube:
     """A connection to one API server, with retries and error mapping."""
 
-    def __init__(self, api_client: Any, *, namespace: str = "default",
-                 retry: RetryPolicy | None = None, context: str | None = None,
-                 request_timeout: float = 30.0) -> None:
-        self.api_client = api_client
-        self.namespace = namespace
+    def __init__(self, connection: Connection, *, namespace: str | None = None,
+                 retry: RetryPolicy | None = None, request_timeout: float = 30.0,
+                 cache_key: str | None = None, reload: Callable[[], Connection] | None = None,
+                 ) -> None:
+        self.connection = connection
+        self.transport = Transport(connection)
+        self.namespace = namespace or connection.namespace
+        self.context = connection.context
         self.retry = retry or RetryPolicy()
-        self.context = context
         self.request_timeout = request_timeout
         self.requests_sent = 0
         self._count_lock = threading.Lock()
         self._discovered: dict[tuple[str, str], Resource] = {}
+        self._cache_key = cache_key  # set when the connection came from the cache
+        self._reload = reload
+        self._api_client: Any = None
 
     # -- construction ------------------------------------------------------------------
 
     @classmethod
     def from_kubeconfig(cls, path: str | os.PathLike[str] | None = None,
                         context: str | None = None, **kw: Any) -> Kube:
-        from kubernetes import client, config
-        from kubernetes.config.config_exception import ConfigException
+        """The kubeconfig's context, resolved by the official client once and then cached
+        (until the kubeconfig changes or its token expires), so later commands skip the
+        client's import."""
+        files = kubeconfig_files(path)
+        key = cache_key(files, context)
+        cached = load_cached(key) if key else None
 
-        configuration = client.Configuration()
-        try:
-            config.load_kube_config(config_file=str(path) if path else None, context=context,
-                                    client_configuration=configuration)
-            contexts, active = config.list_kube_config_contexts(
-                config_file=str(path) if path else None)
-        except (ConfigException, FileNotFoundError, OSError) as exc:
-            where = path or os.environ.get("KUBECONFIG") or "~/.kube/config"
-            raise KubeError(f"cannot load kubeconfig {where}"
-                            f"{f' context {context!r}' if context else ''}: {exc}",
-                            hint="check the file and the context name (kubectl config "
-                            "get-contexts)") from exc
-        chosen = next((c for c in contexts if c["name"] == context), active) if context else active
-        namespace = (kw.pop("namespace", None)
-                     or (chosen or {}).get("context", {}).get("namespace") or "default")
-        configuration.retries = False
-        configuration.connection_pool_maxsize = POOL_SIZE
-        return cls(client.ApiClient(configuration), namespace=namespace,
-                   context=(chosen or {}).get("name"), **kw)
+        def resolve() -> Connection:
+            conn, keep, cacheable = _resolve_kubeconfig(path, context)
+            if key and cacheable:
+                conn = save_cached(key, conn, keep)
+            return conn
+
+        if cached is not None:
+            return cls(cached, cache_key=key, reload=resolve, **kw)
+        return cls(resolve(), **kw)
 
     @classmethod
     def from_url(cls, url: str, *, token: str | None = None, ca_file: str | None = None,
                  insecure: bool = False, **kw: Any) -> Kube:
         """A server by address, e.g. for a service-account token or a test server."""
-        from kubernetes import client
-
-        configuration = client.Configuration()
-        configuration.host = url
-        configuration.retries = False
-        if token:
-            configuration.api_key = {"authorization": f"Bearer {token}"}
-        if ca_file:
-            configuration.ssl_ca_cert = ca_file
-        configuration.verify_ssl = not insecure
-        return cls(client.ApiClient(configuration), **kw)
+        return cls(Connection(host=url, ca_file=ca_file, token=f"Bearer {token}" if token
+                              else None, verify=not insecure), **kw)
 
     @classmethod
     def in_cluster(cls, sa_dir: str | os.PathLike[str] | None = None, **kw: Any) -> Kube:
-        """The pod's own service account; ``sa_dir`` (or $MMEREP_SA_DIR) overrides its files."""
-        from kubernetes import client
-        from kubernetes.config.config_exception import ConfigException
-        from kubernetes.config.incluster_config import InClusterConfigLoader
+        """The pod's own service account; ``sa_dir`` (or $MMEREP_SA_DIR) overrides its files.
 
+        Read as the client's in-cluster loader reads it: the service's address from the
+        environment, the CA and the token from the mounted files (the token is read again
+        for every new connection, since the kubelet rotates it).
+        """
         directory = Path(sa_dir or os.environ.get("MMEREP_SA_DIR") or DEFAULT_SA_DIR)
-        configuration = client.Configuration()
-        try:
-            InClusterConfigLoader(token_filename=str(directory / "token"),
-                                  cert_filename=str(directory / "ca.crt")).load_and_set(
-                client_configuration=configuration)
-        except ConfigException as exc:
-            raise KubeError(f"not running in a pod with a service account ({directory}): {exc}",
-                            hint="run inside the cluster, or use a kubeconfig") from exc
+        host = os.environ.get("KUBERNETES_SERVICE_HOST")
+        port = os.environ.get("KUBERNETES_SERVICE_PORT")
+        token, ca = directory / "token", directory / "ca.crt"
+        missing = [what for what, ok in (
+            ("KUBERNETES_SERVICE_HOST/PORT", host and port), (str(token), token.is_file()),
+            (str(ca), ca.is_file())) if not ok]
+        if missing:
+            raise KubeError(f"not running in a pod with a service account: no "
+                            f"{', '.join(missing)}",
+                            hint="run inside the cluster, or use a kubeconfig")
+        if not token.read_text().strip():
+            raise KubeError(f"the service-account token {token} is empty",
+                            hint="check the pod's automountServiceAccountToken")
         ns_file = directory / "namespace"
         namespace = ns_file.read_text().strip() if ns_file.exists() else "default"
-        configuration.retries = False
-        configuration.connection_pool_maxsize = POOL_SIZE
-        return cls(client.ApiClient(configuration), namespace=namespace, **kw)
+        if ":" in str(host):  # an IPv6 address
+            host = f"[{host}]"
+        return cls(Connection(host=f"https://{host}:{port}", ca_file=str(ca),
+                              token_file=str(token), namespace=namespace), **kw)
 
     @property
     def host(self) -> str:
-        return str(self.api_client.configuration.host)
+        return self.connection.host
+
+    @property
+    def api_client(self) -> Any:
+        """The official client's ApiClient for this connection, for what only it does
+        (streaming subresources); built on first use, so other commands never import it."""
+        if self._api_client is None:
+            from kubernetes import client
+
+            c = self.connection
+            configuration = client.Configuration()
+            configuration.host = c.host
+            configuration.ssl_ca_cert = c.ca_file
+            configuration.cert_file = c.cert_file
+            configuration.key_file = c.key_file
+            configuration.verify_ssl = c.verify
+            configuration.tls_server_name = c.tls_server_name
+            auth = c.authorization()
+            if auth:
+                configuration.api_key = {"BearerToken": auth}
+            configuration.retries = False
+            self._api_client = client.ApiClient(configuration)
+        return self._api_client
+
+    def _reresolve(self) -> bool:
+        """After a 401 or a TLS failure with a cached connection: resolve the kubeconfig
+        again (a certificate or token may have been renewed) and use that."""
+        if self._reload is None or self._cache_key is None:
+            return False
+        forget_cached(self._cache_key)
+        self._cache_key = None
+        self.connection = self._reload()
+        self.transport = Transport(self.connection)
+        self._api_client = None
+        return True
 
     # -- the one request path ----------------------------------------------------------
 
     def request(self, method: str, path: str, *, body: Any = None,
                 query: dict[str, Any] | None = None, content_type: str | None = None,
                 what: str | None = None, timeout: float | None = None,
-                stream: bool = False) -> Any:
+                stream: bool = False, retry_busy: bool = True) -> Any:
         """Send one request, retrying transient failures; JSON body in, parsed JSON out.
 
-        With ``stream`` the open urllib3 response is returned (for watches); the caller
-        releases it.
+        With ``stream`` the open response is returned (for watches): iterate it for
+        lines, and ``release_conn()`` it when done. Without ``retry_busy`` a 429 is an
+        answer, not a reason to retry (the Eviction API says "this would break a
+        disruption budget" with it).
         """
-        from kubernetes.client.exceptions import ApiException
-        from urllib3.exceptions import HTTPError as Urllib3Error
+        import http.client
+        import ssl
 
         what = what or f"{method} {path}"
-        headers = {"Accept": "application/json"}
-        if body is not None:
-            headers["Content-Type"] = content_type or "application/json"
+        headers = {"Content-Type": content_type} if content_type and body is not None else {}
         params = [(k, v) for k, v in (query or {}).items() if v is not None]
-        _, url, headers, _, _ = self.api_client.param_serialize(
-            method, path, query_params=params, header_params=headers,
-            auth_settings=["BearerToken"])
         delays = self.retry.delays()
         while True:
             with self._count_lock:
                 self.requests_sent += 1
             try:
-                resp = self.api_client.call_api(
-                    method, url, header_params=dict(headers), body=body,
-                    _request_timeout=timeout or self.request_timeout)
-            except (ApiException, Urllib3Error, ConnectionError, OSError) as exc:
+                resp = self.transport.send(method, path, query=params, body=body,
+                                           headers=headers, stream=stream,
+                                           timeout=timeout or self.request_timeout)
+            except ssl.SSLError as exc:
+                if self._reresolve():
+                    continue
+                raise KubeUnreachable(f"TLS with the API server at {self.host} failed: {exc}",
+                                      hint="check the kubeconfig's certificates") from None
+            except (OSError, http.client.HTTPException) as exc:
                 delay = next(delays, None)
                 if delay is None:
                     raise KubeUnreachable(
@@ -344,11 +399,14 @@ class Kube:
                 continue
             if 200 <= resp.status < 300:
                 if stream:
-                    return resp.response
+                    return resp
                 data = resp.read()
                 return json.loads(data) if data else None
             data = resp.read()
-            retryable = resp.status == 429 or resp.status >= 500
+            resp.release_conn()
+            if resp.status == 401 and self._reresolve():
+                continue
+            retryable = (resp.status == 429 and retry_busy) or resp.status >= 500
             delay = next(delays, None) if retryable else None
             if delay is None:
                 raise error_for_status(resp.status, data, what)
@@ -398,16 +456,18 @@ class Kube:
         res = self.resource(api_version, kind)
         ns = (namespace or self.namespace) if res.namespaced else None
         try:
-            return self.request("GET", res.path(ns, name), what=f"get {kind}/{name}")
+            found: Obj = self.request("GET", res.path(ns, name), what=f"get {kind}/{name}")
+            return found
         except KubeNotFound:
             return None
 
     def list_objects(self, api_version: str, kind: str, namespace: str | None = None, *,
              label_selector: str | None = None, field_selector: str | None = None,
              all_namespaces: bool = False) -> list[Obj]:
-        return self.list_raw(api_version, kind, namespace, label_selector=label_selector,
-                             field_selector=field_selector,
-                             all_namespaces=all_namespaces).get("items", [])
+        items: list[Obj] = self.list_raw(
+            api_version, kind, namespace, label_selector=label_selector,
+            field_selector=field_selector, all_namespaces=all_namespaces).get("items", [])
+        return items
 
     def list_raw(self, api_version: str, kind: str, namespace: str | None = None, *,
                  label_selector: str | None = None, field_selector: str | None = None,
@@ -423,33 +483,53 @@ class Kube:
         return data
 
     def watch(self, api_version: str, kind: str, namespace: str | None = None, *,
-              label_selector: str | None = None, timeout: float = 60.0,
-              all_namespaces: bool = False) -> Iterator[Obj]:
+              label_selector: str | None = None, field_selector: str | None = None,
+              timeout: float = 60.0, resource_version: str | None = None,
+              stop: threading.Event | None = None, chunk: float | None = None,
+              mark_synced: bool = False, all_namespaces: bool = False) -> Iterator[Obj]:
         """Every object now (as ADDED events), then changes until ``timeout``.
 
-        Lists first and watches from the list's resourceVersion; a 410 Gone (history
-        compacted) lists again instead of failing.
+        Lists first and watches from the list's resourceVersion; ``resource_version``
+        resumes from one the caller kept instead (no list). When the server no longer has
+        the history since then (410 Gone: compacted, or older than its watch cache), it
+        lists again and goes on from there, so no change is lost: what changed in the gap
+        arrives as the listed objects. With ``mark_synced`` a ``SYNCED`` event follows
+        each listing. ``stop`` ends the watch early; it is looked at between watch
+        requests, each at most ``chunk`` seconds long.
         """
         deadline = time.monotonic() + timeout
         res = self.resource(api_version, kind)
         ns = None if (not res.namespaced or all_namespaces) else (namespace or self.namespace)
+        version = resource_version
         while True:
-            listing = self.list_raw(api_version, kind, ns, label_selector=label_selector,
-                                    all_namespaces=all_namespaces)
-            for item in listing.get("items", []):
-                yield {"type": "ADDED", "object": item}
-            version = listing["metadata"]["resourceVersion"]
+            if version is None:
+                listing = self.list_raw(api_version, kind, ns, label_selector=label_selector,
+                                        field_selector=field_selector,
+                                        all_namespaces=all_namespaces)
+                for item in listing.get("items", []):
+                    yield {"type": "ADDED", "object": item}
+                if mark_synced:
+                    yield {"type": "SYNCED", "object": {}}
+                version = str(listing["metadata"]["resourceVersion"])
             gone = False
             while not gone:
                 remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                if remaining <= 0 or (stop is not None and stop.is_set()):
                     return
-                resp = self.request("GET", res.path(ns), query={
-                    "watch": "true", "resourceVersion": version, "allowWatchBookmarks": "true",
-                    "labelSelector": label_selector, "timeoutSeconds": max(1, int(remaining)),
-                }, stream=True, timeout=remaining + 5, what=f"watch {res.plural}")
+                seconds = min(remaining, chunk) if chunk else remaining
                 try:
-                    for line in resp:  # urllib3 yields the stream line by line
+                    resp = self.request("GET", res.path(ns), query={
+                        "watch": "true", "resourceVersion": version,
+                        "allowWatchBookmarks": "true", "labelSelector": label_selector,
+                        "fieldSelector": field_selector, "timeoutSeconds": max(1, int(seconds)),
+                    }, stream=True, timeout=seconds + 5, what=f"watch {res.plural}")
+                except KubeError as exc:
+                    if exc.status != 410:
+                        raise
+                    gone = True
+                    break
+                try:
+                    for line in resp:  # the stream, line by line
                         event = json.loads(line)
                         obj = event.get("object", {})
                         if event["type"] == "ERROR":
@@ -463,22 +543,31 @@ class Kube:
                             yield event
                 finally:
                     resp.release_conn()
+            log.info("watch %s from resourceVersion %s: 410 Gone (history compacted); "
+                     "listing again", res.plural, version)
+            version = None
 
     # -- writes ------------------------------------------------------------------------
 
     def apply(self, obj: Obj, *, force: bool = False, dry_run: bool = False,
-              compare: bool = True) -> ApplyResult:
+              compare: bool = True, live: Mapping[tuple[str, str], Obj] | None = None,
+              ) -> ApplyResult:
         """Server-side apply one object as field manager ``mme-rep``.
 
         ``compare`` reads the object first to tell created/configured/unchanged; a caller
         that learnt that from a dry run can skip the read (the action is then "applied").
+        A caller that has just listed what exists passes it as ``live`` (by kind and
+        name; what is not in it does not exist), and nothing is read.
         """
         res = self._resource_of(obj)
         ns = self._namespace_of(obj, res)
         name = obj.get("metadata", {}).get("name")
         if not name:
             raise KubeInvalid(f"object has no metadata.name: {kind_name_ns(obj)}")
-        before = self.get(res.api_version, res.kind, name, ns) if compare else None
+        if live is not None:
+            before = live.get((res.kind, name))
+        else:
+            before = self.get(res.api_version, res.kind, name, ns) if compare else None
         body = dict(obj)
         if ns:
             body["metadata"] = {**obj["metadata"], "namespace": ns}
@@ -501,40 +590,42 @@ class Kube:
         return ApplyResult(after, action, before)
 
     def apply_all(self, objs: Iterable[Obj], *, force: bool = False, dry_run: bool = False,
-                  compare: bool = True) -> list[ApplyResult]:
-        """Apply in dependency order; objects of the same kind go in parallel.
+                  compare: bool = True, live: Mapping[tuple[str, str], Obj] | None = None,
+                  ) -> list[ApplyResult]:
+        """Apply in three phases, each in parallel: what others live in (namespaces,
+        CRDs), then what workloads use (accounts, config, secrets, RBAC, services,
+        priority classes...), then the workloads, so no pod is made before what it needs.
 
         A dry run has no order to respect (nothing is written), so it is parallel throughout.
         """
         ordered = sort_for_apply(objs)
-        groups: list[list[Obj]] = []
+        phases: dict[int, list[Obj]] = {}
         for obj in ordered:
-            if groups and (dry_run or kind_rank(groups[-1][0]["kind"]) == kind_rank(obj["kind"])):
-                groups[-1].append(obj)
-            else:
-                groups.append([obj])
+            phases.setdefault(0 if dry_run else apply_phase(obj.get("kind", "")), []).append(obj)
         results: list[ApplyResult] = []
-        for group in groups:
+        for _, group in sorted(phases.items()):
             results.extend(self.map(
-                lambda o: self.apply(o, force=force, dry_run=dry_run, compare=compare), group))
+                lambda o: self.apply(o, force=force, dry_run=dry_run, compare=compare,
+                                     live=live), group, workers=16))
         return results
 
-    def map(self, fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
+    def map(self, fn: Callable[[Any], Any], items: list[Any], workers: int = 8) -> list[Any]:
         """``fn`` over ``items`` concurrently (requests wait on the network, not the CPU);
         results in order, and the first error is raised."""
         if len(items) <= 1:
             return [fn(i) for i in items]
         from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(max_workers=min(8, len(items))) as pool:
+        with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
             return list(pool.map(fn, items))
 
     def create(self, obj: Obj, *, dry_run: bool = False) -> Obj:
         res = self._resource_of(obj)
         ns = self._namespace_of(obj, res)
-        return self.request("POST", res.path(ns), body=obj,
-                            query={"dryRun": "All" if dry_run else None},
-                            what=f"{'check' if dry_run else 'create'} {kind_name_ns(obj)}")
+        created: Obj = self.request(
+            "POST", res.path(ns), body=obj, query={"dryRun": "All" if dry_run else None},
+            what=f"{'check' if dry_run else 'create'} {kind_name_ns(obj)}")
+        return created
 
     def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None,
                *, propagation: str = "Foreground") -> bool:
@@ -576,47 +667,173 @@ class Kube:
                                   hint="a finalizer may be stuck; see the object's events")
             time.sleep(interval)
 
+    def wait_exists(self, api_version: str, kind: str, name: str, namespace: str | None = None,
+                    *, timeout: float = 60.0, hint: str | None = None) -> Obj:
+        """Wait until the object exists (made by a controller, e.g. a namespace's
+        ``default`` ServiceAccount); KubeTimeout otherwise."""
+        deadline = time.monotonic() + timeout
+        pause = 0.02
+        while True:
+            found = self.get(api_version, kind, name, namespace)
+            if found is not None:
+                return found
+            if time.monotonic() >= deadline:
+                where = f" in {namespace}" if namespace else ""
+                raise KubeTimeout(f"{kind}/{name}{where} did not appear in {timeout:.0f}s",
+                                  hint=hint or "is the controller that makes it running?")
+            time.sleep(pause)
+            pause = min(pause * 2, 0.5)
+
     def get_scale(self, kind: str, name: str, namespace: str | None = None) -> Obj:
         res = self.resource("apps/v1", kind)
-        return self.request("GET", res.path(namespace or self.namespace, name, "scale"),
-                            what=f"get scale of {kind}/{name}")
+        scale: Obj = self.request("GET", res.path(namespace or self.namespace, name, "scale"),
+                                  what=f"get scale of {kind}/{name}")
+        return scale
 
     def scale(self, kind: str, name: str, replicas: int, namespace: str | None = None) -> Obj:
         """Set replicas through the scale subresource (needs only that RBAC permission)."""
         if replicas < 0:
             raise KubeInvalid(f"replicas must be 0 or more, not {replicas}")
         res = self.resource("apps/v1", kind)
-        return self.request(
+        scaled: Obj = self.request(
             "PATCH", res.path(namespace or self.namespace, name, "scale"),
             body={"spec": {"replicas": replicas}},
             content_type="application/merge-patch+json", what=f"scale {kind}/{name}")
+        return scaled
+
+    def evict(self, name: str, namespace: str | None = None) -> None:
+        """Evict a pod through the Eviction API (policy/v1), as a node drain does: the API
+        server refuses when a PodDisruptionBudget would break (KubeDisruptionRefused)."""
+        ns = namespace or self.namespace
+        body = {"apiVersion": "policy/v1", "kind": "Eviction",
+                "metadata": {"name": name, "namespace": ns}}
+        try:
+            self.request("POST", self.resource("v1", "Pod").path(ns, name, "eviction"),
+                         body=body, what=f"evict Pod/{name}", retry_busy=False)
+        except KubeError as exc:
+            if exc.status != 429:
+                raise
+            raise KubeDisruptionRefused(exc.message, hint="its disruption budget allows no "
+                                        "more evictions now; wait until evicted pods are "
+                                        "replaced and ready", status=429,
+                                        reason=exc.reason) from None
 
     # -- waiting -----------------------------------------------------------------------
 
-    def wait_for(self, objs: Iterable[Obj], *, timeout: float = 300.0, interval: float = 0.5,
+    def wait_for(self, objs: Iterable[Obj], *, timeout: float = 300.0,
                  on_progress: Callable[[list[WorkloadStatus]], None] | None = None,
                  ) -> list[WorkloadStatus]:
-        """Wait until every workload among ``objs`` is ready; KubeTimeout otherwise."""
+        """Wait until every workload among ``objs`` is ready; KubeTimeout otherwise.
+
+        Watches each workload (two requests each, however long the rollout takes)
+        rather than polling, so a change is seen the moment the API server has it.
+        """
+        import queue
+
         targets = [o for o in objs if o.get("kind") in READY_CHECKS]
+        if not targets:
+            return []
         deadline = time.monotonic() + timeout
-        # Polls start fast (simulated and small rollouts finish in well under a second)
-        # and back off to ``interval`` for long ones.
-        pause = 0.05
-        while True:
-            statuses = self.map(lambda o: workload_status(o, self.get(
-                o["apiVersion"], o["kind"], o["metadata"]["name"],
-                o["metadata"].get("namespace"))), targets)
-            if on_progress:
-                on_progress(statuses)
-            if all(s.ready for s in statuses):
-                return statuses
-            if time.monotonic() >= deadline:
-                waiting = ", ".join(f"{s.kind}/{s.name} ({s.ready_pods}/{s.desired} ready)"
-                                    for s in statuses if not s.ready)
-                raise KubeTimeout(f"not ready after {timeout:.0f}s: {waiting}",
-                                  hint="see the events (mme-rep env status) for why")
-            time.sleep(pause)
-            pause = min(pause * 2, interval)
+        changes: queue.Queue[tuple[int, str, Obj | MmerepError]] = queue.Queue()
+        stop = threading.Event()
+
+        def follow(index: int, obj: Obj) -> None:
+            meta = obj["metadata"]
+            try:
+                for event in self.watch(obj["apiVersion"], obj["kind"], meta.get("namespace"),
+                                        field_selector=f"metadata.name={meta['name']}",
+                                        timeout=timeout + 5, stop=stop, chunk=5.0,
+                                        mark_synced=True):
+                    changes.put((index, event["type"], event["object"]))
+            except MmerepError as exc:
+                changes.put((index, "ERROR", exc))
+
+        for index, obj in enumerate(targets):
+            threading.Thread(target=follow, args=(index, obj), daemon=True,
+                             name=f"wait-{obj['metadata']['name']}").start()
+        live: dict[int, Obj | None] = {}
+        synced: set[int] = set()
+
+        def statuses() -> list[WorkloadStatus]:
+            return [workload_status(o, live.get(i)) for i, o in enumerate(targets)]
+
+        try:
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    waiting = ", ".join(f"{s.kind}/{s.name} ({s.ready_pods}/{s.desired} ready)"
+                                        for s in statuses() if not s.ready)
+                    raise KubeTimeout(f"not ready after {timeout:.0f}s: {waiting}",
+                                      hint="see the events (mme-rep env status) for why")
+                try:
+                    index, kind, item = changes.get(timeout=min(remaining, HEARTBEAT))
+                except queue.Empty:  # nothing changed: progress still reports (warnings)
+                    if on_progress and len(synced) == len(targets):
+                        on_progress(statuses())
+                    continue
+                if isinstance(item, MmerepError):
+                    raise item
+                if kind == "SYNCED":
+                    synced.add(index)
+                else:
+                    live[index] = None if kind == "DELETED" else item
+                if len(synced) < len(targets) or not changes.empty():
+                    continue  # every workload listed, and a burst taken whole, first
+                now = statuses()
+                if on_progress:
+                    on_progress(now)
+                if all(s.ready for s in now):
+                    return now
+        finally:
+            stop.set()
+
+
+def _resolve_kubeconfig(path: str | os.PathLike[str] | None, context: str | None,
+                        ) -> tuple[Connection, dict[str, bytes], bool]:
+    """Resolve a kubeconfig context with the official client (every auth form it knows).
+
+    Returns the connection, the contents of the files it points at (the client writes
+    inline certificates to temporary files that vanish with the process), and whether
+    it may be cached: not when its token comes from a plugin without an expiry.
+    """
+    from kubernetes import client
+    from kubernetes.config import kube_config
+    from kubernetes.config.config_exception import ConfigException
+
+    configuration = client.Configuration()
+    where = str(path) if path else kube_config.KUBE_CONFIG_DEFAULT_LOCATION
+    try:
+        # What load_kube_config does, keeping the loader to learn the token's expiry.
+        loader = kube_config._get_kube_config_loader(
+            filename=where, active_context=context, persist_config=False)
+        loader.load_and_set(configuration)
+        chosen = loader.current_context
+    except (ConfigException, FileNotFoundError, OSError, KeyError, TypeError) as exc:
+        raise KubeError(f"cannot load kubeconfig {where}"
+                        f"{f' context {context!r}' if context else ''}: {exc}",
+                        hint="check the file and the context name (kubectl config "
+                        "get-contexts)") from exc
+    if getattr(configuration, "proxy", None):
+        raise KubeError(f"kubeconfig {where}: proxy-url is not supported by mme-rep",
+                        hint="reach the API server directly, e.g. through an SSH tunnel")
+    user = loader._user
+    plugin = bool(user) and ("exec" in user or "auth-provider" in user or "tokenFile" in user)
+    expiry = loader.__dict__.get("expiry")
+    expires = expiry.timestamp() if expiry is not None else None
+    keep = {}
+    for name in ("ca_file", "cert_file", "key_file"):
+        source = {"ca_file": configuration.ssl_ca_cert, "cert_file": configuration.cert_file,
+                  "key_file": configuration.key_file}[name]
+        if source:
+            keep[name] = Path(source).read_bytes()
+    conn = Connection(
+        host=configuration.host, ca_file=configuration.ssl_ca_cert,
+        cert_file=configuration.cert_file, key_file=configuration.key_file,
+        token=configuration.api_key.get("BearerToken"), verify=configuration.verify_ssl,
+        tls_server_name=getattr(configuration, "tls_server_name", None), expires=expires,
+        namespace=(chosen or {}).get("context", {}).get("namespace") or "default",
+        context=(chosen or {}).get("name"))
+    return conn, keep, not plugin or expires is not None
 
 
 def _project(live: Any, shape: Any) -> Any:
@@ -637,6 +854,7 @@ class WorkloadStatus:
     ready: bool
     exists: bool = True
     note: str = ""  # e.g. the latest warning event of a workload that is not ready
+    started: int | None = None  # pods running and past their start-up probe, when known
 
 
 def _deployment_ready(live: Obj) -> tuple[int, int, bool]:
@@ -688,3 +906,247 @@ def workload_status(obj: Obj, live: Obj | None) -> WorkloadStatus:
         return WorkloadStatus(kind, name, 0, 0, False, exists=False)
     desired, ready, done = READY_CHECKS[kind](live)
     return WorkloadStatus(kind, name, desired, ready, done)
+
+
+# -- port-forward ------------------------------------------------------------------------
+# `mme-rep ssh proxy` runs once per SSH connection. Its connection comes resolved from the
+# gateway's cache (no client import), the pod lookup goes through ``Kube.request``, and
+# the API server's WebSocket port-forward (v4.channel.k8s.io) is opened here on a raw TLS
+# socket: the client's own port-forward would import it, and adds a thread, a socket pair
+# and an unbounded buffer to every connection.
+
+PORT_FORWARD_PROTOCOL = "v4.channel.k8s.io"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where to open a raw connection to the API server: address, TLS and auth header."""
+
+    server: str  # https://host:port[/prefix]
+    headers: tuple[tuple[str, str], ...] = ()
+    ssl_context: Any = None  # ssl.SSLContext for https
+    server_hostname: str | None = None
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        parts = urlsplit(self.server)
+        return (parts.hostname or "localhost",
+                parts.port or (443 if parts.scheme == "https" else 80))
+
+    @property
+    def prefix(self) -> str:
+        return urlsplit(self.server).path.rstrip("/")
+
+    def connect(self, timeout: float = 15.0) -> Any:
+        """A connected socket (TLS when https), or KubeUnreachable."""
+        import socket
+
+        host, port = self.host_port
+        try:
+            sock = socket.create_connection((host, port), timeout=timeout)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.ssl_context is not None:
+                sock = self.ssl_context.wrap_socket(
+                    sock, server_hostname=self.server_hostname or host)
+        except OSError as exc:
+            raise KubeUnreachable(f"cannot reach the API server at {self.server}: {exc}",
+                                  hint="is the cluster up, and the kubeconfig context "
+                                  "right?") from None
+        return sock
+
+
+def endpoint_of(kube: Kube) -> Endpoint:
+    """The raw-socket ``Endpoint`` of a gateway connection (same TLS, same credentials)."""
+    conn = kube.connection
+    auth = conn.authorization()
+    https = conn.host.startswith("https")
+    return Endpoint(conn.host.rstrip("/"), (("Authorization", auth),) if auth else (),
+                    kube.transport.ssl_context() if https else None, conn.tls_server_name)
+
+
+class PortForward:
+    """One pod port through the API server (WebSocket, ``v4.channel.k8s.io``), non-blocking.
+
+    Channel 0 carries the data, channel 1 the server's errors; the first message on each
+    repeats the port. ``send`` frames and queues; ``flush`` writes what the socket takes;
+    ``receive`` returns the data that arrived (b"" when none), None when the stream ended.
+    """
+
+    def __init__(self, sock: Any, port: int, buffered: bytes = b"") -> None:
+        self.sock = sock
+        self.port = port
+        self._in = bytearray(buffered)
+        self._out = bytearray()
+        self._started = [False, False]
+        self._channel = 0  # of the message being continued by continuation frames
+        self._closed = False
+        sock.setblocking(False)
+
+    @classmethod
+    def open(cls, endpoint: Endpoint, namespace: str, pod: str, port: int,
+             timeout: float = 15.0) -> PortForward:
+        import base64
+        import hashlib
+
+        path = (f"{endpoint.prefix}/api/v1/namespaces/{quote(namespace)}/pods/{quote(pod)}"
+                f"/portforward?ports={port}")
+        key = base64.b64encode(os.urandom(16)).decode()
+        host, hport = endpoint.host_port
+        request = [f"GET {path} HTTP/1.1", f"Host: {host}:{hport}", "Upgrade: websocket",
+                   "Connection: Upgrade", f"Sec-WebSocket-Key: {key}",
+                   "Sec-WebSocket-Version: 13",
+                   f"Sec-WebSocket-Protocol: {PORT_FORWARD_PROTOCOL}"]
+        request += [f"{k}: {v}" for k, v in endpoint.headers]
+        sock = endpoint.connect(timeout)
+        head = bytearray()
+        try:
+            sock.sendall(("\r\n".join(request) + "\r\n\r\n").encode())
+            while b"\r\n\r\n" not in head:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                head += chunk
+        except OSError as exc:
+            sock.close()
+            raise KubeUnreachable(f"port-forward to {pod}: the API server closed the "
+                                  f"connection: {exc}") from None
+        header, _, rest = bytes(head).partition(b"\r\n\r\n")
+        lines = header.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1]) if len(lines[0].split()) > 1 else 0
+        fields = {k.strip().lower(): v.strip() for k, _, v in
+                  (line.partition(":") for line in lines[1:])}
+        what = f"port-forward to pod {pod} in {namespace}"
+        if status != 101:
+            length = int(fields.get("content-length", "0") or 0)
+            while len(rest) < length:
+                try:
+                    more = sock.recv(65536)
+                except OSError:
+                    break
+                if not more:
+                    break
+                rest += more
+            sock.close()
+            raise error_for_status(status, rest, what)
+        accept = base64.b64encode(hashlib.sha1(  # noqa: S324 (the WebSocket handshake)
+            (key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()).decode()
+        if fields.get("sec-websocket-accept") != accept:
+            sock.close()
+            raise KubeError(f"{what}: the server's WebSocket handshake is wrong")
+        return cls(sock, port, rest)
+
+    def fileno(self) -> int:
+        return int(self.sock.fileno())
+
+    def pending(self) -> bool:
+        """Decrypted bytes wait inside the TLS layer (select cannot see them)."""
+        return bool(getattr(self.sock, "pending", lambda: 0)())
+
+    @property
+    def wants_write(self) -> bool:
+        return bool(self._out)
+
+    def send(self, data: bytes, opcode: int = 2) -> None:
+        payload = (b"\x00" + data) if opcode == 2 else data
+        n = len(payload)
+        if n < 126:
+            head = bytes((0x80 | opcode, 0x80 | n))
+        elif n < 65536:
+            head = bytes((0x80 | opcode, 0x80 | 126)) + n.to_bytes(2, "big")
+        else:
+            head = bytes((0x80 | opcode, 0x80 | 127)) + n.to_bytes(8, "big")
+        mask = os.urandom(4)
+        # Client frames are masked (RFC 6455); a big-int XOR does it at memory speed.
+        key = int.from_bytes((mask * (n // 4 + 1))[:n], "little")
+        self._out += head
+        self._out += mask
+        self._out += (int.from_bytes(payload, "little") ^ key).to_bytes(n, "little")
+
+    def flush(self) -> None:
+        import ssl
+
+        while self._out:
+            try:
+                with memoryview(self._out) as view:  # no copy of what is queued
+                    sent = self.sock.send(view[:1 << 20])
+            except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+                return
+            del self._out[:sent]
+
+    def receive(self, limit: int = 1 << 20) -> bytes | None:
+        """Data that arrived on the data channel; None once the stream has ended."""
+        import ssl
+
+        while len(self._in) < limit:
+            try:
+                chunk = self.sock.recv(1 << 18)
+            except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                break
+            except OSError:
+                chunk = b""
+            if not chunk:
+                self._closed = True
+                break
+            self._in += chunk
+            if not self.pending():
+                break
+        data = self._frames()
+        if data is None or (self._closed and not data):
+            return None
+        return data
+
+    def _frames(self) -> bytes | None:
+        out = bytearray()
+        buf, pos, end = self._in, 0, len(self._in)
+        try:
+            while end - pos >= 2:
+                opcode, n, at = buf[pos] & 0x0F, buf[pos + 1] & 0x7F, pos + 2
+                if n == 126:
+                    if end - pos < 4:
+                        break
+                    n, at = int.from_bytes(buf[pos + 2:pos + 4], "big"), pos + 4
+                elif n == 127:
+                    if end - pos < 10:
+                        break
+                    n, at = int.from_bytes(buf[pos + 2:pos + 10], "big"), pos + 10
+                if end - at < n:
+                    break
+                pos = at + n
+                if opcode == 8:  # close
+                    self._closed = True
+                    return bytes(out) or None
+                if opcode == 9:  # ping
+                    self.send(bytes(buf[at:at + n]), opcode=10)
+                    continue
+                if opcode not in (0, 2) or n == 0:
+                    continue
+                if opcode == 2:
+                    self._channel, at = buf[at], at + 1
+                channel = self._channel
+                if channel > 1:
+                    continue
+                if not self._started[channel]:  # the first message repeats the port
+                    self._started[channel] = True
+                    at += 2
+                if channel == 1:
+                    if pos > at:
+                        message = bytes(buf[at:pos]).decode("utf-8", "replace").strip()
+                        raise KubeError(f"port-forward to port {self.port}: {message}")
+                    continue
+                out += buf[at:pos]
+        finally:
+            del buf[:pos]  # once: deleting per frame would move the rest each time
+        return bytes(out)
+
+    def close(self) -> None:
+        try:
+            self.sock.setblocking(True)
+            self.sock.settimeout(1)
+            self.sock.sendall(self._out)
+            self._out.clear()
+            self.send(b"\x03\xe8", opcode=8)  # normal closure
+            self.sock.sendall(self._out)
+        except OSError:
+            pass
+        finally:
+            self.sock.close()

@@ -26,6 +26,9 @@ app = typer.Typer(
 ProfileOption = typer.Option("local", "--profile", "-F", help="Deployment profile (target).")
 ProfilesFileOption = typer.Option(None, "--profiles", help="Profiles file (overrides "
                                   "$MMEREP_PROFILES and the user config).")
+LockWaitOption = typer.Option(0, "--lock-wait", min=0, help="Seconds to wait while another "
+                              "command changes this environment (default: fail at once, "
+                              "naming it; exit code 75).")
 
 
 def _parse_sets(values: list[str]) -> dict[str, str]:
@@ -61,33 +64,69 @@ def _target(profile_name: str, profiles_file: str | None) -> tuple[Profile, Kube
 
 def _short_image(image: str) -> str:
     """Without the registry host and with a short digest, as operators read it."""
+    from mmerep.grammar.oci import split_host
+
     name, _, digest = image.partition("@")
-    host, _, path = name.partition("/")
-    if path and ("." in host or ":" in host or host == "localhost"):
+    host, path = split_host(name)
+    if host:
         name = ".../" + path
     return f"{name}@{digest[:19]}" if digest else name
 
 
-def status_table(data: dict[str, Any]) -> Any:
+# At or above this many columns the status table also shows each object's full name and kind.
+WIDE = 120
+
+
+def status_table(data: dict[str, Any], width: int | None = None) -> Any:
+    """The environment's name and image(s) once above, then one line per component (by
+    its role: collector, scheduler, ...), fitting ``width`` (default: the terminal's)."""
     from rich.console import Group
+    from rich.text import Text
 
-    from mmerep.cli.output import age, table
+    from mmerep.cli.output import age, console, table
 
+    width = width or console.width
+    wide = width >= WIDE
+    comps = data["components"]
+    roles_by_image: dict[str, list[str]] = {}
+    for c in comps:
+        roles_by_image.setdefault(c["image"], []).append(c["component"] or c["name"])
+    columns = ["role", "state", "ready", "age", "restarts", "ports"]
+    if wide:
+        columns[1:1] = ["name", "kind"]
     rows = []
-    for c in data["components"]:
-        pods = (f"{c['pods']} Pod{'s' if c['pods'] != 1 else ''}, {c['ready']}/{c['desired']} "
-                f"ready, age {age(c['age_seconds'])}, {c['restarts']} restarts")
+    for c in comps:
+        pods = f"{c['ready']}/{c['desired']}"
+        # "ready" counts pods serving (readiness passes); "started" ones run, past their
+        # start-up probe, but their service does not answer yet.
+        if c.get("started", c["ready"]) > c["ready"]:
+            pods += f" ({c['started']} started)"
         if c["kind"] == "DaemonSet":
-            pods += " (1 per node)"
-        rows.append((c["state"], c["name"], _short_image(c["image"]), pods,
-                     ", ".join(c["ports"]) or "-"))
-    parts: list[Any] = [table(f"environment {data['name']} in namespace {data['namespace']}",
-                              ["state", "name", "image", "pods", "ports"], rows)]
+            pods += ", 1/node"
+        row = [c["component"] or c["name"], c["state"], pods, age(c["age_seconds"]),
+               c["restarts"], ", ".join(c["ports"]) or "-"]
+        if wide:
+            row[1:1] = [c["name"], c["kind"]]
+        rows.append(row)
+    heading = Text(f"environment {data['name']} in namespace {data['namespace']}",
+                   style="bold")
+    parts: list[Any] = [heading]
+    for image, roles in roles_by_image.items():  # one line when all share it (the usual)
+        owners = f" ({', '.join(roles)})" if len(roles_by_image) > 1 else ""
+        parts.append(Text(f"image {_short_image(image)}{owners}", overflow="fold"))
+    parts.append(table(None, columns, rows))
     if data.get("synclocal"):
-        parts.append(data["synclocal"])
+        parts.append(Text(data["synclocal"], overflow="fold"))
+    if data.get("stopped"):
+        parts.append(table("pods Kubernetes stopped", ["component", "pod", "reason", "message"],
+                           [(s["component"], s["pod"], s["reason"], s["message"])
+                            for s in data["stopped"]]))
     if data.get("warnings"):
-        parts.append(table("recent warnings", ["time", "object", "reason", "message"],
-                           [(w["time"], w["object"], w["reason"], w["message"])
+        warn_columns = ["time", "object", "reason", "message"] if wide else [
+            "object", "reason", "message"]
+        parts.append(table("recent warnings", warn_columns,
+                           [([w["time"]] if wide else []) + [w["object"], w["reason"],
+                                                             w["message"]]
                             for w in data["warnings"]]))
     return Group(*parts)
 
@@ -102,7 +141,9 @@ def deploy(
     name: str | None = typer.Option(None, "--name", help="Environment name (default: the "
                                     "image name)."),
     sets: list[str] = typer.Option([], "--set", help="Template parameter KEY=VALUE "
-                                   "(repeatable)."),
+                                   "(repeatable), e.g. executor_memory=8G. Sizes: k/M/G/T are "
+                                   "powers of 10 (8G = 8*10^9 bytes), Ki/Mi/Gi/Ti powers of 2 "
+                                   "(8Gi = 8*2^30)."),
     no_resolve: bool = typer.Option(False, "--no-resolve", help="Do not pin the tag to a "
                                     "digest through the registry (offline use)."),
     timeout: float = typer.Option(300, "--timeout", min=1, help="Seconds to wait for "
@@ -112,6 +153,7 @@ def deploy(
     force: bool = typer.Option(False, "--force", help="Take over fields another tool (field "
                                "manager) set, e.g. replicas after kubectl scale, instead of "
                                "stopping with a conflict."),
+    lock_wait: float = LockWaitOption,
     output: OutputFormat = OutputOption,
 ) -> None:
     """Deploy (install or upgrade) an environment and wait until it is ready."""
@@ -126,11 +168,12 @@ def deploy(
         for action, what in changes:
             err_console.print(f"  {action:<10} {what}")
 
-    with LiveWorkloads(f"deploying {rendered.env_name} ({rendered.image})") as live:
+    with LiveWorkloads(f"deploying {rendered.env_name} ({rendered.image})",
+                       prefix=f"{rendered.env_name}-") as live:
         result = environments.deploy(kube, rendered, timeout=timeout,
                                      rollback=not no_rollback, force=force,
                                      on_progress=live.update,
-                                     on_plan=show_plan)
+                                     on_plan=show_plan, lock_wait=lock_wait)
     if result.action == "unchanged":
         err_console.print(f"[green]{rendered.env_name} is up to date[/] (revision "
                           f"{result.revision}); nothing changed")
@@ -254,15 +297,17 @@ def rollback_cmd(
     profile_name: str = ProfileOption,
     profiles_file: str | None = ProfilesFileOption,
     timeout: float = typer.Option(300, "--timeout", min=1, help="Seconds to wait."),
+    lock_wait: float = LockWaitOption,
 ) -> None:
     """Re-apply an earlier revision (recorded as a new revision)."""
     from mmerep import environments
     from mmerep.cli.output import LiveWorkloads, console
 
     profile, kube = _target(profile_name, profiles_file)
-    with LiveWorkloads(f"rolling back {name}") as live:
+    with LiveWorkloads(f"rolling back {name}", prefix=f"{name}-") as live:
         new = environments.rollback_to(kube, profile.namespace, name, revision,
-                                       timeout=timeout, on_progress=live.update)
+                                       timeout=timeout, on_progress=live.update,
+                                       lock_wait=lock_wait)
     console.print(f"[green]{name} rolled back[/]: now revision {new}")
 
 
@@ -273,6 +318,7 @@ def delete_cmd(
     profiles_file: str | None = ProfilesFileOption,
     purge: bool = typer.Option(False, "--purge", help="Also delete data volumes (PVCs)."),
     timeout: float = typer.Option(120, "--timeout", min=1, help="Seconds to wait."),
+    lock_wait: float = LockWaitOption,
 ) -> None:
     """Delete an environment and wait until every part is gone (data volumes stay)."""
     from mmerep import environments
@@ -281,6 +327,35 @@ def delete_cmd(
     profile, kube = _target(profile_name, profiles_file)
     with Spinner(f"deleting {name}"):
         gone = environments.delete_environment(kube, profile.namespace, name,
-                                               purge=purge, timeout=timeout)
+                                               purge=purge, timeout=timeout,
+                                               lock_wait=lock_wait)
     console.print(f"[green]{name} deleted[/]: {len(gone)} objects"
                   + ("" if purge else " (data volumes kept; --purge removes them)"))
+
+
+@app.command("open")
+def open_cmd(
+    env_name: str = typer.Argument(..., help="Environment name (a web one, e.g. jupyter)."),
+    profile_name: str = ProfileOption,
+    profiles_file: str | None = ProfilesFileOption,
+    port: int = typer.Option(0, "--port", min=0, max=65535, help="Local port (default: any "
+                             "free one)."),
+) -> None:
+    """Open a web environment on a local port, through the API server's port-forward.
+
+    Prints the local address with its token and forwards until Ctrl-C.
+    Example: mme-rep env open -F dev-s3 notebooks
+    """
+    from mmerep.cli.output import console, err_console
+    from mmerep.ssh import forward
+
+    profile, kube = _target(profile_name, profiles_file)
+    endpoint, target, path, token = forward.web_target(kube, profile, env_name)
+
+    def listening(local_port: int) -> None:
+        query = f"?token={token}" if token else ""
+        console.print(f"{env_name}: http://127.0.0.1:{local_port}{path}{query}", soft_wrap=True)
+        err_console.print(f"(forwarding to pod {target.pod} port {target.port}; Ctrl-C stops)")
+
+    forward.serve(endpoint, target, local_port=port, on_listen=listening,
+                  on_error=lambda message: err_console.print(f"[red]error:[/] {message}"))

@@ -29,6 +29,7 @@ from mmerep.environments.deploy import (
     rollback_to,
 )
 from mmerep.environments.diff import diff
+from mmerep.environments.events import warning_events
 from mmerep.environments.hints import web_hint
 from mmerep.environments.model import (
     CLUSTER_KINDS,
@@ -41,8 +42,9 @@ from mmerep.environments.model import (
     OnPlan,
     OnWorkloadStatuses,
     Rendered,
+    kind_and_name,
 )
-from mmerep.environments.parts import delete_environment
+from mmerep.environments.parts import delete_environment, live_parts
 from mmerep.environments.records import (
     build_record,
     history,
@@ -74,7 +76,9 @@ __all__ = [
     "environment_status",
     "generated_secrets",
     "history",
+    "kind_and_name",
     "list_environments",
+    "live_parts",
     "namespace_object",
     "pin_digest",
     "read_records",
@@ -83,5 +87,6 @@ __all__ = [
     "rendered_from_record",
     "rollback_to",
     "synclocal_line",
+    "warning_events",
     "web_hint",
 ]

@@ -9,10 +9,11 @@ from __future__ import annotations
 import base64
 import secrets
 
-from mmerep import templates
+from mmerep import envlock, revisions, sshkeys, templates
 from mmerep.environments.events import latest_warning, with_warnings
 from mmerep.environments.model import (
     PSA_LABELS,
+    RECORD_LABEL,
     DeployResult,
     Obj,
     OnPlan,
@@ -20,7 +21,7 @@ from mmerep.environments.model import (
     Rendered,
     kind_and_name,
 )
-from mmerep.environments.parts import delete_environment, prune
+from mmerep.environments.parts import delete_environment, live_parts, prune
 from mmerep.environments.records import (
     build_record,
     good_records,
@@ -35,23 +36,46 @@ from mmerep.kube import Kube
 
 def deploy(kube: Kube, rendered: Rendered, *, timeout: float = 300.0, rollback: bool = True,
            force: bool = False, on_progress: OnWorkloadStatuses | None = None,
-           on_plan: OnPlan | None = None) -> DeployResult:
+           on_plan: OnPlan | None = None, lock_wait: float = 0.0) -> DeployResult:
     """Validate on the server, apply what changed, wait; roll back a rollout that fails.
 
     ``force`` takes over fields another field manager owns (server-side apply's force),
-    instead of failing with a conflict.
+    instead of failing with a conflict. ``lock_wait``: seconds to wait while another
+    command changes the environment (see ``envlock``).
     """
     # 1. Where it goes, and what is there already.
     created_namespace = ensure_namespace(kube, rendered.namespace)
-    records = read_records(kube, rendered.namespace, rendered.env_name)
+    # durability: one change per environment at a time; a true record of how it ended
+    ns, env = rendered.namespace, rendered.env_name
+    with envlock.hold(kube, ns, env, f"deploy {rendered.image}", wait=lock_wait), \
+            revisions.outcome_recorded(kube, ns, env, "deploy"):
+        revisions.settle_interrupted(kube, ns, env)
+        return _deploy_locked(kube, rendered, created_namespace, timeout=timeout,
+                              rollback=rollback, force=force, on_progress=on_progress,
+                              on_plan=on_plan)
+
+
+def _deploy_locked(kube: Kube, rendered: Rendered, created_namespace: bool, *,
+                   timeout: float, rollback: bool, force: bool,
+                   on_progress: OnWorkloadStatuses | None,
+                   on_plan: OnPlan | None) -> DeployResult:
+    # What is there already, read once: the dry run compares with it, and the prune works
+    # from it; a namespace just made holds nothing.
+    parts = [] if created_namespace else live_parts(kube, rendered.namespace,
+                                                   rendered.env_name)
+    records = sorted((p for p in parts if p["metadata"].get("labels", {}).get(RECORD_LABEL)),
+                     key=revision_of)
     current = revision_of(records[-1]) if records else 0
-    generated = generated_secrets(kube, rendered)
+    live = {(p["kind"], p["metadata"]["name"]): p for p in parts}
+    generated = generated_secrets(kube, rendered, live=live)
 
     # 2. The API server and admission judge everything before anything is written.
     try:
-        dry = kube.apply_all([*generated, *with_revision(rendered.objects, max(current, 1))],
-                             dry_run=True, force=force)
-        check_pods_admitted(kube, rendered)
+        planned = [*generated, *with_revision(rendered.objects, max(current, 1))]
+        # The two judgements are independent: both at once (the dry run's error first).
+        dry, _ = kube.map(lambda judge: judge(), [
+            lambda: kube.apply_all(planned, dry_run=True, force=force, live=live),
+            lambda: check_pods_admitted(kube, rendered)])
     except KubeError:
         if created_namespace:  # leave nothing behind on bad input
             remove_namespace(kube, rendered.namespace)
@@ -64,9 +88,10 @@ def deploy(kube: Kube, rendered: Rendered, *, timeout: float = 300.0, rollback: 
 
     # 3. Apply the new revision and drop what it no longer has.
     revision = current + 1
+    record = revisions.create(kube, build_record(rendered, revision, "deploying"))  # durability
     kube.apply_all([*generated, *with_revision(rendered.objects, revision)], compare=False,
                    force=force)
-    prune(kube, rendered)
+    prune(kube, rendered, parts)
 
     # 4. Wait; a rollout that does not become ready is undone (see recover_failed_rollout).
     try:
@@ -77,8 +102,8 @@ def deploy(kube: Kube, rendered: Rendered, *, timeout: float = 300.0, rollback: 
                                timeout=timeout, on_progress=on_progress)
 
     # 5. Record it.
+    revisions.set_status(kube, record, "deployed")  # durability: before superseding the old
     supersede_deployed(kube, records)
-    kube.apply(build_record(rendered, revision, "deployed"))
     return DeployResult("installed" if current == 0 else "upgraded", revision, changes)
 
 
@@ -88,7 +113,8 @@ def recover_failed_rollout(kube: Kube, rendered: Rendered, revision: int, record
     """Record the failure, then roll back to the last good revision (or remove a first
     install); always raises, saying what was done."""
     reason = exc.message + latest_warning(kube, rendered)
-    kube.apply(build_record(rendered, revision, "failed", reason))
+    revisions.set_status(kube, build_record(rendered, revision, "failed"), "failed",
+                         reason)  # durability
     if not rollback:
         raise KubeTimeout(reason, hint="fix the cause and deploy again, or "
                           f"mme-rep env rollback {rendered.env_name}") from exc
@@ -105,8 +131,20 @@ def recover_failed_rollout(kube: Kube, rendered: Rendered, revision: int, record
 
 
 def rollback_to(kube: Kube, namespace: str, env_name: str, revision: int | None = None, *,
-                timeout: float = 300.0, on_progress: OnWorkloadStatuses | None = None) -> int:
+                timeout: float = 300.0, on_progress: OnWorkloadStatuses | None = None,
+                lock_wait: float = 0.0) -> int:
     """Re-apply a recorded revision (default: the one before the current) as a new one."""
+    # durability: one change per environment at a time; a true record of how it ended
+    with envlock.hold(kube, namespace, env_name, f"rollback to {revision or 'previous'}",
+                      wait=lock_wait), revisions.outcome_recorded(kube, namespace, env_name,
+                                                                  "rollback"):
+        revisions.settle_interrupted(kube, namespace, env_name)
+        return _rollback_locked(kube, namespace, env_name, revision, timeout=timeout,
+                                on_progress=on_progress)
+
+
+def _rollback_locked(kube: Kube, namespace: str, env_name: str, revision: int | None, *,
+                     timeout: float, on_progress: OnWorkloadStatuses | None) -> int:
     records = read_records(kube, namespace, env_name)
     if not records:
         raise UsageError(f"environment {env_name} has no history in namespace {namespace}",
@@ -123,12 +161,14 @@ def rollback_to(kube: Kube, namespace: str, env_name: str, revision: int | None 
                          hint=f"mme-rep env history {env_name}")
     rendered = rendered_from_record(chosen)
     new_revision = current + 1
+    record = revisions.create(kube, build_record(rendered, new_revision, "deploying",  # durability
+                                                 f"rollback to {revision}"))
     kube.apply_all([*generated_secrets(kube, rendered),
                     *with_revision(rendered.objects, new_revision)], force=True)
     prune(kube, rendered)
     kube.wait_for(rendered.workload_objects(), timeout=timeout, on_progress=on_progress)
+    revisions.set_status(kube, record, "deployed")  # durability: before superseding the old
     supersede_deployed(kube, records)
-    kube.apply(build_record(rendered, new_revision, "deployed", f"rollback to {revision}"))
     return new_revision
 
 
@@ -153,25 +193,63 @@ def remove_namespace(kube: Kube, namespace: str) -> None:
     kube.wait_gone([ns], timeout=60)
 
 
-def generated_secrets(kube: Kube | None, rendered: Rendered) -> list[Obj]:
+def generated_secrets(kube: Kube | None, rendered: Rendered, *,
+                      live: dict[tuple[str, str], Obj] | None = None) -> list[Obj]:
     """The template's secrets: random at first deploy, the same values ever after
-    (``kube`` None: as at a first deploy, for rendering without a cluster)."""
+    (``kube`` None: as at a first deploy, for rendering without a cluster; ``live``:
+    the environment's objects the caller has just listed, so nothing is read again)."""
     out = []
     for short, keys in sorted(rendered.secrets.items()):
         name = f"{rendered.env_name}-{short}"
-        existing = kube.get("v1", "Secret", name, rendered.namespace) if kube else None
-        data = dict((existing or {}).get("data") or {})
+        if live is not None:
+            existing = live.get(("Secret", name))
+        else:
+            existing = kube.get("v1", "Secret", name, rendered.namespace) if kube else None
+        # SSH host keys (ssh_host_<type>_key) are key pairs made by ssh-keygen.
+        data = sshkeys.fill_host_keys(dict((existing or {}).get("data") or {}), keys)
         for key in keys:
             if key not in data:
                 data[key] = base64.b64encode(secrets.token_urlsafe(32).encode()).decode()
+        kept = [k for k in data if k in keys or k.removesuffix(".pub") in keys]
+        labels = templates.standard_labels(rendered.env_name, rendered.template, short)
         out.append({
             "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-            "metadata": {"name": name, "namespace": rendered.namespace,
-                         "labels": templates.standard_labels(rendered.env_name,
-                                                             rendered.template, short)},
-            "data": {k: data[k] for k in keys},
+            "metadata": {"name": name, "namespace": rendered.namespace, "labels": labels},
+            "data": {k: data[k] for k in kept},
         })
-    return out
+        if any(sshkeys.is_host_key(k) for k in keys):
+            out.append(sshkeys.known_hosts_configmap(
+                rendered.env_name, rendered.namespace, data, _ssh_components(rendered),
+                labels))
+    return out + _authorized_keys(kube, rendered, live)
+
+
+def _ssh_components(rendered: Rendered) -> list[str]:
+    """Components whose Service has a port named ssh."""
+    return sorted({o["metadata"]["labels"].get("app.kubernetes.io/component", "")
+                   for o in rendered.objects if o["kind"] == "Service"
+                   and any(p.get("name") == "ssh" for p in o["spec"].get("ports", []))})
+
+
+def _authorized_keys(kube: Kube | None, rendered: Rendered,
+                     live: dict[tuple[str, str], Obj] | None) -> list[Obj]:
+    """Seeded from the parameter at first deploy; owned by `mme-rep ssh keys` after that."""
+    if "authorized_keys" not in rendered.params:
+        return []
+    name = sshkeys.authorized_keys_name(rendered.env_name)
+    if live is not None:
+        existing = live.get(("ConfigMap", name))
+    else:
+        existing = kube.get("v1", "ConfigMap", name, rendered.namespace) if kube else None
+    text = ((existing or {}).get("data") or {}).get("authorized_keys")
+    if text is None:
+        text = rendered.params.get("authorized_keys") or ""
+        keys = [sshkeys.check_public_key(k) for k in sshkeys.parse_authorized_keys(text)]
+    else:
+        keys = sshkeys.parse_authorized_keys(text)
+    return [sshkeys.authorized_keys_configmap(
+        rendered.env_name, rendered.namespace, keys,
+        templates.standard_labels(rendered.env_name, rendered.template, "ssh"))]
 
 
 def with_revision(objects: list[Obj], revision: int) -> list[Obj]:
@@ -185,17 +263,36 @@ def with_revision(objects: list[Obj], revision: int) -> list[Obj]:
 
 def check_pods_admitted(kube: Kube, rendered: Rendered) -> None:
     """Dry-run each workload's pod: admission (Pod Security) judges pods, not Deployments,
-    so without this a rejected pod would only show up as a rollout that never ends."""
+    so without this a rejected pod would only show up as a rollout that never ends.
+
+    Admission looks the pod's ServiceAccount up. One the environment brings does not
+    exist before its first deploy; the pod is then checked as the namespace's ``default``
+    one (its security does not depend on which), which the controller manager makes a
+    moment after the namespace: that one is waited for, never assumed.
+    """
+    wanted = {o["spec"]["template"]["spec"].get("serviceAccountName") or "default"
+              for o in rendered.workload_objects()}
+    present = {name for name in wanted
+               if kube.get("v1", "ServiceAccount", name, rendered.namespace) is not None}
+    if wanted - present:
+        kube.wait_exists("v1", "ServiceAccount", "default", rendered.namespace, timeout=60,
+                         hint="kube-controller-manager makes it for every namespace; "
+                         "is it running?")
+    # Like the service account, a PriorityClass made with the rest may not exist yet.
+    made = {o["metadata"]["name"] for o in rendered.objects if o["kind"] == "PriorityClass"}
+
     def check(obj: Obj) -> None:
         template = obj["spec"]["template"]
+        spec = dict(template["spec"])
+        if (spec.get("serviceAccountName") or "default") not in present:
+            spec["serviceAccountName"] = "default"
+        if spec.get("priorityClassName") in made:
+            del spec["priorityClassName"]
         pod = {"apiVersion": "v1", "kind": "Pod",
                "metadata": {"name": f"{obj['metadata']['name']}-admission-check",
                             "namespace": rendered.namespace,
                             "labels": template.get("metadata", {}).get("labels", {})},
-               # The service account may not exist yet (it is applied with the rest);
-               # admission of the pod's security does not depend on it.
-               "spec": {k: v for k, v in template["spec"].items()
-                        if k != "serviceAccountName"}}
+               "spec": spec}
         kube.create(pod, dry_run=True)
 
     kube.map(check, rendered.workload_objects())

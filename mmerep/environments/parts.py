@@ -3,6 +3,7 @@ deleting them all."""
 
 from __future__ import annotations
 
+from mmerep import envlock
 from mmerep.environments.model import (
     CLUSTER_KINDS,
     MANAGED_KINDS,
@@ -14,10 +15,13 @@ from mmerep.environments.model import (
 )
 from mmerep.errors import UsageError
 from mmerep.kube import Kube
+from mmerep.sshkeys import KEPT_LABEL
 
 
-def live_parts(kube: Kube, namespace: str, env_name: str) -> list[Obj]:
-    """Every object of the environment now in the cluster (records included)."""
+def live_parts(kube: Kube, namespace: str, env_name: str,
+               kinds: tuple[tuple[str, str], ...] | None = None) -> list[Obj]:
+    """Every object of the environment now in the cluster (records included), or only
+    those of ``kinds`` (apiVersion, kind)."""
     namespaced = selector(env_name)
     cluster_wide = f"{namespaced},mme-rep/namespace={namespace}"
 
@@ -26,26 +30,43 @@ def live_parts(kube: Kube, namespace: str, env_name: str) -> list[Obj]:
             return kube.list_objects(kind[0], kind[1], label_selector=cluster_wide)
         return kube.list_objects(kind[0], kind[1], namespace, label_selector=namespaced)
 
-    found: list[list[Obj]] = kube.map(parts_of, [*MANAGED_KINDS, *CLUSTER_KINDS])
+    found: list[list[Obj]] = kube.map(parts_of, list(kinds or (*MANAGED_KINDS, *CLUSTER_KINDS)),
+                                      workers=16)
     return [obj for objs in found for obj in objs]
 
 
-def prune(kube: Kube, rendered: Rendered) -> None:
-    """Delete parts a previous revision had and this one has not (records and secret stay)."""
+def prune(kube: Kube, rendered: Rendered, parts: list[Obj] | None = None) -> None:
+    """Delete parts a previous revision had and this one has not (records and secret stay).
+
+    ``parts``: the environment's objects as listed before this revision was applied.
+    """
     keep = {(o["kind"], o["metadata"]["name"]) for o in rendered.objects}
-    for obj in live_parts(kube, rendered.namespace, rendered.env_name):
+    if parts is None:
+        parts = live_parts(kube, rendered.namespace, rendered.env_name)
+    for obj in parts:
         labels = obj["metadata"].get("labels", {})
         key = (obj["kind"], obj["metadata"]["name"])
-        if key in keep or labels.get(RECORD_LABEL) or obj["kind"] in ("Secret",
-                                                                      "PersistentVolumeClaim"):
+        if key in keep or labels.get(RECORD_LABEL) or labels.get(KEPT_LABEL) \
+                or obj["kind"] in ("Secret", "PersistentVolumeClaim"):
             continue
         kube.delete(obj["apiVersion"], obj["kind"], obj["metadata"]["name"],
                     obj["metadata"].get("namespace"), propagation="Background")
 
 
 def delete_environment(kube: Kube, namespace: str, env_name: str, *, purge: bool = False,
-                       wait: bool = True, timeout: float = 120.0) -> list[str]:
+                       wait: bool = True, timeout: float = 120.0, lock_wait: float = 0.0
+                       ) -> list[str]:
     """Delete every part; data volumes (PVCs) stay unless ``purge``. Returns what went."""
+    if kube.get("v1", "Namespace", namespace) is None:  # durability: no namespace, no lock
+        raise UsageError(f"environment {env_name} not found in namespace {namespace}",
+                         hint="mme-rep env list shows what is deployed")
+    with envlock.hold(kube, namespace, env_name, "delete", wait=lock_wait):  # durability
+        return _delete_locked(kube, namespace, env_name, purge=purge, wait=wait,
+                              timeout=timeout)
+
+
+def _delete_locked(kube: Kube, namespace: str, env_name: str, *, purge: bool, wait: bool,
+                   timeout: float) -> list[str]:
     parts = [o for o in live_parts(kube, namespace, env_name)
              if purge or o["kind"] != "PersistentVolumeClaim"]
     if not parts:

@@ -9,7 +9,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from mmerep import templates
+from mmerep import revisions, templates
 from mmerep.environments.model import RECORD_LABEL, Obj, Rendered
 from mmerep.errors import UsageError
 from mmerep.kube import Kube
@@ -63,10 +63,7 @@ def good_records(records: list[Obj]) -> list[Obj]:
 
 
 def set_record_status(kube: Kube, record: Obj, status: str, note: str = "") -> None:
-    record = {**record, "data": {**record["data"], "status": status, "note": note}}
-    record["metadata"] = {k: v for k, v in record["metadata"].items()
-                          if k in ("name", "namespace", "labels")}
-    kube.apply(record, force=True)
+    revisions.set_status(kube, record, status, note)  # durability: patch status, not rewrite
 
 
 def supersede_deployed(kube: Kube, records: list[Obj]) -> None:
@@ -92,6 +89,7 @@ def history(kube: Kube, namespace: str, env_name: str) -> list[dict[str, Any]]:
     if not records:
         raise UsageError(f"environment {env_name} not found in namespace {namespace}",
                          hint="mme-rep env list shows what is deployed")
-    return [{"revision": revision_of(r), "status": r["data"]["status"],
+    rows = [{"revision": revision_of(r), "status": r["data"]["status"],
              "time": r["data"]["time"], "template": r["data"]["template"],
              "image": r["data"]["image"], "note": r["data"].get("note", "")} for r in records]
+    return revisions.explain_in_progress(kube, namespace, env_name, rows)  # durability

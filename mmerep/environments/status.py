@@ -11,6 +11,10 @@ from mmerep.environments.parts import live_parts
 from mmerep.environments.synclocal_nodes import synclocal_line
 from mmerep.errors import UsageError
 from mmerep.kube import Kube, workload_status
+from mmerep.workload_policy import pod_health
+
+STATUS_KINDS = (("apps/v1", "Deployment"), ("apps/v1", "DaemonSet"), ("apps/v1", "StatefulSet"),
+                ("v1", "Service"))
 
 
 def _age(timestamp: str | None) -> float | None:
@@ -39,14 +43,18 @@ def list_environments(kube: Kube, namespace: str | None) -> list[dict[str, Any]]
 
 def environment_status(kube: Kube, namespace: str, env_name: str) -> dict[str, Any]:
     """Components with their pods, restarts and ports; recent warning events."""
-    parts = live_parts(kube, namespace, env_name)
+    # What the status shows, read at once: workloads and services, pods, warning events.
+    parts, pods, events = kube.map(lambda read: read(), [
+        lambda: live_parts(kube, namespace, env_name, STATUS_KINDS),
+        lambda: kube.list_objects("v1", "Pod", namespace,
+                                  label_selector=f"app.kubernetes.io/instance={env_name}"),
+        lambda: warning_events(kube, namespace)])
     if not parts:
         raise UsageError(f"environment {env_name} not found in namespace {namespace}",
                          hint="mme-rep env list shows what is deployed")
-    pods = kube.list_objects("v1", "Pod", namespace,
-                             label_selector=f"app.kubernetes.io/instance={env_name}")
     services = {o["metadata"]["name"]: o for o in parts if o["kind"] == "Service"}
     components = []
+    stopped: list[dict[str, Any]] = []  # pods Kubernetes evicted or failed, with the reason
     for obj in parts:
         if obj["kind"] not in WORKLOAD_KINDS:
             continue
@@ -62,9 +70,13 @@ def environment_status(kube: Kube, namespace: str, env_name: str) -> dict[str, A
         ports = [f"{p['port']}/{p.get('protocol', 'TCP').lower()}"
                  for p in (svc or {}).get("spec", {}).get("ports", [])]
         containers = obj["spec"]["template"]["spec"]["containers"]
+        health = pod_health(mine)
+        stopped.extend({"component": component, **s} for s in health.pop("stopped"))
         components.append({
             "name": obj["metadata"]["name"], "kind": obj["kind"], "component": component,
-            "state": "Active" if st.ready else "Progressing",
+            "state": "Active" if st.ready else "Starting" if (
+                health["started"] >= st.desired > health["serving"]) else "Progressing",
+            **health,
             "image": containers[0]["image"], "desired": st.desired, "ready": st.ready_pods,
             "pods": len(mine), "restarts": restarts,
             "age_seconds": int(min(ages)) if ages else None, "ports": ports,
@@ -74,9 +86,9 @@ def environment_status(kube: Kube, namespace: str, env_name: str) -> dict[str, A
         {"object": f"{e['involvedObject'].get('kind')}/{e['involvedObject'].get('name')}",
          "reason": e.get("reason"), "message": e.get("message"),
          "time": event_time(e) or None, "count": e.get("count", 1)}
-        for e in warning_events(kube, namespace) if belongs_to(e, env_name)][-10:]
+        for e in events if belongs_to(e, env_name)][-10:]
     data = {"namespace": namespace, "name": env_name, "components": components,
-            "warnings": warnings}
+            "warnings": warnings, "stopped": stopped}
     if any(c["component"] == "synclocal" for c in components):
         data["synclocal"] = synclocal_line(kube)
     return data

@@ -103,7 +103,8 @@ def test_slot_size_follows_the_pod_not_the_node() -> None:
     text = cfg["ConfigMap/sentinel3-condor"]["data"]["10-executor.conf"]
     assert "NUM_CPUS = 4" in text and "MEMORY = 16384" in text
     executor = cfg["Deployment/sentinel3-executor"]["spec"]["template"]["spec"]["containers"][0]
-    assert executor["resources"]["requests"] == {"cpu": "4", "memory": "16Gi"}
+    assert executor["resources"]["requests"] == {"cpu": "4", "memory": "16Gi",
+                                                 "ephemeral-storage": "20Gi"}
     defaults = by_name(render())["ConfigMap/sentinel3-condor"]["data"]["10-executor.conf"]
     assert "NUM_CPUS = 2" in defaults and "MEMORY = 9536" in defaults  # 10G from the profile
 
@@ -137,7 +138,8 @@ def test_scaler_script_is_mounted_at_configs() -> None:
 def test_generated_secrets_are_not_in_the_rendered_objects() -> None:
     rendered = render()
     assert not [o for o in rendered.objects if o["kind"] == "Secret"]
-    assert rendered.secrets == {"pool": ("password",)}
+    assert rendered.secrets == {"pool": ("password",),
+                                "ssh-hostkeys": ("ssh_host_ed25519_key", "ssh_host_ecdsa_key")}
     made = environments.generated_secrets(None, rendered)
     assert made[0]["metadata"]["name"] == "sentinel3-pool" and made[0]["data"]["password"]
 
@@ -158,6 +160,21 @@ def test_bad_input_is_one_clear_error(kwargs: dict, message: str) -> None:
     with pytest.raises(UsageError) as info:
         render(template, image, **kwargs)
     assert message in str(info.value)
+
+
+def test_a_pod_asking_above_the_profiles_maximum_is_refused_with_the_limit_named() -> None:
+    capped = profile(max_cpu="4", max_memory="16Gi")
+    render(profile=capped, params={"executor_cpu": "4", "executor_memory": "16Gi"})  # at most
+    with pytest.raises(UsageError) as info:
+        render(profile=capped, params={"executor_cpu": "6"})
+    assert info.value.message == ("Deployment/sentinel3-executor requests 6 cpu per pod, "
+                                  "above profile dev-s3's max_cpu of 4")
+    assert info.value.hint == ("ask for less (mme-rep template show htcondor-batch lists the "
+                               "parameters), or raise max_cpu in the profile")
+    with pytest.raises(UsageError) as info:
+        render(profile=capped, params={"executor_memory_limit": "20G"})
+    assert info.value.message == ("Deployment/sentinel3-executor limits 20G memory per pod, "
+                                  "above profile dev-s3's max_memory of 16Gi")
 
 
 def test_jupyter_web_address_without_and_with_ingress() -> None:
