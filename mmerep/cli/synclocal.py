@@ -52,6 +52,7 @@ def stage(
                                        help="Limit the copy to this many bytes/s, e.g. 200M."),
 ) -> None:
     """Copy SOURCE... into TO (a user command; the daemon does the same from a manifest)."""
+    import gc
     import glob
 
     from mmerep.cli.output import console
@@ -77,10 +78,17 @@ def stage(
     opts = StageOptions(jobs=jobs, verify=verify, recheck=recheck,
                         bwlimit=parse_size(bwlimit) if bwlimit else None)
     reports = []
-    with writer_lock(layout), _progress_bar() as on_progress:
-        opts.progress = on_progress
-        for name, srcs in groups.items():
-            reports.append(stage_dataset(layout, name, srcs, opts))
+    # What start-up made (the CLI framework's objects, many times the engine's own) lives
+    # until the process ends: keep the collector from walking it again and again while
+    # the engine allocates an entry per file.
+    gc.freeze()
+    try:
+        with writer_lock(layout), _progress_bar() as on_progress:
+            opts.progress = on_progress
+            for name, srcs in groups.items():
+                reports.append(stage_dataset(layout, name, srcs, opts))
+    finally:
+        gc.unfreeze()
     errors: list[SyncError] = []
     for report in reports:  # after the bar is gone, so the lines stay readable
         rate = f", {report.throughput / 1e6:.0f} MB/s" if report.bytes_copied else ""
@@ -117,9 +125,12 @@ def _progress_bar() -> Any:
 
     @contextlib.contextmanager
     def bar() -> Any:
+        # Drawn when the engine reports (at most every StageOptions.progress_interval),
+        # not by rich's own refresh thread, which redraws 10 times a second whether or not
+        # anything changed and takes CPU from the copy.
         with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
                       TransferSpeedColumn(), TimeRemainingColumn(), console=err_console,
-                      transient=True) as progress:
+                      transient=True, auto_refresh=False) as progress:
             tasks: dict[str, Any] = {}
 
             def update(p: Any) -> None:
@@ -128,6 +139,7 @@ def _progress_bar() -> Any:
                 progress.update(tasks[p.dataset], completed=p.bytes_done,
                                 total=max(p.bytes_total, p.bytes_done),
                                 description=f"{p.dataset} {p.files_done}/{p.files_total}")
+                progress.refresh()
 
             yield update
 
