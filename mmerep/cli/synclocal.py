@@ -55,7 +55,6 @@ def stage(
     import gc
     import glob
 
-    from mmerep.cli.output import console
     from mmerep.errors import UsageError
     from mmerep.synclocal import StageOptions, SyncError, stage_dataset, writer_lock
     from mmerep.synclocal.layout import parse_size
@@ -92,12 +91,13 @@ def stage(
     errors: list[SyncError] = []
     for report in reports:  # after the bar is gone, so the lines stay readable
         rate = f", {report.throughput / 1e6:.0f} MB/s" if report.bytes_copied else ""
-        console.print(
-            f"{'[green]complete[/]' if report.complete else '[red]incomplete[/]'} "
+        _print_status(
+            "complete" if report.complete else "incomplete",
+            "green" if report.complete else "red",
             f"{report.dataset}: {report.files_copied} copied "
             f"({human_size(report.bytes_copied)}), {report.files_skipped} already staged, "
             f"{report.files_removed} removed in {report.seconds:.2f}s{rate}"
-            + (" (checksums recorded)" if verify else " (not verified)"), soft_wrap=True)
+            + (" (checksums recorded)" if verify else " (not verified)"))
         try:
             report.raise_for_failures()
         except SyncError as exc:
@@ -106,10 +106,34 @@ def stage(
         raise errors[0]
 
 
+def _no_terminal(stream: Any) -> bool:
+    """True when rich would not treat ``stream`` as a terminal either (no tty, no
+    FORCE_COLOR or TTY_COMPATIBLE=1): the command then needs no rich at all, whose import
+    is a fifth of its start-up."""
+    import os
+
+    return (not stream.isatty() and "FORCE_COLOR" not in os.environ
+            and os.environ.get("TTY_COMPATIBLE") != "1")
+
+
+def _print_status(word: str, colour: str, rest: str) -> None:
+    import sys
+
+    if _no_terminal(sys.stdout):
+        print(f"{word} {rest}", flush=True)  # what rich prints there, without its import
+        return
+    from mmerep.cli.output import console
+
+    console.print(f"[{colour}]{word}[/] {rest}", soft_wrap=True, markup=True)
+
+
 def _progress_bar() -> Any:
     """A rich progress bar on an interactive stderr; otherwise a callback that does nothing."""
     import contextlib
+    import sys
 
+    if _no_terminal(sys.stderr):
+        return contextlib.nullcontext(None)
     from mmerep.cli.output import err_console
 
     if not err_console.is_terminal:
