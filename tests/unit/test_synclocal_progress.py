@@ -160,3 +160,18 @@ def test_on_a_terminal_the_bar_is_drawn_only_when_the_engine_reports(tmp_path: P
     # drawn once more as it appears, at the forced last report and as it goes.
     redraws = screen.count(b"\x1b[2K")
     assert 3 <= redraws <= seconds / StageOptions().progress_interval + 5, (redraws, seconds)
+
+
+def test_redirected_the_command_loads_no_terminal_library(tmp_path: Path) -> None:
+    """Output to files or pipes (jobs, the daemon's operators) pays no rich import."""
+    src = make_files(tmp_path / "olci", 3, 1000)
+    env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE")}
+    out = subprocess.run([sys.executable, "-X", "importtime", "-m", "mmerep", "synclocal",
+                          "stage", str(src), "--to", str(tmp_path / "ssd")],
+                         capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("complete olci: 3 copied"), out.stdout
+    imported = [line.rsplit("|", 1)[-1].strip() for line in out.stderr.splitlines()
+                if line.startswith("import time:")]
+    assert "mmerep.synclocal.stage" in imported
+    assert not [m for m in imported if m == "rich" or m.startswith("rich.")]
