@@ -71,3 +71,11 @@ class KubeTimeout(KubeError):
 
 class RegistryError(MmerepError):
     """The OCI registry refused a request or could not be reached."""
+
+
+class CondorError(MmerepError):
+    """The HTCondor pool (collector or schedd) refused a request."""
+
+
+class CondorUnreachable(CondorError):
+    """The collector or schedd did not answer in time."""
