@@ -98,6 +98,7 @@ class ExecutorSlots:
     claimed_cpus: float = 0.0
     claimed_slots: int = 0
     draining: bool = False
+    claimed_memory_mb: int = 0
 
     @property
     def busy(self) -> bool:
@@ -188,7 +189,9 @@ def executors_from_ads(ads: Iterable[Any]) -> list[ExecutorSlots]:
                               memory_mb=int(_num(ad, "TotalSlotMemory", _num(ad, "Memory"))))
         if state == "Claimed":
             current = replace(current, claimed_cpus=current.claimed_cpus + _num(ad, "Cpus"),
-                              claimed_slots=current.claimed_slots + 1)
+                              claimed_slots=current.claimed_slots + 1,
+                              claimed_memory_mb=current.claimed_memory_mb
+                              + int(_num(ad, "Memory")))
         machines[machine] = replace(current, draining=draining)
     return sorted(machines.values(), key=lambda e: e.name)
 
@@ -449,7 +452,8 @@ class MemoryPool:
                 mine = [j for j in self._jobs.values()
                         if j.executor == e.name and j.status == JobState.RUNNING]
                 out.append(ExecutorSlots(e.name, e.cpus, e.memory_mb,
-                                         sum(j.cpus for j in mine), len(mine), e.draining))
+                                         sum(j.cpus for j in mine), len(mine), e.draining,
+                                         sum(j.memory_mb for j in mine)))
         return sorted(out, key=lambda x: x.name)
 
     def jobs(self, job_ids: Iterable[str] | None = None) -> list[JobSample]:

@@ -59,6 +59,7 @@ class Rendered:
     workloads: tuple[str, ...] = ()
     secrets: dict[str, tuple[str, ...]] = field(default_factory=dict)
     web: dict[str, Any] = field(default_factory=dict)
+    explicit: tuple[str, ...] = ()  # parameters the operator set (not defaults)
 
     def workload_objects(self) -> list[Obj]:
         return [o for o in self.objects if o["kind"] in WORKLOAD_KINDS]
@@ -117,6 +118,8 @@ def render_environment(profile: Any, template_name: str, image: str, *, name: st
         "storage_classes": dict(profile.storage_classes or {}),
         "ssh_domain": profile.ssh_domain,
         "ingress_domain": profile.ingress_domain,
+        "profile_limits": {"max_executors": profile.max_executors,
+                           "max_cpu": profile.max_cpu, "max_memory": profile.max_memory},
         "registry": resolved_registry(profile) if resolve else profile.registry,
         "defaults": {"cpu": requests.get("cpu") or "1", "memory": requests.get("memory") or "2Gi",
                      "cpu_limit": limits.get("cpu") or None,
@@ -127,7 +130,8 @@ def render_environment(profile: Any, template_name: str, image: str, *, name: st
     _check_limits(profile, values)
     templates.label_objects(objects, env_name, profile.namespace, template.name, revision)
     return Rendered(env_name, profile.namespace, template.name, reference, values, objects,
-                    template.workloads, dict(template.secrets), dict(template.web))
+                    template.workloads, dict(template.secrets), dict(template.web),
+                    tuple(sorted(params or {})))
 
 
 def _check_limits(profile: Any, values: dict[str, Any]) -> None:
@@ -259,7 +263,8 @@ def deploy(kube: Any, rendered: Rendered, *, timeout: float = 300.0, rollback: b
     records = read_records(kube, rendered.namespace, rendered.env_name)
     current = int(records[-1]["data"]["revision"]) if records else 0
     generated = generated_secrets(kube, rendered)
-    planned = [*generated, *_with_revision(rendered.objects, max(current, 1))]
+    objects, rescale = settle_replicas(kube, rendered)
+    planned = [*generated, *_with_revision(objects, max(current, 1))]
     try:
         dry = kube.apply_all(planned, dry_run=True)
         check_pods_admitted(kube, rendered)
@@ -270,12 +275,15 @@ def deploy(kube: Any, rendered: Rendered, *, timeout: float = 300.0, rollback: b
             kube.wait_gone([ns], timeout=60)
         raise
     changes = [(r.action, _describe(r.obj)) for r in dry if r.changed]
+    changes += [("scaled", f"Deployment/{name}") for name, _ in rescale]
     if on_plan:
         on_plan(changes)
     if not changes and records and records[-1]["data"]["status"] == "deployed":
         return DeployResult("unchanged", current)
     revision = current + 1
-    kube.apply_all([*generated, *_with_revision(rendered.objects, revision)], compare=False)
+    kube.apply_all([*generated, *_with_revision(objects, revision)], compare=False)
+    for name, replicas in rescale:  # the operator said so explicitly: --set executors=N
+        kube.scale("Deployment", name, replicas, rendered.namespace)
     _prune(kube, rendered, revision)
     try:
         kube.wait_for(rendered.workload_objects(), timeout=timeout,
@@ -424,8 +432,9 @@ def rollback_to(kube: Any, namespace: str, env_name: str, revision: int | None =
                          hint=f"mme-rep env history {env_name}")
     rendered = rendered_from_record(chosen)
     new_revision = current + 1
+    objects, _ = settle_replicas(kube, rendered)  # a rollback never undoes a scale
     kube.apply_all([*generated_secrets(kube, rendered),
-                    *_with_revision(rendered.objects, new_revision)], force=True)
+                    *_with_revision(objects, new_revision)], force=True)
     _prune(kube, rendered, new_revision)
     kube.wait_for(rendered.workload_objects(), timeout=timeout, on_progress=on_progress)
     for old in records:
@@ -440,7 +449,15 @@ def history(kube: Any, namespace: str, env_name: str) -> list[dict[str, Any]]:
     if not records:
         raise UsageError(f"environment {env_name} not found in namespace {namespace}",
                          hint="mme-rep env list shows what is deployed")
-    return [{"revision": int(r["data"]["revision"]), "status": r["data"]["status"],
+    deployed = [int(r["data"]["revision"]) for r in records if r["data"]["status"] == "deployed"]
+    live = max(deployed, default=None)
+
+    def status(r: Obj) -> str:
+        # A revision written from inside the pool (vscale) cannot relabel older ones.
+        st = str(r["data"]["status"])
+        return "superseded" if st == "deployed" and int(r["data"]["revision"]) != live else st
+
+    return [{"revision": int(r["data"]["revision"]), "status": status(r),
              "time": r["data"]["time"], "template": r["data"]["template"],
              "image": r["data"]["image"], "note": r["data"].get("note", "")} for r in records]
 
@@ -478,7 +495,8 @@ def diff(kube: Any, rendered: Rendered) -> list[dict[str, Any]]:
     if kube.get("v1", "Namespace", rendered.namespace) is None:
         return [{"action": "created", "object": _describe(o), "diff": ""}
                 for o in rendered.objects]
-    planned = _with_revision(rendered.objects, current)
+    objects, _ = settle_replicas(kube, rendered)
+    planned = _with_revision(objects, current)
     out = []
     for result in kube.apply_all(planned, dry_run=True):
         if not result.changed:
@@ -592,3 +610,72 @@ def _synclocal_line(kube: Any) -> str:
     except KubeForbidden:
         return "synclocal: nodes are not readable with these credentials"
 
+
+
+# -- replica ownership (the HorizontalPodAutoscaler pattern) ------------------------------
+
+# On a workload: the template parameter that sets its replicas (e.g. "executors").
+REPLICAS_PARAM = "mme-rep/replicas-param"
+
+
+def replicas_owned_elsewhere(live: Obj) -> bool:
+    """True once anything but our own apply (the scaler, kubectl scale, an HPA) has set
+    ``spec.replicas``: from then on the deploy leaves the count alone."""
+    for entry in live.get("metadata", {}).get("managedFields") or []:
+        fields = entry.get("fieldsV1", {}).get("f:spec", {})
+        if "f:replicas" in fields and not (entry.get("manager") == "mme-rep"
+                                           and entry.get("operation") == "Apply"):
+            return True
+    return False
+
+
+def settle_replicas(kube: Any, rendered: Rendered) -> tuple[list[Obj], list[tuple[str, int]]]:
+    """The objects to apply, without ``spec.replicas`` where someone else owns it, and the
+    workloads to scale because the operator set their parameter explicitly."""
+    objects, rescale = [], []
+    for obj in rendered.objects:
+        param = obj["metadata"].get("annotations", {}).get(REPLICAS_PARAM)
+        if not param or "replicas" not in obj.get("spec", {}):
+            objects.append(obj)
+            continue
+        live = kube.get(obj["apiVersion"], obj["kind"], obj["metadata"]["name"],
+                        rendered.namespace)
+        if live is None or not replicas_owned_elsewhere(live):
+            objects.append(obj)
+            continue
+        objects.append({**obj, "spec": {k: v for k, v in obj["spec"].items()
+                                        if k != "replicas"}})
+        wanted = rendered.params.get(param)
+        if param in rendered.explicit and isinstance(wanted, int) \
+                and live["spec"].get("replicas") != wanted:
+            rescale.append((obj["metadata"]["name"], wanted))
+    return objects, rescale
+
+
+def record_workload_change(kube: Any, namespace: str, env_name: str, kind: str, name: str,
+                           change: Callable[[Obj], Obj], params: dict[str, Any], note: str, *,
+                           timeout: float = 600.0, on_progress: Progress | None = None,
+                           field_manager: str = "mme-rep") -> int:
+    """Apply one changed workload of the current revision and record it as a new revision,
+    so history shows it and rollback restores the previous one. Needs only: list and
+    create ConfigMaps, and get/patch the workload (what the in-pod scaler may do)."""
+    records = read_records(kube, namespace, env_name)
+    if not records:
+        raise UsageError(f"environment {env_name} not found in namespace {namespace}",
+                         hint="mme-rep env list shows what is deployed")
+    current = rendered_from_record(records[-1])
+    key = (kind, name)
+    found = [o for o in current.objects if (o["kind"], o["metadata"]["name"]) == key]
+    if not found:
+        raise UsageError(f"{kind}/{name} is not part of environment {env_name}")
+    changed = change(found[0])
+    revision = int(records[-1]["data"]["revision"]) + 1
+    updated = dataclasses.replace(
+        current, params={**current.params, **params},
+        objects=[changed if (o["kind"], o["metadata"]["name"]) == key else o
+                 for o in current.objects])
+    settled, _ = settle_replicas(kube, dataclasses.replace(updated, objects=[changed]))
+    kube.apply(_with_revision(settled, revision)[0], compare=False, field_manager=field_manager)
+    kube.wait_for([changed], timeout=timeout, on_progress=on_progress)
+    kube.create(build_record(updated, revision, "deployed", note), field_manager=field_manager)
+    return revision

@@ -440,7 +440,7 @@ class Kube:
     # -- writes ------------------------------------------------------------------------
 
     def apply(self, obj: Obj, *, force: bool = False, dry_run: bool = False,
-              compare: bool = True) -> ApplyResult:
+              compare: bool = True, field_manager: str = FIELD_MANAGER) -> ApplyResult:
         """Server-side apply one object as field manager ``mme-rep``.
 
         ``compare`` reads the object first to tell created/configured/unchanged; a caller
@@ -457,7 +457,7 @@ class Kube:
             body["metadata"] = {**obj["metadata"], "namespace": ns}
         after = self.request(
             "PATCH", res.path(ns, name), body=body, content_type="application/apply-patch+yaml",
-            query={"fieldManager": FIELD_MANAGER, "force": "true" if force else None,
+            query={"fieldManager": field_manager, "force": "true" if force else None,
                    "dryRun": "All" if dry_run else None},
             what=f"apply {describe(body)}",
         )
@@ -502,11 +502,13 @@ class Kube:
         with ThreadPoolExecutor(max_workers=min(8, len(items))) as pool:
             return list(pool.map(fn, items))
 
-    def create(self, obj: Obj, *, dry_run: bool = False) -> Obj:
+    def create(self, obj: Obj, *, dry_run: bool = False,
+               field_manager: str = FIELD_MANAGER) -> Obj:
         res = self._resource_of(obj)
         ns = self._namespace_of(obj, res)
         return self.request("POST", res.path(ns), body=obj,
-                            query={"dryRun": "All" if dry_run else None},
+                            query={"dryRun": "All" if dry_run else None,
+                                   "fieldManager": field_manager},
                             what=f"{'check' if dry_run else 'create'} {describe(obj)}")
 
     def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None,
@@ -554,15 +556,26 @@ class Kube:
         return self.request("GET", res.path(namespace or self.namespace, name, "scale"),
                             what=f"get scale of {kind}/{name}")
 
-    def scale(self, kind: str, name: str, replicas: int, namespace: str | None = None) -> Obj:
+    def scale(self, kind: str, name: str, replicas: int, namespace: str | None = None, *,
+              field_manager: str = FIELD_MANAGER) -> Obj:
         """Set replicas through the scale subresource (needs only that RBAC permission)."""
         if replicas < 0:
             raise KubeInvalid(f"replicas must be 0 or more, not {replicas}")
         res = self.resource("apps/v1", kind)
         return self.request(
             "PATCH", res.path(namespace or self.namespace, name, "scale"),
-            body={"spec": {"replicas": replicas}},
+            body={"spec": {"replicas": replicas}}, query={"fieldManager": field_manager},
             content_type="application/merge-patch+json", what=f"scale {kind}/{name}")
+
+    def patch(self, api_version: str, kind: str, name: str, patch: Obj,
+              namespace: str | None = None, *, field_manager: str = FIELD_MANAGER) -> Obj:
+        """A JSON merge patch (e.g. one annotation on a pod someone else manages)."""
+        res = self.resource(api_version, kind)
+        ns = (namespace or self.namespace) if res.namespaced else None
+        return self.request("PATCH", res.path(ns, name), body=patch,
+                            query={"fieldManager": field_manager},
+                            content_type="application/merge-patch+json",
+                            what=f"patch {kind}/{name}")
 
     # -- waiting -----------------------------------------------------------------------
 

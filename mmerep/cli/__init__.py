@@ -31,10 +31,11 @@ GROUPS = {
     "cluster": ("mmerep.cli.cluster", "A local Kubernetes cluster (KWOK-simulated nodes, "
                 "real control plane, local registry)"),
     "synclocal": ("mmerep.cli.synclocal", "Stage input data onto a node's local SSD"),
+    "scaler": ("mmerep.cli.scaler", "Scale an environment's executors and drive the "
+               "autoscaler."),
 }
 # Groups whose commands arrive with later work; listed so the command tree is visible now.
 PLANNED = {
-    "scaler": "Scale an environment's executors and drive the autoscaler (coming).",
     "ssh": "Reach an environment's scheduler over SSH through a port-forward (coming).",
     "provisioner": "The node-local SSD volume provisioner (coming).",
 }
