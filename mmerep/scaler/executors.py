@@ -107,7 +107,7 @@ def parse_count(text: str, limits: Limits) -> int:
     return count
 
 
-def parse_resources(cpu: str, memory: str, cpu_limit: str = "", memory_limit: str = "",
+def parse_resources(cpu: str, memory: str, cpu_limit: str = "", memory_limit: str = "", *,
                     limits: Limits | None = None) -> Resources:
     limits = limits or Limits()
     cores = parse_cpu(cpu, "CPU")
