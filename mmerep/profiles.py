@@ -104,7 +104,7 @@ def local_profile() -> Profile:
                    requests={"cpu": "1", "memory": "2Gi"},
                    storage_classes={"local-ssd": "mmerep-local-ssd"},
                    node_selector={"mme-rep/processing": "true"},
-                   ssh_domain="mmerep-local", max_executors=50)
+                   ssh_domain="mmerep-local", max_executors=500)
 
 
 def profiles_path(explicit: str | os.PathLike[str] | None = None) -> Path:

@@ -182,8 +182,8 @@ def _scale(kube: Any, profile: Any, namespace: str, name: str, count_text: str, 
     from mmerep.scaler import executors as ex
     from mmerep.scaler.state import read_state
 
-    count = ex.parse_count(count_text, ex.limits_for(kube, namespace, name, profile))
     before = int(ex.executor_deployment(kube, namespace, name)["spec"].get("replicas", 0))
+    count = ex.parse_count(count_text, ex.limits_for(kube, namespace, name, profile))
     table = output is OutputFormat.table
     if table:
         if count == before:
@@ -223,6 +223,7 @@ def _vscale(kube: Any, profile: Any, namespace: str, name: str, rest: list[str],
     from mmerep.cli.output import LiveWorkloads, render
     from mmerep.scaler import executors as ex
 
+    ex.executor_deployment(kube, namespace, name)
     res = _resources(rest, ex.limits_for(kube, namespace, name, profile))
     if output is OutputFormat.table:
         print(f"Scaling deployment vertically to CPU/RAM requests {res.cpu}/{res.memory} and "
