@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_cluster
 import bench_env
 import bench_pipeline
+import bench_scale
 import bench_startup
 import bench_synclocal
 
@@ -22,6 +23,7 @@ BENCHMARKS = {
     "cluster": bench_cluster.run,
     "env": bench_env.run,
     "pipeline": bench_pipeline.run,
+    "scale": bench_scale.run,
     "synclocal": lambda: bench_synclocal.run(False),
     "synclocal-quick": lambda: bench_synclocal.run(True),
 }

@@ -86,6 +86,8 @@ def status_table(data: dict[str, Any]) -> Any:
                               ["state", "name", "image", "pods", "ports"], rows)]
     if data.get("synclocal"):
         parts.append(data["synclocal"])
+    if data.get("scaler"):
+        parts.append(data["scaler"])
     if data.get("warnings"):
         parts.append(table("recent warnings", ["time", "object", "reason", "message"],
                            [(w["time"], w["object"], w["reason"], w["message"])

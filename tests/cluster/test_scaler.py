@@ -331,6 +331,9 @@ def test_the_autoscaler_grows_with_the_queue_and_removes_only_idle_executors(
     assert [d["reason"].split(":")[0] for d in state.decisions] == [
         "scale-up", "cool-down", "scale-down"]
     assert state.observed["busy"] == 4 and state.policy.last_down == clock["now"]
+    line = environments.environment_status(kube, env_ns, ENV)["scaler"]
+    assert line.startswith("scaler: daemon on (min 1, max 30); last decision ")
+    assert "scale-down: 8 idle executors removed" in line
     # Off means off: nothing is decided or written.
     save_settings(kube, env_ns, ENV, ScalerState(daemon=False))
     pool.submit(30, cpus=0.1)

@@ -161,3 +161,15 @@ def test_bad_input_is_one_line_and_exit_2_before_any_connection(
     assert out.returncode == 2, out.stderr
     assert message in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
+
+
+def test_env_status_line_shows_the_daemon_and_its_last_decision() -> None:
+    from mmerep.environments import scaler_line
+
+    state = {"data": {"daemon": "on", "min": "2", "max": "40", "decisions": (
+        '[{"time": 0, "from": 2, "to": 22, "reason": "scale-up: 100 idle jobs need 50 '
+        'executors, have 2"}]')}}
+    assert scaler_line(state) == ("scaler: daemon on (min 2, max 40); last decision 00:00:00Z: "
+                                  "scale-up: 100 idle jobs need 50 executors, have 2")
+    assert scaler_line({"data": {"limits": "{}"}}) == (
+        "scaler: daemon off (min 0, max profile limit)")
