@@ -115,7 +115,7 @@ def _root(
 
 
 @app.command("demo", hidden=True)
-def _demo(nodes: int = typer.Option(42, "--nodes", "-n", min=1, help="Simulated nodes.")) -> None:
+def _demo(nodes: int = typer.Option(48, "--nodes", "-n", min=1, help="Simulated nodes.")) -> None:
     """Bring the local cluster up, publish a sample image, deploy and scale an environment."""
     from mmerep.cli.demo import demo
 
