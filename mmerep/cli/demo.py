@@ -28,7 +28,8 @@ def demo(nodes: int = DEMO_NODES) -> None:
                   f"sentinel3:{sample.SAMPLE_TAG}")
     rendered = environments.render_environment(
         profile, "htcondor-batch", f"sentinel3:{sample.SAMPLE_TAG}", params={"executors": 2})
-    with LiveWorkloads(f"deploying {rendered.env_name}") as live:
+    with LiveWorkloads(f"deploying {rendered.env_name}",
+                       prefix=f"{rendered.env_name}-") as live:
         result = environments.deploy(kube, rendered, timeout=180, on_progress=live.update)
     console.print(f"   {result.action}, revision {result.revision}")
     scaler_in_pod(kube, profile.namespace, rendered.env_name)
