@@ -272,6 +272,7 @@ def test_the_scalers_token_can_do_its_job_and_nothing_else(
         lambda: me.get("v1", "Secret", f"{ENV}-pool"),
         lambda: me.list_objects("v1", "Secret", env_ns),
         lambda: me.list_objects("v1", "Pod", "default"),
+        lambda: me.list_objects("apps/v1", "Deployment", env_ns),  # only its own, by name
         lambda: me.patch("v1", "ConfigMap", f"{ENV}-condor", {"data": {"x": "y"}}),
     ):
         with pytest.raises(KubeForbidden):
