@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from testkit.private_cluster import private_cluster
 
 ENV = "sentinel3"
