@@ -21,7 +21,7 @@ from mmerep.environments.model import (
     Rendered,
     kind_and_name,
 )
-from mmerep.environments.parts import delete_environment, live_parts, prune
+from mmerep.environments.parts import delete_environment, live_parts, prunable, prune
 from mmerep.environments.records import (
     build_record,
     good_records,
@@ -30,7 +30,7 @@ from mmerep.environments.records import (
     revision_of,
     supersede_deployed,
 )
-from mmerep.errors import KubeError, KubeTimeout, UsageError
+from mmerep.errors import KubeConflict, KubeError, KubeTimeout, UsageError
 from mmerep.kube import Kube
 
 
@@ -50,6 +50,8 @@ def deploy(kube: Kube, rendered: Rendered, *, timeout: float = 300.0, rollback: 
     with envlock.hold(kube, ns, env, f"deploy {rendered.image}", wait=lock_wait), \
             revisions.outcome_recorded(kube, ns, env, "deploy"):
         revisions.settle_interrupted(kube, ns, env)
+        # A command that held the lock before this one may have deployed since.
+        created_namespace = created_namespace and not read_records(kube, ns, env)
         return _deploy_locked(kube, rendered, created_namespace, timeout=timeout,
                               rollback=rollback, force=force, on_progress=on_progress,
                               on_plan=on_plan)
@@ -81,6 +83,8 @@ def _deploy_locked(kube: Kube, rendered: Rendered, created_namespace: bool, *,
             remove_namespace(kube, rendered.namespace)
         raise
     changes = [(r.action, kind_and_name(r.obj)) for r in dry if r.changed]
+    # A part this revision no longer has is a change too (else "unchanged" would keep it).
+    changes += [("deleted", kind_and_name(p)) for p in prunable(rendered, parts)]
     if on_plan:
         on_plan(changes)
     if not changes and records and records[-1]["data"]["status"] == "deployed":
@@ -183,7 +187,10 @@ def ensure_namespace(kube: Kube, namespace: str) -> bool:
     """Create the namespace (Pod Security ``restricted``) if missing; True if it was made."""
     if kube.get("v1", "Namespace", namespace) is not None:
         return False
-    kube.apply(namespace_object(namespace))
+    try:
+        kube.create(namespace_object(namespace))
+    except KubeConflict:  # durability: another command made it at the same moment
+        return False
     return True
 
 
