@@ -26,6 +26,8 @@ done
 command -v ssh >/dev/null 2>&1 && command -v ssh-keygen >/dev/null 2>&1 \
   && command -v scp >/dev/null 2>&1 || missing+=(openssh-client)
 command -v nc >/dev/null 2>&1 || missing+=(netcat-openbsd)  # bench ssh: the kubectl recipe
+# The provisioner's tests give each simulated node loop-mounted XFS images as disks.
+command -v mkfs.xfs >/dev/null 2>&1 || [ -x /usr/sbin/mkfs.xfs ] || missing+=(xfsprogs)
 if [ "${#missing[@]}" -gt 0 ]; then
   sudo=""
   if [ "$(id -u)" -ne 0 ]; then

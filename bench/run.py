@@ -15,6 +15,7 @@ sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # testkit
 import bench_cluster
 import bench_env
 import bench_pipeline
+import bench_provisioner
 import bench_reads
 import bench_ssh
 import bench_startup
@@ -28,6 +29,7 @@ BENCHMARKS = {
     "pipeline": bench_pipeline.run,
     "synclocal": lambda: bench_synclocal.run(False),
     "synclocal-quick": lambda: bench_synclocal.run(True),
+    "provisioner": bench_provisioner.run,
     "ssh": bench_ssh.run,
 }
 

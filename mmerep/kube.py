@@ -486,7 +486,7 @@ class Kube:
               label_selector: str | None = None, field_selector: str | None = None,
               timeout: float = 60.0, resource_version: str | None = None,
               stop: threading.Event | None = None, chunk: float | None = None,
-              mark_synced: bool = False) -> Iterator[Obj]:
+              mark_synced: bool = False, all_namespaces: bool = False) -> Iterator[Obj]:
         """Every object now (as ADDED events), then changes until ``timeout``.
 
         Lists first and watches from the list's resourceVersion; ``resource_version``
@@ -499,12 +499,13 @@ class Kube:
         """
         deadline = time.monotonic() + timeout
         res = self.resource(api_version, kind)
-        ns = None if not res.namespaced else (namespace or self.namespace)
+        ns = None if (not res.namespaced or all_namespaces) else (namespace or self.namespace)
         version = resource_version
         while True:
             if version is None:
                 listing = self.list_raw(api_version, kind, ns, label_selector=label_selector,
-                                        field_selector=field_selector)
+                                        field_selector=field_selector,
+                                        all_namespaces=all_namespaces)
                 for item in listing.get("items", []):
                     yield {"type": "ADDED", "object": item}
                 if mark_synced:

@@ -31,6 +31,7 @@ GROUPS = {
     "cluster": ("mmerep.cli.cluster", "A local Kubernetes cluster (KWOK-simulated nodes, "
                 "real control plane, local registry)"),
     "synclocal": ("mmerep.cli.synclocal", "Stage input data onto a node's local SSD"),
+    "provisioner": ("mmerep.cli.provisioner", "The node-local SSD volume provisioner"),
     "ssh": ("mmerep.cli.ssh", "Reach an environment's scheduler over SSH through a "
             "port-forward."),
 }
@@ -38,7 +39,6 @@ GROUPS = {
 # A feature's work moves its name from here to GROUPS.
 PLANNED = {
     "scaler": "Scaling an environment's executors, and the autoscaler.",
-    "provisioner": "The node-local SSD volume provisioner.",
 }
 
 
