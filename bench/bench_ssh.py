@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from private_cluster import private_cluster
 
 from mmerep.cluster.podsshd import Sshd
+from testkit.private_cluster import private_cluster
 
 HOST = "sentinel3-scheduler.local.mmerep-local"
 RECIPE = """#!/bin/sh

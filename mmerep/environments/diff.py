@@ -9,7 +9,9 @@ import yaml
 
 from mmerep.environments.deploy import with_revision
 from mmerep.environments.model import Obj, Rendered, kind_and_name
+from mmerep.environments.parts import live_parts, prunable
 from mmerep.environments.records import read_records, revision_of
+from mmerep.environments.replicas import settle_replicas
 from mmerep.kube import Kube
 
 
@@ -28,7 +30,8 @@ def diff(kube: Kube, rendered: Rendered) -> list[dict[str, Any]]:
     if kube.get("v1", "Namespace", rendered.namespace) is None:
         return [{"action": "created", "object": kind_and_name(o), "diff": ""}
                 for o in rendered.objects]
-    planned = with_revision(rendered.objects, current)
+    objects, _ = settle_replicas(kube, rendered)  # replicas the scaler owns are no change
+    planned = with_revision(objects, current)
     out = []
     for result in kube.apply_all(planned, dry_run=True):
         if not result.changed:
@@ -42,4 +45,7 @@ def diff(kube: Kube, rendered: Rendered) -> list[dict[str, Any]]:
         text = "\n".join(difflib.unified_diff(old, new, "live", "deploy", lineterm=""))
         out.append({"action": result.action, "object": kind_and_name(result.obj),
                     "diff": text})
+    # What the deploy would prune (a part this revision no longer has).
+    out += [{"action": "deleted", "object": kind_and_name(p), "diff": ""} for p in
+            prunable(rendered, live_parts(kube, rendered.namespace, rendered.env_name))]
     return out

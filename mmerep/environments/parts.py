@@ -35,20 +35,24 @@ def live_parts(kube: Kube, namespace: str, env_name: str,
     return [obj for objs in found for obj in objs]
 
 
+def prunable(rendered: Rendered, parts: list[Obj]) -> list[Obj]:
+    """The parts ``prune`` would delete: not in ``rendered``, not a record, secret or PVC."""
+    keep = {(o["kind"], o["metadata"]["name"]) for o in rendered.objects}
+    return [obj for obj in parts
+            if (obj["kind"], obj["metadata"]["name"]) not in keep
+            and not obj["metadata"].get("labels", {}).get(RECORD_LABEL)
+            and not obj["metadata"].get("labels", {}).get(KEPT_LABEL)
+            and obj["kind"] not in ("Secret", "PersistentVolumeClaim")]
+
+
 def prune(kube: Kube, rendered: Rendered, parts: list[Obj] | None = None) -> None:
     """Delete parts a previous revision had and this one has not (records and secret stay).
 
     ``parts``: the environment's objects as listed before this revision was applied.
     """
-    keep = {(o["kind"], o["metadata"]["name"]) for o in rendered.objects}
     if parts is None:
         parts = live_parts(kube, rendered.namespace, rendered.env_name)
-    for obj in parts:
-        labels = obj["metadata"].get("labels", {})
-        key = (obj["kind"], obj["metadata"]["name"])
-        if key in keep or labels.get(RECORD_LABEL) or labels.get(KEPT_LABEL) \
-                or obj["kind"] in ("Secret", "PersistentVolumeClaim"):
-            continue
+    for obj in prunable(rendered, parts):
         kube.delete(obj["apiVersion"], obj["kind"], obj["metadata"]["name"],
                     obj["metadata"].get("namespace"), propagation="Background")
 

@@ -180,6 +180,8 @@ def run(host_name: str, port: int, profiles_file: str | None = None,
     """Connect stdin/stdout to ``host_name``'s sshd; (bytes sent, bytes received)."""
     from mmerep.ssh.pump import pump
 
+    if not logging.getLogger().handlers:  # no --debug: OpenSSH shows one line, ours
+        logging.getLogger("mmerep").addHandler(logging.NullHandler())
     endpoint, target = resolve(host_name, port, profiles_file)
     log.debug("%s -> pod %s/%s port %d", host_name, target.namespace, target.pod, target.port)
     stream, proc = open_stream(endpoint, target)

@@ -404,3 +404,76 @@ contexts: [{{name: c, context: {{cluster: c, user: u}}}}]
     heavy = {m for m in imported if m.split(".")[0] in ("kubernetes", "typer", "rich", "click",
                                                          "urllib3", "websocket", "jinja2")}
     assert not heavy
+
+
+def test_an_unreachable_cluster_is_one_line_from_the_proxy(tmp_path: Path) -> None:
+    import sys
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(f"""apiVersion: v1
+kind: Config
+current-context: c
+clusters: [{{name: c, cluster: {{server: "http://127.0.0.1:{port}"}}}}]
+users: [{{name: u, user: {{token: t0k3n}}}}]
+contexts: [{{name: c, context: {{cluster: c, user: u}}}}]
+""")
+    profiles = tmp_path / "profiles.yaml"
+    profiles.write_text(f"profiles:\n  p:\n    context: c\n    kubeconfig: {kubeconfig}\n"
+                        "    namespace: n\n    registry: h.example.org\n    project: x\n")
+    out = subprocess.run([sys.executable, "-m", "mmerep", "ssh", "proxy", "--profiles",
+                          str(profiles), "e-scheduler.p.c", "22"], capture_output=True,
+                         text=True, timeout=60,
+                         env={**os.environ, "MMEREP_CACHE_DIR": str(tmp_path / "cache")})
+    assert out.returncode == 1
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        f"error: cannot reach the API server at http://127.0.0.1:{port}"), out.stderr
+
+
+def test_a_refused_websocket_port_forward_falls_back_to_kubectl(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+        ) -> None:
+    """An API server that answers the upgrade with 400 (no WebSocket port-forward): the
+    connection goes through `kubectl port-forward` instead, and --debug says so. The
+    kubectl here is a stand-in that forwards to a local echo server, as the real one would
+    after printing its "Forwarding from" line."""
+    import logging
+
+    from mmerep.kube import Kube, endpoint_of
+    from mmerep.profiles import validate
+    from mmerep.ssh.hosts import SshHost
+    from mmerep.ssh.proxy import Target, open_stream
+
+    listener, _ = _echo_server()
+    kubectl = tmp_path / "kubectl"
+    kubectl.write_text("#!/bin/sh\necho \"$*\" > \"$0.args\"\n"
+                       f"echo 'Forwarding from 127.0.0.1:{listener.getsockname()[1]} -> 2222'"
+                       "\nexec sleep 30\n")
+    kubectl.chmod(0o755)
+    monkeypatch.setenv("MMEREP_KUBECTL", str(kubectl))
+    url, _ = _one_shot_server(lambda _: b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+    profile = validate("p", {"context": "ctx", "kubeconfig": "/k", "namespace": "s3",
+                             "registry": "h.example.org", "project": "x"})
+    target = Target(profile, SshHost("sentinel3", "scheduler", "p"), "s3", "pod-1", 2222)
+    with caplog.at_level(logging.DEBUG, logger="mmerep.ssh.proxy"):
+        stream, proc = open_stream(endpoint_of(Kube.from_url(url)), target)
+    try:
+        assert "falling back to kubectl port-forward" in caplog.text
+        assert (tmp_path / "kubectl.args").read_text().split() == [
+            "--kubeconfig", "/k", "--context", "ctx", "-n", "s3", "port-forward", "--address",
+            "127.0.0.1", "pod/pod-1", ":2222"]
+        stream.send(b"hello")
+        stream.flush()
+        deadline = time.monotonic() + 10
+        got = b""
+        while got != b"hello" and time.monotonic() < deadline:
+            got += stream.receive() or b""
+        assert got == b"hello"
+    finally:
+        stream.close()
+        proc.terminate()
+        proc.wait(5)
+        listener.close()
