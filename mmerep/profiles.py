@@ -130,9 +130,49 @@ def get_profile(name: str, path: str | os.PathLike[str] | None = None) -> Profil
     profiles = load_profiles(path)
     if name in profiles:
         return profiles[name]
+    groups = load_groups(path)
+    if name in groups:
+        raise UsageError(f"'{name}' is a group of profiles ({', '.join(groups[name])}); "
+                         "this command needs one of them", hint="pick one with -F MEMBER")
     close = difflib.get_close_matches(name, profiles, n=1)
     hint = (f"did you mean '{close[0]}'? " if close else "") + f"known: {', '.join(profiles)}"
     raise UsageError(f"unknown profile '{name}'", hint=hint + "; add one with: mme-rep profile add")
+
+
+def load_groups(path: str | os.PathLike[str] | None = None) -> dict[str, list[str]]:
+    """Profile groups by name: ``groups: {general: {members: [dev-a, dev-b]}}`` in the
+    profiles file. Members are profiles of the same file (or ``local``)."""
+    file = profiles_path(path)
+    raw = (_read_document(file).get("groups") or {}) if file.exists() else {}
+    if not isinstance(raw, dict):
+        raise UsageError(f"{file}: 'groups' must be a mapping of name to group",
+                         hint="groups: {general: {members: [dev-a, dev-b]}}")
+    known = load_profiles(path) if raw else {}
+    groups = {}
+    for name, body in raw.items():
+        where = f"{file}: group '{name}'"
+        if not isinstance(name, str) or not DNS_LABEL.fullmatch(name) or name in known:
+            raise UsageError(f"{where}: the name must be a DNS label that no profile has",
+                             hint="e.g. general")
+        members = body.get("members") if isinstance(body, dict) else None
+        if not isinstance(members, list) or not members or set(body) != {"members"}:
+            raise UsageError(f"{where} must be {{members: [PROFILE, ...]}}",
+                             hint="groups: {general: {members: [dev-a, dev-b]}}")
+        for member in members:
+            if member not in known:
+                raise UsageError(f"{where}: member '{member}' is not a profile",
+                                 hint=_did_you_mean(str(member), list(known), "profiles"))
+        groups[name] = [str(m) for m in dict.fromkeys(members)]
+    return groups
+
+
+def members_of(name: str, path: str | os.PathLike[str] | None = None) -> list[Profile]:
+    """The profiles ``-F NAME`` stands for: a group's members in order, or the one profile."""
+    groups = load_groups(path)
+    if name in groups:
+        profiles = load_profiles(path)
+        return [profiles[m] for m in groups[name]]
+    return [get_profile(name, path)]
 
 
 def add_profile(profile_dict: Mapping[str, Any], path: str | os.PathLike[str] | None = None,
@@ -448,9 +488,9 @@ def _read_document(file: Path) -> dict[str, Any]:
         raise UsageError(f"{file}: must be a mapping with the key 'profiles'",
                          hint="profiles: {dev-s3: {namespace: s3, ...}}")
     for key in document:
-        if key != "profiles":
+        if key not in ("profiles", "groups"):
             raise UsageError(f"{file}: unknown top-level key '{key}'",
-                             hint=_did_you_mean(str(key), ["profiles"]))
+                             hint=_did_you_mean(str(key), ["profiles", "groups"]))
     if not isinstance(document.get("profiles") or {}, dict):
         raise UsageError(f"{file}: 'profiles' must be a mapping of name to profile",
                          hint="profiles: {dev-s3: {namespace: s3, ...}}")

@@ -31,6 +31,8 @@ GROUPS = {
     "cluster": ("mmerep.cli.cluster", "A local Kubernetes cluster (KWOK-simulated nodes, "
                 "real control plane, local registry)"),
     "synclocal": ("mmerep.cli.synclocal", "Stage input data onto a node's local SSD"),
+    "campaign": ("mmerep.cli.campaign", "Plan a reprocessing campaign across a profile "
+                 "group's clusters"),
 }
 # Features not in this version: help lists them apart, and using one exits 2 saying so.
 # A feature's work moves its name from here to GROUPS.

@@ -1,0 +1,116 @@
+"""`mme-rep campaign ...`: how many executors where finish the work by a deadline."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from mmerep.cli.options import OutputFormat, OutputOption
+
+app = typer.Typer(
+    help="Plan a reprocessing campaign across a profile group's clusters: executors per "
+    "member to finish by a deadline, and the end date with what is deployed now.\n\n"
+    "Examples:\n\n"
+    "  mme-rep campaign plan -F general --jobs 120000 --cpu-time 2h --memory 4Gi "
+    "--deadline 2027-03-01\n\n"
+    "  mme-rep campaign plan -F local --room local=40 --jobs 1000 --cpu-time 2h "
+    "--memory 4Gi --deadline 2027-01-11 -o json",
+    no_args_is_help=True,
+)
+
+
+@app.callback()
+def _group() -> None:
+    """Plan a reprocessing campaign across a profile group's clusters."""
+
+
+def _counts(items: list[str], option: str) -> dict[str, int]:
+    from mmerep.errors import UsageError
+    from mmerep.grammar.assignments import parse_assignments
+
+    result = {}
+    for member, text in parse_assignments(items, option, "dev-a=40").items():
+        if not text.isdigit():
+            raise UsageError(f"{option} {member}={text}: not a whole number of executors",
+                             hint=f"e.g. {option} {member}=40")
+        result[member] = int(text)
+    return result
+
+
+def _plan_view(data: dict[str, Any]) -> Any:
+    from rich.console import Group
+    from rich.text import Text
+
+    from mmerep.cli.output import table
+
+    work = data["work"]
+    rows = [(m["name"], m["executors"], m["deployed"], f"+{m['add']}",
+             m["slots_per_executor"], m["available"]) for m in data["members"]]
+    verdict = (Text("on time", style="green") if data["on_time"]
+               else Text("the deadline cannot be met", style="bold red"))
+    lines: list[Any] = [
+        Text(f"{work['jobs']} jobs of {data['job_wall_seconds'] / 3600:g} h on "
+             f"{work['job_cpus']} CPU and {work['memory']}; deadline {data['deadline']}"),
+        table(None, ["member", "executors", "deployed", "add", "jobs/executor",
+                     "fit there"], rows),
+        *(Text(f"skipped {name}: {why}", overflow="fold")
+          for name, why in data["skipped"].items()),
+        verdict,
+        Text(f"end with this plan:           {data['end_with_plan'] or 'never'}"),
+        Text(f"end with what is deployed now: {data['end_with_deployed'] or 'never'}"),
+    ]
+    if not data["on_time"]:
+        late = data["late_by_seconds"]
+        if late is not None:
+            lines.append(Text(f"late by {late / 86400:.1f} days with every executor that fits"))
+        lines += [Text(f"would meet it: {w}") for w in data["would_meet_it"]]
+    return Group(*lines)
+
+
+@app.command("plan")
+def plan_cmd(
+    jobs: int = typer.Option(..., "--jobs", min=1, help="Number of jobs."),
+    cpu_time: str = typer.Option(..., "--cpu-time", help="Mean CPU time per job: 90s, 45m, "
+                                 "2h, 1.5d."),
+    memory: str = typer.Option(..., "--memory", help="Memory per job, e.g. 4Gi."),
+    deadline: str = typer.Option(..., "--deadline", help="ISO date or date-time (UTC unless "
+                                 "it says), e.g. 2027-03-01."),
+    job_cpus: str = typer.Option("1", "--job-cpus", help="Cores one job uses."),
+    profile_name: str = typer.Option("local", "--profile", "-F", help="Profile or profile "
+                                     "group."),
+    profiles_file: str | None = typer.Option(None, "--profiles", help="Profiles file."),
+    executor_cpu: str | None = typer.Option(None, "--executor-cpu", help="Executor CPU "
+                                            "(default: each member profile's request)."),
+    executor_memory: str | None = typer.Option(None, "--executor-memory", help="Executor "
+                                               "memory (default: the profile's request)."),
+    room: list[str] = typer.Option([], "--room", metavar="MEMBER=N", help="Executors that "
+                                   "still fit on MEMBER, typed in instead of read live."),
+    deployed: list[str] = typer.Option([], "--deployed", metavar="MEMBER=N", help="Executors "
+                                       "running on MEMBER, typed in instead of read live."),
+    campaign: str | None = typer.Option(None, "--campaign", help="Count only the executors "
+                                        "of environments labelled mme-rep/campaign=NAME."),
+    now: str | None = typer.Option(None, "--now", help="Plan as of this time (default: "
+                                   "now)."),
+    output: OutputFormat = OutputOption,
+) -> None:
+    """Executors per member that finish the work by the deadline, and the end dates."""
+    from datetime import UTC, datetime
+
+    from mmerep.campaign.members import member_rooms
+    from mmerep.campaign.plan import Work, parse_duration, parse_when, plan_campaign
+    from mmerep.cli.output import render
+    from mmerep.profiles import members_of
+    from mmerep.quantity import parse_cpu, parse_memory
+
+    work = Work(jobs, parse_duration(cpu_time), parse_memory(memory, "--memory"),
+                parse_cpu(job_cpus, "--job-cpus"))
+    when = parse_when(deadline)
+    start = parse_when(now, "--now") if now else datetime.now(UTC)
+    members = member_rooms(members_of(profile_name, profiles_file), executor_cpu,
+                           executor_memory, _counts(room, "--room"),
+                           _counts(deployed, "--deployed"), campaign)
+    result = plan_campaign(work, when, start, members)
+    render(result.to_dict(), output, _plan_view)
+    if not result.on_time:
+        raise typer.Exit(1)
