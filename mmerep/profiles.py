@@ -41,7 +41,10 @@ FIELDS = ("context", "kubeconfig", "namespace", "registry", "project", "requests
           "max_executors", "max_cpu", "max_memory",
           # Workload policy (mmerep/workload_policy.py): identity, scratch, egress, priority.
           "uid", "gid", "scratch", "scratch_volume", "egress", "cluster_objects",
-          "priority_classes")
+          "priority_classes",
+          # How sibling pools reach this member's collectors (flocking): mmerep/campaign.
+          "flocking")
+COLLECTOR_SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer")
 REQUIRED = {"namespace": "s3", "registry": "harbor.example.org", "project": "mme-rep"}
 
 @dataclass(frozen=True, kw_only=True)
@@ -71,6 +74,7 @@ class Profile:
     egress: dict[str, Any] = field(default_factory=dict)
     cluster_objects: bool | None = None
     priority_classes: dict[str, str] = field(default_factory=dict)
+    flocking: dict[str, str] = field(default_factory=dict)
     # The file it came from; None for the built-in ``local``. Not part of the profile.
     source: str | None = field(default=None, compare=False)
 
@@ -327,7 +331,24 @@ class _Validator:
             max_cpu=self.quantity(raw.get("max_cpu"), "max_cpu", parse_cpu),
             max_memory=self.quantity(raw.get("max_memory"), "max_memory", parse_memory),
             **profile_fields(raw, self.fail),
+            flocking=self.flocking(raw),
         )
+
+    def flocking(self, raw: dict[str, Any]) -> dict[str, str]:
+        """How sibling pools reach this member's collectors:
+        ``{service_type: LoadBalancer, address: "{env}-pool.example.org:9618"}``."""
+        value = self.mapping(raw, "flocking")
+        for key, item in value.items():
+            if key not in ("service_type", "address"):
+                self.fail(f"flocking: unknown key '{key}'",
+                          hint=_did_you_mean(str(key), ("service_type", "address")))
+            if not isinstance(item, str) or not item:
+                self.fail(f"flocking.{key} must be a string")
+        kind = value.get("service_type", "ClusterIP")
+        if kind not in COLLECTOR_SERVICE_TYPES:
+            self.fail(f"flocking.service_type '{kind}' is not valid",
+                      hint="use " + ", ".join(COLLECTOR_SERVICE_TYPES))
+        return dict(value)
 
     def text(self, raw: dict[str, Any], key: str) -> str | None:
         value = raw.get(key)
