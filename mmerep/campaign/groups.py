@@ -17,7 +17,7 @@ from mmerep.profiles import Profile
 T = TypeVar("T")
 
 
-def _each(profiles: list[Profile], fn: Callable[[Profile], T]) -> list[T | MmerepError]:
+def each_member(profiles: list[Profile], fn: Callable[[Profile], T]) -> list[T | MmerepError]:
     """``fn`` on every profile in parallel, in order; a member's error is its result."""
     def safe(p: Profile) -> T | MmerepError:
         try:
@@ -53,7 +53,7 @@ def find_environment(members: list[Profile], env_name: str, on: str | None = Non
         rows = environments.list_environments(connect(p), p.namespace)
         return any(r["name"] == env_name for r in rows)
 
-    results = _each(members, has)
+    results = each_member(members, has)
     found = [p for p, r in zip(members, results, strict=True) if r is True]
     down = [f"{p.name}: {r.message}" for p, r in zip(members, results, strict=True)
             if isinstance(r, MmerepError)]
@@ -77,7 +77,7 @@ def list_everywhere(profiles: list[Profile]) -> list[dict[str, Any]]:
     for p in profiles:
         seen.setdefault((p.kubeconfig, p.context, p.namespace), p)
     targets = list(seen.values())
-    results = _each(targets, lambda p: environments.list_environments(connect(p),
+    results = each_member(targets, lambda p: environments.list_environments(connect(p),
                                                                        p.namespace))
     rows: list[dict[str, Any]] = []
     for p, result in zip(targets, results, strict=True):

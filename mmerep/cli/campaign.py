@@ -114,3 +114,63 @@ def plan_cmd(
     render(result.to_dict(), output, _plan_view)
     if not result.on_time:
         raise typer.Exit(1)
+
+
+def _status_view(data: dict[str, Any]) -> Any:
+    from rich.console import Group
+    from rich.text import Text
+
+    from mmerep.cli.output import table
+
+    envs = [r for r in data["environments"] if "down" not in r]
+    rows = [(r["member"], r["namespace"], r["environment"], f"{r['ready']}/{r['executors']}",
+             f"{r['executor_cpu']} CPU / {r['executor_memory']}") for r in envs]
+    lines: list[Any] = [
+        table(None, ["member", "namespace", "environment", "executors ready", "size"], rows),
+        *(Text(f"{r['member']}: down: {r['down']}", style="red", overflow="fold")
+          for r in data["environments"] if "down" in r),
+        Text(f"{data['done']}/{data['jobs']} jobs done ({data['percent_done']}%), "
+             f"{data['slots_serving']} job slots serving"),
+        Text(f"projected finish: {data['projected_finish'] or 'never (no executor serving)'}"),
+    ]
+    if "on_time" in data:
+        lines.append(Text("on time" if data["on_time"] else
+                          f"late: the deadline is {data['deadline']}",
+                          style="green" if data["on_time"] else "bold red"))
+    return Group(*lines)
+
+
+@app.command("status")
+def status_cmd(
+    name: str = typer.Argument(..., help="Campaign (the mme-rep/campaign label of its "
+                               "environments: env deploy --campaign NAME)."),
+    jobs: int = typer.Option(..., "--jobs", min=1, help="Jobs in the campaign."),
+    done: int = typer.Option(..., "--done", min=0, help="Jobs finished so far."),
+    cpu_time: str = typer.Option(..., "--cpu-time", help="Mean CPU time per job, e.g. 2h."),
+    memory: str = typer.Option(..., "--memory", help="Memory per job, e.g. 4Gi."),
+    job_cpus: str = typer.Option("1", "--job-cpus", help="Cores one job uses."),
+    deadline: str | None = typer.Option(None, "--deadline", help="Say whether it is on time."),
+    profile_name: str = typer.Option("local", "--profile", "-F", help="Profile or group."),
+    profiles_file: str | None = typer.Option(None, "--profiles", help="Profiles file."),
+    now: str | None = typer.Option(None, "--now", help="As of this time (default: now)."),
+    output: OutputFormat = OutputOption,
+) -> None:
+    """Progress and projected finish across every environment of a campaign.
+
+    Example: mme-rep campaign status s3-olci -F general --jobs 120000 --done 45000
+    --cpu-time 2h --memory 4Gi --deadline 2027-03-01
+    """
+    from datetime import UTC, datetime
+
+    from mmerep.campaign.plan import Work, parse_duration, parse_when
+    from mmerep.campaign.progress import project, read_campaign
+    from mmerep.cli.output import render
+    from mmerep.profiles import members_of
+    from mmerep.quantity import parse_cpu, parse_memory
+
+    work = Work(jobs, parse_duration(cpu_time), parse_memory(memory, "--memory"),
+                parse_cpu(job_cpus, "--job-cpus"))
+    start = parse_when(now, "--now") if now else datetime.now(UTC)
+    when = parse_when(deadline) if deadline else None
+    rows = read_campaign(members_of(profile_name, profiles_file), name)
+    render(project(work, done, rows, start, when), output, _status_view)

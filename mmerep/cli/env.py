@@ -186,6 +186,9 @@ def deploy(
         None, "--flock-with", metavar="ENV@MEMBER", help="Flock to the environment ENV on "
         "the member profile MEMBER: this schedd's FLOCK_TO is its collector, and the two "
         "pools share its pool password (copied Secret to Secret, never printed)."),
+    campaign: str | None = typer.Option(None, "--campaign", help="Label the environment "
+                                        "as part of this campaign (mme-rep campaign "
+                                        "status NAME); give it on every deploy."),
     output: OutputFormat = OutputOption,
 ) -> None:
     """Deploy (install or upgrade) an environment and wait until it is ready.
@@ -213,6 +216,10 @@ def deploy(
 
     profile, rendered = _render(template, image, profile_name, profiles_file, name, sets,
                                 no_resolve)
+    if campaign:
+        from mmerep.campaign.progress import label_campaign
+
+        label_campaign(rendered.objects, campaign)
     kube = _connect(profile)
     if shared_password is not None:
         flocking.share_password(kube, rendered.env_name, rendered.namespace, template,

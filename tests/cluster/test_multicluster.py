@@ -75,7 +75,8 @@ def test_placement_across_two_local_clusters(kube: Kube, namespace: str, second:
     profiles = tmp_path / "profiles.yaml"
     profiles.write_text(yaml.safe_dump({
         "profiles": {"a": member(local.kubeconfig_path(), namespace),
-                     "b": member(second, namespace),
+                     "b": {**member(second, namespace),
+                           "flocking": {"address": "{env}.{namespace}.b.example.org:9618"}},
                      "gone": member(tmp_path / "dead.kubeconfig", namespace)},
         "groups": {"pair": {"members": ["a", "b"]}, "trio": {"members": ["gone", "a", "b"]}}}))
     env = {**os.environ, "MMEREP_PROFILES": str(profiles)}
@@ -103,7 +104,8 @@ def test_placement_across_two_local_clusters(kube: Kube, namespace: str, second:
     assert kube.get("apps/v1", "Deployment", "small-collector", namespace) is not None
 
     # A member that is down is reported and skipped.
-    skipped = mme(*deploy[:3], "trio", *deploy[4:], "--name", "third", env=env)
+    skipped = mme(*deploy[:3], "trio", *deploy[4:], "--name", "third", "--campaign", "olci",
+                  env=env)
     assert skipped.returncode == 0, skipped.stderr
     assert "down: cannot reach the API server at https://127.0.0.1:9" in skipped.stderr
     assert "b chosen" in skipped.stderr
@@ -115,6 +117,33 @@ def test_placement_across_two_local_clusters(kube: Kube, namespace: str, second:
     where = {(r["profile"], r["name"]) for r in rows}
     assert {("a", "small"), ("b", "sentinel3"), ("b", "third")} <= where
     assert [r["status"] for r in rows if r["profile"] == "gone"] == ["unreachable"]
+
+    # Flocking: a new environment on a flocks to sentinel3 on b, sharing b's pool password;
+    # one that has its own password already is refused, unchanged.
+    password = b_kube.get("v1", "Secret", "sentinel3-pool", namespace)["data"]["password"]
+    own = kube.get("v1", "Secret", "small-pool", namespace)["data"]["password"]
+    flock = mme(*deploy[:3], "a", *deploy[4:], "--name", "small", "--set", "executors=0",
+                "--flock-with", "sentinel3@b", env=env)
+    assert flock.returncode == 2 and "already has its own pool password" in flock.stderr
+    assert kube.get("v1", "Secret", "small-pool", namespace)["data"]["password"] == own
+    fresh = mme(*deploy[:3], "a", *deploy[4:], "--name", "fl", "--set", "executors=0",
+                "--flock-with", "sentinel3@b", env=env)
+    assert fresh.returncode == 0, fresh.stderr
+    assert kube.get("v1", "Secret", "fl-pool", namespace)["data"]["password"] == password
+    conf = kube.get("v1", "ConfigMap", "fl-condor", namespace)["data"]["00-common.conf"]
+    assert f"FLOCK_TO = sentinel3.{namespace}.b.example.org:9618" in conf
+    assert password not in flock.stdout + flock.stderr + fresh.stdout + fresh.stderr
+
+    # campaign status: third's 2 executors (1 CPU / 2Gi: 1 slot each) serve the campaign.
+    progress = mme("campaign", "status", "olci", "-F", "trio", "--jobs", "100", "--done",
+                   "40", "--cpu-time", "1h", "--memory", "1Gi", "--now", "2027-01-01",
+                   "-o", "json", env=env)
+    assert progress.returncode == 0, progress.stderr
+    data = json.loads(progress.stdout)
+    assert [(r["member"], r.get("environment"), r.get("executors")) for r in
+            data["environments"]] == [("gone", None, None), ("b", "third", 2)]
+    assert data["slots_serving"] == 2
+    assert data["projected_finish"] == "2027-01-02T06:00:00+00:00"  # 60 jobs / 2 slots: 30 h
 
     gone = mme("env", "delete", "-F", "pair", "sentinel3", env=env)
     assert gone.returncode == 0, gone.stderr

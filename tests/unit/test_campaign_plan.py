@@ -124,3 +124,26 @@ def test_dates_and_bad_input() -> None:
         plan_campaign(WORK, NOW, NOW, [big("a", 1)])
     with pytest.raises(UsageError, match="jobs"):
         plan_campaign(Work(0, 1, 1), TEN_DAYS, NOW, [])
+
+
+def test_campaign_progress_and_projected_finish() -> None:
+    from mmerep.campaign.progress import label_campaign, project
+
+    rows = [{"member": "a", "namespace": "s3", "environment": "olci", "executors": 3,
+             "ready": 2, "executor_cpu": "4", "executor_memory": "16Gi"},
+            {"member": "b", "down": "connection refused"}]
+    # 400 of 1000 done; 600 left on the 2 serving executors' 8 slots: 75 waves of 2 h.
+    data = project(WORK, 400, rows, NOW, TEN_DAYS)
+    assert (data["percent_done"], data["slots_serving"]) == (40.0, 8)
+    assert data["projected_finish"] == "2027-01-07T06:00:00+00:00"
+    assert data["on_time"] is True
+    assert project(WORK, 1000, [], NOW)["projected_finish"] == NOW.isoformat()
+    assert project(WORK, 0, [], NOW)["projected_finish"] is None
+    with pytest.raises(UsageError, match="--done 1001"):
+        project(WORK, 1001, rows, NOW)
+    objs = label_campaign([{"metadata": {"labels": {"x": "1"}},
+                            "spec": {"template": {"metadata": {"labels": {}}}}}], "s3-olci")
+    assert objs[0]["metadata"]["labels"] == {"x": "1", "mme-rep/campaign": "s3-olci"}
+    assert objs[0]["spec"]["template"]["metadata"]["labels"] == {}
+    with pytest.raises(UsageError, match="not a label value"):
+        label_campaign([{}], "no spaces")
