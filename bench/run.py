@@ -15,7 +15,9 @@ sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # testkit
 import bench_cluster
 import bench_env
 import bench_pipeline
+import bench_provisioner
 import bench_reads
+import bench_ssh
 import bench_startup
 import bench_synclocal
 
@@ -27,6 +29,8 @@ BENCHMARKS = {
     "pipeline": bench_pipeline.run,
     "synclocal": lambda: bench_synclocal.run(False),
     "synclocal-quick": lambda: bench_synclocal.run(True),
+    "provisioner": bench_provisioner.run,
+    "ssh": bench_ssh.run,
 }
 
 

@@ -31,6 +31,9 @@ GROUPS = {
     "cluster": ("mmerep.cli.cluster", "A local Kubernetes cluster (KWOK-simulated nodes, "
                 "real control plane, local registry)"),
     "synclocal": ("mmerep.cli.synclocal", "Stage input data onto a node's local SSD"),
+    "provisioner": ("mmerep.cli.provisioner", "The node-local SSD volume provisioner"),
+    "ssh": ("mmerep.cli.ssh", "Reach an environment's scheduler over SSH through a "
+            "port-forward."),
     "campaign": ("mmerep.cli.campaign", "Plan a reprocessing campaign across a profile "
                  "group's clusters"),
 }
@@ -38,8 +41,6 @@ GROUPS = {
 # A feature's work moves its name from here to GROUPS.
 PLANNED = {
     "scaler": "Scaling an environment's executors, and the autoscaler.",
-    "ssh": "SSH to an environment's scheduler through a port-forward.",
-    "provisioner": "The node-local SSD volume provisioner.",
 }
 
 

@@ -33,6 +33,15 @@ def demo(nodes: int = 4) -> None:
         console.print(f"   {result.action}, revision {result.revision}")
     render(environments.environment_status(kube, profile.namespace, "sentinel3"),
            OutputFormat.table, status_table)
+    from mmerep.errors import MmerepError
+    from mmerep.ssh.demo import ssh_into_scheduler
+
+    try:  # a real sshd stands in for the simulated pod's while the real ssh connects
+        cmd, said = ssh_into_scheduler(kube, profile, "sentinel3", local.state_dir() / "ssh")
+        console.print(f"[green]5. ssh[/]: {' '.join(cmd)}\n   -> {said}", soft_wrap=True)
+    except MmerepError as exc:
+        console.print(f"[yellow]5. ssh skipped[/]: {exc}", soft_wrap=True)
     console.print(f"\nUse it: export KUBECONFIG={info.kubeconfig}\n"
                   "        ./mme-rep.sh env status sentinel3 / env history sentinel3\n"
+
                   "Stop it: ./mme-rep.sh cluster down", soft_wrap=True)

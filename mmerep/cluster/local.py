@@ -19,13 +19,16 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from mmerep.cluster import build, versions
 from mmerep.errors import ClusterError, KubeError
 from mmerep.paths import state_dir
+
+if TYPE_CHECKING:
+    from mmerep.kube import Kube
 
 NAME = "mmerep-local"
 CONTEXT = "mmerep-local"
@@ -197,11 +200,21 @@ def kwokctl_config(binaries: dict[str, Path]) -> list[dict[str, Any]]:
             "nodeLeaseDurationSeconds": NODE_LEASE_SECONDS // 5,
             **ports,
         },
-        # One instance of each: no leader election, so a restarted controller-manager or
-        # scheduler works at once instead of waiting out its killed predecessor's lease.
         "componentsPatches": [
-            {"name": name, "extraArgs": [{"key": "leader-elect", "value": "false"}]}
-            for name in ("kube-controller-manager", "kube-scheduler")],
+            # One instance of each: no leader election, so a restarted controller-manager
+            # or scheduler works at once instead of waiting out its killed predecessor's
+            # lease.
+            *({"name": name, "extraArgs": [{"key": "leader-elect", "value": "false"}]}
+              for name in ("kube-controller-manager", "kube-scheduler")),
+            # PodTemplates (which nothing here uses) are served from etcd, not the watch
+            # cache, and etcd's history is compacted every few seconds: so a watch that
+            # resumes from an old resourceVersion gets a real 410 Gone, as on a busy
+            # cluster (tests/cluster/test_real_cluster.py). Other kinds keep their cache.
+            {"name": "kube-apiserver", "extraArgs": [
+                {"key": "etcd-compaction-interval", "value": "5s"},
+                {"key": "watch-cache-sizes", "value": "podtemplates#0"},
+            ]},
+        ],
     }]
 
 
@@ -361,7 +374,7 @@ def _start_registry(binaries: dict[str, Path], state: dict[str, Any]) -> None:
     raise ClusterError(f"the registry did not listen on 127.0.0.1:{port} within 20s")
 
 
-def connect(**kw: Any) -> Any:
+def connect(**kw: Any) -> Kube:
     """A ``Kube`` gateway to the local cluster."""
     from mmerep.kube import Kube
 
