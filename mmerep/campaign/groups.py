@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from mmerep import environments
 from mmerep.campaign.capacity import connect, read_members
 from mmerep.campaign.placement import Placement, environment_demand, place
-from mmerep.errors import KubeError, MmerepError
+from mmerep.errors import KubeError, MmerepError, UsageError
 from mmerep.profiles import Profile
 
 T = TypeVar("T")
@@ -45,7 +45,7 @@ def find_environment(members: list[Profile], env_name: str, on: str | None = Non
     names = [p.name for p in members]
     if on is not None:
         if on not in names:
-            raise MmerepError(f"--on {on}: not a member of the group",
+            raise UsageError(f"--on {on}: not a member of the group",
                               hint=f"members: {', '.join(names)}")
         return members[names.index(on)]
 

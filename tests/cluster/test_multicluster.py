@@ -145,6 +145,18 @@ def test_placement_across_two_local_clusters(kube: Kube, namespace: str, second:
     assert data["slots_serving"] == 2
     assert data["projected_finish"] == "2027-01-02T06:00:00+00:00"  # 60 jobs / 2 slots: 30 h
 
+    # campaign plan with room and deployed executors read live from both clusters.
+    plan = mme("campaign", "plan", "-F", "trio", "--jobs", "1000", "--cpu-time", "1h",
+               "--memory", "1Gi", "--deadline", "2099-01-01", "-o", "json", env=env)
+    assert plan.returncode == 0, plan.stderr
+    shares = {m["name"]: m for m in json.loads(plan.stdout)["members"]}
+    assert set(shares) == {"a", "b"}
+    assert json.loads(plan.stdout)["skipped"]["gone"].startswith("down: cannot reach")
+    # b: 2 nodes of 16 CPU; sentinel3 and third request 2.85 CPU each (collector 250m,
+    # scheduler 600m, 2 executors of 1), so floor(32 - 5.7) = 26 more 1-CPU executors.
+    assert (shares["b"]["deployed"], shares["b"]["available"]) == (4, 4 + 26)
+    assert shares["b"]["available"] > shares["a"]["available"]
+
     gone = mme("env", "delete", "-F", "pair", "sentinel3", env=env)
     assert gone.returncode == 0, gone.stderr
     assert b_kube.get("apps/v1", "Deployment", "sentinel3-executor", namespace) is None
