@@ -63,7 +63,10 @@ def _plan_view(data: dict[str, Any]) -> Any:
     if not data["on_time"]:
         late = data["late_by_seconds"]
         if late is not None:
-            lines.append(Text(f"late by {late / 86400:.1f} days with every executor that fits"))
+            from datetime import timedelta
+
+            lines.append(Text(f"late by {timedelta(seconds=round(late))} with every "
+                              "executor that fits"))
         lines += [Text(f"would meet it: {w}") for w in data["would_meet_it"]]
     return Group(*lines)
 
