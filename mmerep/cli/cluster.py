@@ -104,8 +104,9 @@ def status(
         from mmerep.cli.output import err_console
 
         down_now = [c["name"] for c in data["components"] if c["state"] != "running"]
-        err_console.print(f"[red]down: {', '.join(down_now)}[/] (mme-rep cluster up starts "
-                          "it again, keeping every object)", soft_wrap=True)
+        named = f" --name {name}" if name else ""
+        err_console.print(f"[red]down: {', '.join(down_now)}[/] (mme-rep cluster up{named} "
+                          "starts it again, keeping every object)", soft_wrap=True)
         raise typer.Exit(1)
 
 
