@@ -23,7 +23,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from private_cluster import private_cluster
+from testkit.private_cluster import private_cluster
 
 MiB = 1 << 20
 NAME = "bench.local-ssd.mme-rep.io"

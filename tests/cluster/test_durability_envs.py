@@ -194,9 +194,9 @@ def live_parts(kube: Kube, namespace: str) -> set[str]:
             if not o["metadata"].get("labels", {}).get(environments.RECORD_LABEL)}
 
 
-def expected_parts(namespace: str, tag: str, sets: tuple[str, ...]) -> tuple[set[str], str]:
-    profile = dataclasses.replace(get_profile("local"), namespace=namespace,
-                                  requests={"cpu": "100m", "memory": "128Mi"})
+def expected_parts(target: dict, tag: str, sets: tuple[str, ...]) -> tuple[set[str], str]:
+    """What the deploy command renders: the same profile file, the same inputs."""
+    profile = get_profile("t", target["env"]["MMEREP_PROFILES"])
     params = dict(s.split("=", 1) for s in ("executors=1", *sets))
     rendered = environments.render_environment(profile, "htcondor-batch", f"{ENV}:{tag}",
                                                params=params)
@@ -251,7 +251,7 @@ def test_deploys_killed_at_random_points_converge_when_run_again(kube: Kube,
                                text=True, timeout=300)
         took = time.monotonic() - t0
         assert again.returncode == 0, f"trial {trial} (killed {kill_points[-1]}): {again.stderr}"
-        wanted, image = expected_parts(ns, tag, sets)
+        wanted, image = expected_parts(target, tag, sets)
         assert live_parts(kube, ns) == wanted, f"trial {trial}: orphaned or missing objects"
         history = records(kube, ns)
         statuses = [r["data"]["status"] for r in history]
