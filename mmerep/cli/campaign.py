@@ -73,10 +73,16 @@ def _plan_view(data: dict[str, Any]) -> Any:
 
 @app.command("plan")
 def plan_cmd(
-    jobs: int = typer.Option(..., "--jobs", min=1, help="Number of jobs."),
+    jobs: int | None = typer.Option(None, "--jobs", min=1, help="Number of jobs."),
     cpu_time: str = typer.Option(..., "--cpu-time", help="Mean CPU time per job: 90s, 45m, "
                                  "2h, 1.5d."),
-    memory: str = typer.Option(..., "--memory", help="Memory per job, e.g. 4Gi."),
+    memory: str | None = typer.Option(None, "--memory", help="Memory per job, e.g. 4Gi."),
+    from_queue: str | None = typer.Option(None, "--from-queue", metavar="ENV", help="Measure "
+                                          "the jobs, their CPUs and memory from ENV's "
+                                          "HTCondor queue (instead of --jobs/--memory)."),
+    collector: str | None = typer.Option(None, "--collector", metavar="HOST:PORT",
+                                         help="With --from-queue: the pool's collector "
+                                         "(default: ENV-collector.NAMESPACE.svc:9618)."),
     deadline: str = typer.Option(..., "--deadline", help="ISO date or date-time (UTC unless "
                                  "it says), e.g. 2027-03-01."),
     job_cpus: str = typer.Option("1", "--job-cpus", help="Cores one job uses."),
@@ -103,14 +109,27 @@ def plan_cmd(
     from mmerep.campaign.members import member_rooms
     from mmerep.campaign.plan import Work, parse_duration, parse_when, plan_campaign
     from mmerep.cli.output import render
+    from mmerep.errors import UsageError
     from mmerep.profiles import members_of
     from mmerep.quantity import parse_cpu, parse_memory
 
-    work = Work(jobs, parse_duration(cpu_time), parse_memory(memory, "--memory"),
-                parse_cpu(job_cpus, "--job-cpus"))
+    profiles = members_of(profile_name, profiles_file)
+    per_job = parse_memory(memory, "--memory") if memory else None
+    if from_queue:
+        from mmerep.campaign.measured import work_from_queue
+        from mmerep.condor import BindingsPool
+
+        address = collector or f"{from_queue}-collector.{profiles[0].namespace}.svc:9618"
+        work = work_from_queue(BindingsPool(from_queue, collector=address),
+                               parse_duration(cpu_time), per_job)
+    elif jobs is None or per_job is None:
+        raise UsageError("the work is missing: give --jobs and --memory, or --from-queue ENV",
+                         hint="e.g. --jobs 120000 --cpu-time 2h --memory 4Gi")
+    else:
+        work = Work(jobs, parse_duration(cpu_time), per_job, parse_cpu(job_cpus, "--job-cpus"))
     when = parse_when(deadline)
     start = parse_when(now, "--now") if now else datetime.now(UTC)
-    members = member_rooms(members_of(profile_name, profiles_file), executor_cpu,
+    members = member_rooms(profiles, executor_cpu,
                            executor_memory, _counts(room, "--room"),
                            _counts(deployed, "--deployed"), campaign)
     result = plan_campaign(work, when, start, members)

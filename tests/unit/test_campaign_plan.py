@@ -14,7 +14,7 @@ from mmerep.campaign.plan import (
     plan_campaign,
     slots_per_executor,
 )
-from mmerep.errors import UsageError
+from mmerep.errors import MmerepError, UsageError
 
 GI = 2**30
 NOW = datetime(2027, 1, 1, tzinfo=UTC)
@@ -147,3 +147,20 @@ def test_campaign_progress_and_projected_finish() -> None:
     assert objs[0]["spec"]["template"]["metadata"]["labels"] == {}
     with pytest.raises(UsageError, match="not a label value"):
         label_campaign([{}], "no spaces")
+
+
+def test_work_measured_from_a_queue() -> None:
+    from mmerep.campaign.measured import work_from_queue
+    from mmerep.condor import MemoryPool
+
+    pool = MemoryPool()
+    with pytest.raises(UsageError, match="the queue is empty"):
+        work_from_queue(pool, 7200)
+    pool.submit(3, cpus=1, memory_mb=4096)
+    pool.submit(1, cpus=2, memory_mb=8192)
+    work = work_from_queue(pool, 7200)
+    # 4 idle jobs: (1+1+1+2)/4 = 1.25 CPUs and (3*4096+8192)/4 = 5120 MiB each.
+    assert work == Work(jobs=4, cpu_seconds=7200, memory=5120 * 2**20, job_cpus=1.25)
+    pool.reachable = False
+    with pytest.raises(MmerepError, match="Failed communication with collector"):
+        work_from_queue(pool, 7200)
