@@ -36,6 +36,8 @@ GROUPS = {
             "port-forward."),
     "scaler": ("mmerep.cli.scaler", "Scale an environment's executors and drive the "
                "autoscaler."),
+    "campaign": ("mmerep.cli.campaign", "Plan a reprocessing campaign across a profile "
+                 "group's clusters"),
 }
 # Features not in this version: help lists them apart, and using one exits 2 saying so.
 # A feature's work moves its name from here to GROUPS.
