@@ -33,6 +33,7 @@ GROUPS = {
     "synclocal": ("mmerep.cli.synclocal", "Stage input data onto a node's local SSD"),
     "scaler": ("mmerep.cli.scaler", "Scale an environment's executors and drive the "
                "autoscaler."),
+    "monitor": ("mmerep.cli.monitor", "Watch an environment's jobs and executors, and react."),
 }
 # Groups whose commands arrive with later work; listed so the command tree is visible now.
 PLANNED = {
