@@ -27,6 +27,7 @@ import yaml
 
 from mmerep import __version__
 from mmerep.errors import UsageError
+from mmerep.grammar import oci
 
 FLAVOURS = ("htcondor-batch", "interactive", "jupyter")
 SEVERITIES = ("LOW", "MEDIUM", "HIGH", "CRITICAL")
@@ -52,12 +53,6 @@ CANDIDATE_TAG = re.compile(r"build-[0-9a-f]{32}|ci-(?:[0-9]+|local)")
 BUILD_CACHE = "buildcache"
 
 _CI_VARIABLE = re.compile(r"\$(?:[A-Za-z_][A-Za-z0-9_]*|\{[A-Za-z_][A-Za-z0-9_]*\})")
-_REGISTRY = re.compile(r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
-                       r"(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*|\[[a-fA-F0-9:]+\])"
-                       r"(?::[0-9]+)?")
-_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_PROJECT = re.compile(rf"{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*")
-_IMAGE_NAME = re.compile(_PATH_COMPONENT)
 _COMPONENT_REF = re.compile(r"[^\s@/]+(?:/[^\s@/]+)+@[^\s@/]+")
 
 
@@ -112,9 +107,9 @@ def render_gitlab_ci(flavours: list[str], *, registry: str, project: str, image_
     whose store starts empty (Kubernetes).
     """
     settings = {
-        "registry": _check(registry, _REGISTRY, "registry", "harbor.example.org"),
-        "project": _check(project, _PROJECT, "registry project", "mme-rep"),
-        "image_name": _check(image_name, _IMAGE_NAME, "image name", "sentinel3"),
+        "registry": _check(registry, oci.REGISTRY, "registry", "harbor.example.org"),
+        "project": _check(project, oci.REPOSITORY, "registry project", "mme-rep"),
+        "image_name": _check(image_name, oci.PATH_PART, "image name", "sentinel3"),
         "dockerfile": _check_path(dockerfile, "dockerfile"),
         "context": _check_path(context, "build context"),
         "flavours": flavour_value(flavours),

@@ -1,4 +1,24 @@
-"""The one error hierarchy. The CLI catches only these, prints one line and exits non-zero."""
+"""The one error hierarchy. The CLI catches only these, prints one line and exits non-zero.
+
+Every class is defined here, so the whole tree is readable in one place; feature modules
+re-export theirs (``mmerep.gitlab_ci.CiError``, ``mmerep.synclocal.errors.SyncError``).
+New features add their subclasses here too.
+
+    MmerepError
+    ├── UsageError (exit 2)            bad input; nothing was changed
+    ├── ToolchainError, BuildError, ClusterError
+    ├── KubeError                      the API server, with its own message
+    │   ├── KubeUnreachable, KubeNotFound, KubeConflict, KubeInvalid, KubeTimeout
+    │   ├── KubeUnauthenticated        401: no valid credentials
+    │   └── KubeForbidden              403: RBAC
+    │       └── KubeAdmissionDenied    403 from admission (Pod Security, webhooks, ...)
+    ├── RegistryError
+    ├── CiError                        GitLab: CiConfigError, CiAuthError, CiNotFound,
+    │                                  CiUnreachable, CiTimeout
+    └── SyncError                      synclocal: SourceMissing, SourceUnreadable,
+                                       SourceChanged, LocalWriteError > DestinationFull,
+                                       ManifestError (exit 2), Busy
+"""
 
 from __future__ import annotations
 
@@ -53,8 +73,16 @@ class KubeNotFound(KubeError):
     """The object does not exist."""
 
 
+class KubeUnauthenticated(KubeError):
+    """The API server did not accept the credentials (401): none, expired or wrong."""
+
+
 class KubeForbidden(KubeError):
-    """RBAC or admission denied the request."""
+    """RBAC denied the request (or, as the subclass says, admission did)."""
+
+
+class KubeAdmissionDenied(KubeForbidden):
+    """An admission controller (Pod Security, a webhook, a quota) refused the object."""
 
 
 class KubeConflict(KubeError):
@@ -72,6 +100,70 @@ class KubeTimeout(KubeError):
 class RegistryError(MmerepError):
     """The OCI registry refused a request or could not be reached."""
 
+
+# -- GitLab (mmerep.gitlab_ci) --------------------------------------------------------------
+
+class CiError(MmerepError):
+    """GitLab refused a request, could not be reached, or is not configured."""
+
+
+class CiConfigError(CiError):
+    """No GitLab server (or project, or ref) could be determined."""
+
+
+class CiAuthError(CiError):
+    """GitLab refused the token (401) or its rights are not enough (403)."""
+
+
+class CiNotFound(CiError):
+    """The project, pipeline or job does not exist (or the token cannot see it)."""
+
+
+class CiUnreachable(CiError):
+    """The GitLab server did not answer."""
+
+
+class CiTimeout(CiError):
+    """A pipeline or job did not finish in time."""
+
+
+# -- synclocal (mmerep.synclocal) -----------------------------------------------------------
+
+class SyncError(MmerepError):
+    """Staging, indexing or evicting local data failed."""
+
+
+class SourceMissing(SyncError):
+    """A source path or glob matched nothing on the bulk tier."""
+
+
+class SourceUnreadable(SyncError):
+    """A source exists but cannot be read (permissions, not a regular file, I/O error)."""
+
+
+class SourceChanged(SyncError):
+    """A source file kept changing while it was being copied."""
+
+
+class LocalWriteError(SyncError):
+    """Writing to the local disk failed; every further file would fail too."""
+
+
+class DestinationFull(LocalWriteError):
+    """The local file system has no room for the data."""
+
+
+class ManifestError(SyncError):
+    """The daemon's dataset manifest is invalid."""
+
+    exit_code = 2
+
+
+class Busy(SyncError):
+    """Another synclocal process holds the root's lock."""
+
+
+# -- HTCondor (mmerep.condor) ---------------------------------------------------------------
 
 class CondorError(MmerepError):
     """The HTCondor pool (collector or schedd) refused a request."""

@@ -30,7 +30,16 @@ import gitlab
 import requests
 
 from mmerep import __version__
-from mmerep.errors import MmerepError, UsageError
+from mmerep.errors import (  # noqa: F401  (the CI errors, re-exported for callers)
+    CiAuthError,
+    CiConfigError,
+    CiError,
+    CiNotFound,
+    CiTimeout,
+    CiUnreachable,
+    MmerepError,
+    UsageError,
+)
 
 URL_VARS = ("GITLAB_URL", "CI_SERVER_URL")
 TOKEN_VARS = ("GITLAB_TOKEN", "GITLAB_PRIVATE_TOKEN")
@@ -43,30 +52,6 @@ _PIPELINE_FIELDS = ("id", "iid", "status", "ref", "sha", "source", "web_url", "c
                     "updated_at", "started_at", "finished_at", "duration", "queued_duration")
 _JOB_FIELDS = ("id", "name", "stage", "status", "duration", "failure_reason", "allow_failure",
                "web_url", "started_at", "finished_at")
-
-
-class CiError(MmerepError):
-    """GitLab refused a request, could not be reached, or is not configured."""
-
-
-class CiConfigError(CiError):
-    """No GitLab server (or project, or ref) could be determined."""
-
-
-class CiAuthError(CiError):
-    """GitLab refused the token (401) or its rights are not enough (403)."""
-
-
-class CiNotFound(CiError):
-    """The project, pipeline or job does not exist (or the token cannot see it)."""
-
-
-class CiUnreachable(CiError):
-    """The GitLab server did not answer."""
-
-
-class CiTimeout(CiError):
-    """A pipeline or job did not finish in time."""
 
 
 @dataclass

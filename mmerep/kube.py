@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -20,12 +21,14 @@ from typing import Any
 from urllib.parse import quote
 
 from mmerep.errors import (
+    KubeAdmissionDenied,
     KubeConflict,
     KubeError,
     KubeForbidden,
     KubeInvalid,
     KubeNotFound,
     KubeTimeout,
+    KubeUnauthenticated,
     KubeUnreachable,
 )
 
@@ -152,7 +155,9 @@ class ApplyResult:
         return self.action != "unchanged"
 
 
-def describe(obj: Obj) -> str:
+def kind_name_ns(obj: Obj) -> str:
+    """``Kind/name in ns``: how the gateway names an object (``environments.model.
+    kind_and_name`` leaves the namespace out: an environment lives in one)."""
     meta = obj.get("metadata", {})
     ns = meta.get("namespace")
     return f"{obj.get('kind', '?')}/{meta.get('name', '?')}" + (f" in {ns}" if ns else "")
@@ -171,13 +176,27 @@ def _server_message(body: Any) -> tuple[str, str | None]:
     return (status.get("message") or str(body)[:300], status.get("reason"))
 
 
+# RBAC's refusal: 'pods is forbidden: User "alice" cannot list resource "pods" ...'.
+_RBAC_DENIAL = re.compile(r'User "[^"]*" cannot ')
+
+
 def error_for_status(status: int, body: Any, what: str) -> KubeError:
     """Map an HTTP status from the API server to our error classes."""
     message, reason = _server_message(body)
     text = f"{what}: {message}"
     if status == 401:
-        return KubeForbidden(text, hint="your credentials were refused; refresh the kubeconfig",
-                             status=status, reason=reason)
+        return KubeUnauthenticated(
+            f"not authenticated: {text}",
+            hint="log in again: renew the kubeconfig user's token or certificate (e.g. with "
+            "your identity provider's kubectl login plugin), and check the context with "
+            "kubectl config get-contexts", status=status, reason=reason)
+    if status == 403 and not _RBAC_DENIAL.search(message):
+        # Admission (Pod Security, a webhook, a quota, the ServiceAccount plugin) also
+        # answers 403; its message says what to change, and RBAC is not the cause.
+        return KubeAdmissionDenied(
+            f"admission refused {what.partition(' ')[2] or what}: {message}",
+            hint="change what the message names, or ask a cluster admin about the policy",
+            status=status, reason=reason)
     if status == 403:
         return KubeForbidden(text, hint="ask a cluster admin for the RBAC permission, or use "
                              "a profile whose namespace you may use", status=status, reason=reason)
@@ -185,7 +204,8 @@ def error_for_status(status: int, body: Any, what: str) -> KubeError:
         return KubeNotFound(text, status=status, reason=reason)
     if status == 409:
         hint = ("another field manager owns these fields; change them with the tool that set "
-                "them, or re-run with --force") if reason == "Conflict" else None
+                "them, or take them over with mme-rep env deploy --force"
+                ) if reason == "Conflict" else None
         return KubeConflict(text, hint=hint, status=status, reason=reason)
     if status == 422 or status == 400:
         return KubeInvalid(text, status=status, reason=reason)
@@ -358,7 +378,7 @@ class Kube:
         try:
             return self.resource(obj["apiVersion"], obj["kind"])
         except KeyError as exc:
-            raise KubeInvalid(f"object has no {exc.args[0]}: {describe(obj)}") from None
+            raise KubeInvalid(f"object has no {exc.args[0]}: {kind_name_ns(obj)}") from None
 
     def _namespace_of(self, obj: Obj, res: Resource) -> str | None:
         if not res.namespaced:
@@ -450,7 +470,7 @@ class Kube:
         ns = self._namespace_of(obj, res)
         name = obj.get("metadata", {}).get("name")
         if not name:
-            raise KubeInvalid(f"object has no metadata.name: {describe(obj)}")
+            raise KubeInvalid(f"object has no metadata.name: {kind_name_ns(obj)}")
         before = self.get(res.api_version, res.kind, name, ns) if compare else None
         body = dict(obj)
         if ns:
@@ -459,7 +479,7 @@ class Kube:
             "PATCH", res.path(ns, name), body=body, content_type="application/apply-patch+yaml",
             query={"fieldManager": field_manager, "force": "true" if force else None,
                    "dryRun": "All" if dry_run else None},
-            what=f"apply {describe(body)}",
+            what=f"apply {kind_name_ns(body)}",
         )
         if not compare:
             action = "applied"
@@ -509,7 +529,7 @@ class Kube:
         return self.request("POST", res.path(ns), body=obj,
                             query={"dryRun": "All" if dry_run else None,
                                    "fieldManager": field_manager},
-                            what=f"{'check' if dry_run else 'create'} {describe(obj)}")
+                            what=f"{'check' if dry_run else 'create'} {kind_name_ns(obj)}")
 
     def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None,
                *, propagation: str = "Foreground") -> bool:
@@ -547,7 +567,7 @@ class Kube:
                 return
             if time.monotonic() >= deadline:
                 raise KubeTimeout(f"still present after {timeout:.0f}s: "
-                                  + ", ".join(describe(o) for o in pending),
+                                  + ", ".join(kind_name_ns(o) for o in pending),
                                   hint="a finalizer may be stuck; see the object's events")
             time.sleep(interval)
 

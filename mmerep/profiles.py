@@ -22,6 +22,8 @@ from typing import Any, NoReturn
 import yaml
 
 from mmerep.errors import MmerepError, UsageError
+from mmerep.grammar import assignments, oci
+from mmerep.grammar.names import DNS_LABEL, DNS_SUBDOMAIN, LABEL_NAME, LABEL_VALUE
 from mmerep.paths import config_dir
 from mmerep.quantity import parse_cpu, parse_memory
 
@@ -37,30 +39,6 @@ FIELDS = ("context", "kubeconfig", "namespace", "registry", "project", "requests
           "storage_classes", "node_selector", "tolerations", "ssh_domain", "ingress_domain",
           "max_executors", "max_cpu", "max_memory")
 REQUIRED = {"namespace": "s3", "registry": "harbor.example.org", "project": "mme-rep"}
-
-_DNS_LABEL = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?", re.ASCII)
-_DNS_SUBDOMAIN = re.compile(rf"(?=.{{1,253}}$){_DNS_LABEL.pattern}(?:\.{_DNS_LABEL.pattern})*",
-                            re.ASCII)
-_LABEL_VALUE = re.compile(r"(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?", re.ASCII)
-_LABEL_NAME = re.compile(r"[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?", re.ASCII)
-
-# The OCI distribution reference grammar (distribution/reference/regexp.go).
-_ALNUM = r"[a-z0-9]+"
-_PATH_COMPONENT = rf"{_ALNUM}(?:(?:[._]|__|-+){_ALNUM})*"
-_REMOTE_NAME = rf"{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
-_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
-_DOMAIN = rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?"
-_TAG = r"[\w][\w.-]{0,127}"
-_DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
-_TAIL = rf"(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?"
-_REFERENCE = re.compile(rf"(?P<name>(?:{_DOMAIN}/)?{_REMOTE_NAME}){_TAIL}", re.ASCII)
-_RELATIVE = re.compile(rf"(?P<name>{_REMOTE_NAME}){_TAIL}", re.ASCII)
-_REGISTRY = re.compile(_DOMAIN, re.ASCII)
-_PROJECT = re.compile(_REMOTE_NAME, re.ASCII)
-_TEMPLATE = re.compile(_PATH_COMPONENT, re.ASCII)
-_IMAGE_FORMS = ("use NAME:TAG, e.g. sentinel3:v0.1.0, or a full reference, e.g. "
-                "harbor.example.org/mme-rep/htcondor-batch/sentinel3:v0.1.0")
-
 
 @dataclass(frozen=True, kw_only=True)
 class Profile:
@@ -183,14 +161,13 @@ def image_reference(profile: Profile, template: str, image: str) -> str:
     A full reference (its first path part is a host: it has a "." or ":", or is
     "localhost") is taken as is. A tag or digest is required: "latest" is never assumed.
     """
-    first, slash, _ = image.partition("/")
-    full = bool(slash) and ("." in first or ":" in first or first == "localhost")
-    pattern = _REFERENCE if full else _RELATIVE
+    full = oci.has_host(image)
+    pattern = oci.REFERENCE if full else oci.RELATIVE
     match = pattern.fullmatch(image) if len(image) <= 512 else None
     if match is None:
         lower = image.lower() != image and pattern.fullmatch(image.lower())
         raise UsageError(f"image '{image}' is not a valid image reference",
-                         hint="repository names are lowercase" if lower else _IMAGE_FORMS)
+                         hint="repository names are lowercase" if lower else oci.IMAGE_FORMS)
     if not match["tag"] and not match["digest"]:
         raise UsageError(f"image '{image}' has no tag",
                          hint=f"give an explicit tag, e.g. {image}:v0.1.0; "
@@ -198,15 +175,15 @@ def image_reference(profile: Profile, template: str, image: str) -> str:
     if full:
         reference = image
     else:
-        if not _TEMPLATE.fullmatch(template):
+        if not oci.PATH_PART.fullmatch(template):
             raise UsageError(f"environment template '{template}' is not valid in an image "
                              "name", hint="use lowercase letters, digits, '.', '_' and '-', "
                              "e.g. htcondor-batch")
         reference = f"{resolved_registry(profile)}/{profile.project}/{template}/{image}"
-    name = _REFERENCE.fullmatch(reference)
+    name = oci.REFERENCE.fullmatch(reference)
     if name is None or len(name["name"]) > 255:
         raise UsageError(f"image reference '{reference}' is not valid (or longer than 255 "
-                         "characters)", hint=_IMAGE_FORMS)
+                         "characters)", hint=oci.IMAGE_FORMS)
     return reference
 
 
@@ -217,14 +194,7 @@ def validate(name: str, raw: Any) -> Profile:
 
 def parse_assignments(items: list[str], option: str) -> dict[str, str]:
     """``["a=b", "c=d"]`` from repeated ``--option KEY=VALUE`` into a mapping."""
-    result = {}
-    for item in items:
-        key, eq, value = item.partition("=")
-        if not eq or not key:
-            raise UsageError(f"{option} '{item}' is not KEY=VALUE",
-                             hint=f"e.g. {option} mme-rep/processing=true")
-        result[key] = value
-    return result
+    return assignments.parse_assignments(items, option, "mme-rep/processing=true")
 
 
 def parse_toleration(text: str) -> dict[str, str]:
@@ -260,7 +230,7 @@ class _Validator:
         raise UsageError(f"profile '{self.name}': {message}", hint)
 
     def profile(self, raw: Any) -> Profile:
-        if not _DNS_LABEL.fullmatch(self.name):
+        if not DNS_LABEL.fullmatch(self.name):
             self.fail("the name must be a DNS label",
                       hint="lowercase letters, digits and '-', at most 63 characters, "
                       "e.g. dev-s3")
@@ -285,20 +255,20 @@ class _Validator:
             name=self.name,
             context=self.text(raw, "context"),
             kubeconfig=self.text(raw, "kubeconfig"),
-            namespace=self.matching(raw, "namespace", _DNS_LABEL,
+            namespace=self.matching(raw, "namespace", DNS_LABEL,
                                     "lowercase letters, digits and '-', at most 63 "
                                     "characters, e.g. s3"),
             registry=self.registry(raw),
-            project=self.matching(raw, "project", _PROJECT,
+            project=self.matching(raw, "project", oci.REPOSITORY,
                                   "lowercase letters, digits, '.', '_' and '-', e.g. mme-rep"),
             requests=requests,
             limits=limits,
             storage_classes=self.storage_classes(raw),
             node_selector=self.node_selector(raw),
             tolerations=self.tolerations(raw),
-            ssh_domain=self.matching(raw, "ssh_domain", _DNS_SUBDOMAIN,
+            ssh_domain=self.matching(raw, "ssh_domain", DNS_SUBDOMAIN,
                                      "a lowercase DNS name, e.g. mmerep-general-dev"),
-            ingress_domain=self.matching(raw, "ingress_domain", _DNS_SUBDOMAIN,
+            ingress_domain=self.matching(raw, "ingress_domain", DNS_SUBDOMAIN,
                                          "a lowercase DNS name, e.g. apps.example.org"),
             max_executors=self.max_executors(raw),
             max_cpu=self.quantity(raw.get("max_cpu"), "max_cpu", parse_cpu),
@@ -325,7 +295,7 @@ class _Validator:
     def registry(self, raw: dict[str, Any]) -> str:
         value = self.text(raw, "registry")
         assert value is not None  # required, checked above
-        if value == LOCAL_REGISTRY or _REGISTRY.fullmatch(value):
+        if value == LOCAL_REGISTRY or oci.REGISTRY.fullmatch(value):
             return value
         host, _, rest = value.removeprefix("https://").removeprefix("http://").partition("/")
         if "://" in value:
@@ -371,7 +341,7 @@ class _Validator:
             if tier not in TIERS:
                 self.fail(f"storage_classes: unknown tier '{tier}'",
                           hint=_did_you_mean(str(tier), TIERS, "tiers"))
-            if not isinstance(value, str) or not _DNS_SUBDOMAIN.fullmatch(value):
+            if not isinstance(value, str) or not DNS_SUBDOMAIN.fullmatch(value):
                 self.fail(f"storage_classes.{tier} '{value}' is not a storage class name",
                           hint="use a lowercase DNS name, e.g. cephfs")
             result[tier] = value
@@ -381,15 +351,15 @@ class _Validator:
         result = {}
         for key, value in self.mapping(raw, "node_selector").items():
             prefix, slash, label = str(key).rpartition("/")
-            if not isinstance(key, str) or not _LABEL_NAME.fullmatch(label) or (
-                    slash and not _DNS_SUBDOMAIN.fullmatch(prefix)):
+            if not isinstance(key, str) or not LABEL_NAME.fullmatch(label) or (
+                    slash and not DNS_SUBDOMAIN.fullmatch(prefix)):
                 self.fail(f"node_selector key '{key}' is not a label name",
                           hint="use [prefix/]name, e.g. mme-rep/processing")
             if not isinstance(value, str):
                 text = str(value).lower() if isinstance(value, bool) else value
                 self.fail(f"node_selector value of '{key}' must be a string, not a "
                           f"{_type_name(value)}", hint=f'quote it: {key}: "{text}"')
-            if not _LABEL_VALUE.fullmatch(value):
+            if not LABEL_VALUE.fullmatch(value):
                 self.fail(f"node_selector value '{value}' of '{key}' is not a label value",
                           hint="letters, digits, '-', '_' and '.', at most 63 characters")
             result[key] = value

@@ -1,4 +1,9 @@
-"""Kubernetes resource quantities ("500m", "2", "1.5", "10G", "8Gi", "1e9"): parse and format.
+"""Sizes and CPU as users write them: Kubernetes quantities, the product's one reading.
+
+``G`` is 10^9 bytes and ``Gi`` is 2^30, everywhere (profiles, ``--set``, the scaler's
+``8G``, synclocal's ``--bwlimit 200M``), because the first three end up in pod specs,
+where the API server reads them so. ``parse_size`` also takes a trailing ``B``
+(``1.5GiB``, ``10GB``) and ``K`` for ``k``, for sizes that never reach the API server.
 
 A small parser of the API server's grammar (apimachinery ``resource.Quantity``). The
 client library has one too, but only the gateway (``mmerep.kube``) may import it, and
@@ -15,6 +20,9 @@ from mmerep.errors import UsageError
 
 CPU_FORMS = "use e.g. 500m, 1, 2.5"
 MEMORY_FORMS = "use e.g. 512Mi, 10G, 8Gi"
+SIZE_FORMS = "use e.g. 200M (10^6 bytes), 512Mi (2^20 bytes), 10G, 8Gi or 4096"
+# For --help texts: what a size means, said the same way everywhere.
+SIZE_HELP = "k/M/G/T are powers of 10 (10G = 10^9 bytes), Ki/Mi/Gi/Ti powers of 2 (8Gi = 2^33)"
 
 _QUANTITY = re.compile(
     r"(?P<sign>[+-]?)(?P<number>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
@@ -72,6 +80,23 @@ def parse_memory(value: str | int | float, field: str = "memory") -> int:
         raise UsageError(f"{field} '{text}' is {parse_quantity(text, field):f} bytes",
                          hint=f"did you mean {amount}Mi or {amount}M?")
     return math.ceil(parse_quantity(value, field, MEMORY_FORMS))
+
+
+def parse_size(value: str | int, field: str = "size") -> int:
+    """Bytes from a size: a memory quantity ("200M" = 200*10^6, "8Gi" = 8*2^30, "4096"),
+    also with a trailing B ("1.5GiB", "10GB") or an upper-case K ("512K" = 512*10^3)."""
+    text = str(value).strip()
+    unit = re.fullmatch(r"(.*?[0-9.])([KkMGTPE]i?)?B", text)
+    if unit:  # "GiB" -> "Gi", "GB" -> "G", "B" alone -> bytes
+        text = unit[1] + (unit[2] or "")
+    if text.endswith("K"):
+        text = text[:-1] + "k"
+    try:
+        return parse_memory(text, field)
+    except UsageError as exc:
+        if exc.hint == MEMORY_FORMS:
+            raise UsageError(f"{field} '{value}' is not a size", hint=SIZE_FORMS) from None
+        raise
 
 
 def format_cpu(cores: float) -> str:

@@ -8,7 +8,6 @@ own through ``$MMEREP_TEMPLATE_PATH`` (colon-separated, searched before the buil
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,9 +16,9 @@ from typing import Any
 import yaml
 
 from mmerep.errors import UsageError
+from mmerep.grammar.names import DNS_1035_LABEL
 
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "env_templates"
-DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 # Longest environment name whose derived names (<env>-scheduler-state...) stay valid labels.
 MAX_ENV_NAME = 40
 PARAM_TYPES = ("int", "str", "bool", "cpu", "memory")
@@ -56,7 +55,7 @@ def search_path() -> list[Path]:
 
 
 def validate_env_name(name: str) -> str:
-    if len(name) > MAX_ENV_NAME or not DNS_LABEL.match(name):
+    if len(name) > MAX_ENV_NAME or not DNS_1035_LABEL.fullmatch(name):
         raise UsageError(
             f"invalid environment name {name!r}",
             hint=f"use lower-case letters, digits and '-', start with a letter, at most "

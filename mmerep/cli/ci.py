@@ -112,15 +112,9 @@ class LivePipeline:
 
 
 def _parse_vars(values: list[str]) -> dict[str, str]:
-    from mmerep.errors import UsageError
+    from mmerep.grammar.assignments import parse_assignments
 
-    out = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"--var {item!r} is not KEY=VALUE", hint="e.g. --var SCAN=0")
-        out[key.strip()] = value
-    return out
+    return parse_assignments(values, "--var", "SCAN=0")
 
 
 def _failure_line(data: dict[str, Any]) -> tuple[str, str | None]:

@@ -20,11 +20,11 @@ def build_binaries() -> None:
     """Build the cluster's binaries from pinned Go modules (cached; `up` does this too)."""
     import time
 
-    from mmerep.cli.output import Progress, console
+    from mmerep.cli.output import Spinner, console
     from mmerep.cluster import build
 
     started = time.monotonic()
-    with Progress("checking the cached binaries") as progress:
+    with Spinner("checking the cached binaries") as progress:
         paths = build.ensure_binaries(progress=progress)
     console.print(f"{len(paths)} binaries ready in {build.cache_dir() / 'bin'} "
                   f"({time.monotonic() - started:.1f}s)")
@@ -39,12 +39,12 @@ def up(
     node_pods: int = typer.Option(110, min=1, help="Pod capacity of each node."),
 ) -> None:
     """Build (first time only) and start the local cluster; a no-op when it is running."""
-    from mmerep.cli.output import Progress, console
+    from mmerep.cli.output import Spinner, console
     from mmerep.cluster import local
 
     spec = local.ClusterSpec(nodes=nodes, node_cpu=node_cpu, node_memory=node_memory,
                              node_pods=node_pods)
-    with Progress("starting the local cluster") as progress:
+    with Spinner("starting the local cluster") as progress:
         info = local.up(spec, progress=progress)
     verb = "already running" if info.already_running else f"up in {info.seconds:.1f}s"
     console.print(f"[green]cluster {info.name} {verb}[/]: {info.server}, "

@@ -11,11 +11,11 @@ def demo(nodes: int = DEMO_NODES) -> None:
     from mmerep import environments
     from mmerep.cli.env import _connect, status_table
     from mmerep.cli.options import OutputFormat
-    from mmerep.cli.output import LiveWorkloads, Progress, console, render
+    from mmerep.cli.output import LiveWorkloads, Spinner, console, render
     from mmerep.cluster import local, sample
     from mmerep.profiles import get_profile
 
-    with Progress("starting the local cluster (the first run builds it: 10-20 min)") as progress:
+    with Spinner("starting the local cluster (the first run builds it: 10-20 min)") as progress:
         info = local.up(local.ClusterSpec(nodes=nodes), progress=progress)
     console.print(f"[green]1. cluster {info.name}[/] at {info.server} "
                   f"({'already running' if info.already_running else f'{info.seconds:.1f}s'})")

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from mmerep.cli.options import OutputFormat, OutputOption
+
+if TYPE_CHECKING:
+    from mmerep.environments import Rendered
+    from mmerep.kube import Kube
+    from mmerep.profiles import Profile
 
 app = typer.Typer(
     help="Deploy, inspect, upgrade, roll back and delete environments.\n\n"
@@ -24,25 +29,19 @@ ProfilesFileOption = typer.Option(None, "--profiles", help="Profiles file (overr
 
 
 def _parse_sets(values: list[str]) -> dict[str, str]:
-    from mmerep.errors import UsageError
+    from mmerep.grammar.assignments import parse_assignments
 
-    out = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UsageError(f"--set {item!r} is not KEY=VALUE", hint="e.g. --set executors=4")
-        out[key.strip()] = value
-    return out
+    return parse_assignments(values, "--set", "executors=4")
 
 
-def _connect(profile: Any) -> Any:
+def _connect(profile: Profile) -> Kube:
     from mmerep.kube import Kube
 
     return Kube.from_kubeconfig(profile.kubeconfig, profile.context, namespace=profile.namespace)
 
 
 def _render(template: str, image: str, profile_name: str, profiles_file: str | None,
-            name: str | None, sets: list[str], no_resolve: bool) -> tuple[Any, Any]:
+            name: str | None, sets: list[str], no_resolve: bool) -> tuple[Profile, Rendered]:
     """The profile and the environment rendered for it (every input validated)."""
     from mmerep import environments
     from mmerep.profiles import get_profile
@@ -52,7 +51,7 @@ def _render(template: str, image: str, profile_name: str, profiles_file: str | N
         profile, template, image, name=name, params=_parse_sets(sets), resolve=not no_resolve)
 
 
-def _target(profile_name: str, profiles_file: str | None) -> tuple[Any, Any]:
+def _target(profile_name: str, profiles_file: str | None) -> tuple[Profile, Kube]:
     """The profile and a connection to its cluster."""
     from mmerep.profiles import get_profile
 
@@ -112,6 +111,9 @@ def deploy(
                                   "readiness."),
     no_rollback: bool = typer.Option(False, "--no-rollback", help="Leave a failed rollout "
                                      "as it is."),
+    force: bool = typer.Option(False, "--force", help="Take over fields another tool (field "
+                               "manager) set, e.g. replicas after kubectl scale, instead of "
+                               "stopping with a conflict."),
     output: OutputFormat = OutputOption,
 ) -> None:
     """Deploy (install or upgrade) an environment and wait until it is ready."""
@@ -128,7 +130,8 @@ def deploy(
 
     with LiveWorkloads(f"deploying {rendered.env_name} ({rendered.image})") as live:
         result = environments.deploy(kube, rendered, timeout=timeout,
-                                     rollback=not no_rollback, on_progress=live.update,
+                                     rollback=not no_rollback, force=force,
+                                     on_progress=live.update,
                                      on_plan=show_plan)
     if result.action == "unchanged":
         err_console.print(f"[green]{rendered.env_name} is up to date[/] (revision "
@@ -275,10 +278,10 @@ def delete_cmd(
 ) -> None:
     """Delete an environment and wait until every part is gone (data volumes stay)."""
     from mmerep import environments
-    from mmerep.cli.output import Progress, console
+    from mmerep.cli.output import Spinner, console
 
     profile, kube = _target(profile_name, profiles_file)
-    with Progress(f"deleting {name}"):
+    with Spinner(f"deleting {name}"):
         gone = environments.delete_environment(kube, profile.namespace, name,
                                                purge=purge, timeout=timeout)
     console.print(f"[green]{name} deleted[/]: {len(gone)} objects"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import typer
@@ -26,9 +25,6 @@ def _group() -> None:
     # A callback keeps `images` a group when it has one command, so `images list` works
     # wherever the app is mounted (and `images` alone shows the help).
     pass
-
-
-_FLAVOUR = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*", re.ASCII)
 
 
 def _age(created: str | None, now: float) -> int | None:
@@ -85,10 +81,11 @@ def list_cmd(
     from mmerep.cipipeline import BUILD_CACHE, CANDIDATE_TAG
     from mmerep.cli.output import err_console, render
     from mmerep.errors import UsageError
+    from mmerep.grammar import oci
     from mmerep.profiles import get_profile, resolved_registry
     from mmerep.registry import RegistryClient
 
-    if flavour is not None and not _FLAVOUR.fullmatch(flavour):
+    if flavour is not None and not oci.PATH_PART.fullmatch(flavour):
         raise UsageError(f"flavour '{flavour}' is not a valid repository path part",
                          hint="lowercase letters, digits, '.', '_' and '-', e.g. "
                          "htcondor-batch")

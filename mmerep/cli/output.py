@@ -51,8 +51,9 @@ def fail(message: str, hint: str | None = None) -> None:
                       soft_wrap=True)
 
 
-class Progress:
-    """Progress for long work: a live spinner on a terminal, else a line every ``every`` s."""
+class Spinner:
+    """Long work with no measurable progress: a live spinner on a terminal, else a line
+    every ``every`` s. (``LiveWorkloads`` shows workloads' pods; synclocal a byte bar.)"""
 
     def __init__(self, label: str, every: float = 15.0) -> None:
         self.label = label
@@ -60,7 +61,7 @@ class Progress:
         self._status: Any = None
         self._last = 0.0
 
-    def __enter__(self) -> Progress:
+    def __enter__(self) -> Spinner:
         if err_console.is_terminal:
             self._status = err_console.status(self.label)
             self._status.__enter__()

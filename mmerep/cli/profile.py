@@ -99,7 +99,7 @@ def add(
                                           "or ~/.kube/config."),
     request_cpu: str | None = typer.Option(None, help="CPU request per executor, e.g. 1."),
     request_memory: str | None = typer.Option(None, help="Memory request per executor, "
-                                              "e.g. 10G."),
+                                              "e.g. 10G (10^9 bytes) or 8Gi (2^33 bytes)."),
     limit_cpu: str | None = typer.Option(None, help="CPU limit per executor."),
     limit_memory: str | None = typer.Option(None, help="Memory limit per executor."),
     storage_class: list[str] = StorageClassOption,
@@ -109,13 +109,19 @@ def add(
                                           "mmerep-general-dev."),
     ingress_domain: str | None = typer.Option(None, help="Domain for web environments."),
     max_executors: int | None = typer.Option(None, min=1, help="Most executors allowed."),
-    max_cpu: str | None = typer.Option(None, help="Most CPU allowed, e.g. 32."),
-    max_memory: str | None = typer.Option(None, help="Most memory allowed, e.g. 128Gi."),
+    max_cpu: str | None = typer.Option(None, help="Most CPU one pod may request or be "
+                                       "limited to, e.g. 32 (env deploy refuses more)."),
+    max_memory: str | None = typer.Option(None, help="Most memory one pod may request or be "
+                                          "limited to, e.g. 128Gi (env deploy refuses "
+                                          "more)."),
     from_file: Path | None = FromFileOption,
     replace: bool = typer.Option(False, "--replace", help="Overwrite an existing profile."),
     profiles_file: Path | None = ProfilesFileOption,
 ) -> None:
     """Add a profile to the profiles file (validated first; the file is never half-written).
+
+    Sizes are Kubernetes quantities: k/M/G/T are powers of 10 (10G = 10^9 bytes),
+    Ki/Mi/Gi/Ti powers of 2 (8Gi = 2^33 bytes); CPU in cores or millicores (500m).
 
     \b
     Examples:

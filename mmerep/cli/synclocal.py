@@ -49,15 +49,16 @@ def stage(
     recheck: bool = typer.Option(False, "--recheck",
                                  help="Re-hash already staged files and re-copy mismatches."),
     bwlimit: str | None = typer.Option(None, "--bwlimit",
-                                       help="Limit the copy to this many bytes/s, e.g. 200M."),
+                                       help="Limit the copy to this many bytes/s, e.g. 200M "
+                                       "or 190Mi (M = 10^6 bytes, Mi = 2^20)."),
 ) -> None:
     """Copy SOURCE... into TO (a user command; the daemon does the same from a manifest)."""
     import glob
 
     from mmerep.cli.output import console
     from mmerep.errors import UsageError
+    from mmerep.quantity import parse_size
     from mmerep.synclocal import StageOptions, SyncError, stage_dataset, writer_lock
-    from mmerep.synclocal.layout import parse_size
     from mmerep.synclocal.plan import human_size
 
     if dataset is not None:
@@ -75,7 +76,7 @@ def stage(
             groups[name] = [s]
     layout = _layout(to)
     opts = StageOptions(jobs=jobs, verify=verify, recheck=recheck,
-                        bwlimit=parse_size(bwlimit) if bwlimit else None)
+                        bwlimit=parse_size(bwlimit, "--bwlimit") if bwlimit else None)
     reports = []
     with writer_lock(layout), _progress_bar() as on_progress:
         opts.progress = on_progress
@@ -250,20 +251,21 @@ def evict(
     low: float = typer.Option(0.8, "--low", min=0.01, max=1.0,
                               help="Evict least recently used datasets down to this."),
     capacity: str | None = typer.Option(None, "--capacity",
-                                        help="Measure usage against this size (e.g. 500G) "
-                                        "instead of the file system's."),
+                                        help="Measure usage against this size (e.g. 500G "
+                                        "= 500*10^9 bytes, or 465Gi) instead of the file "
+                                        "system's."),
 ) -> None:
     """Run the watermark eviction now; pinned datasets stay."""
     from mmerep.cli.output import console
+    from mmerep.quantity import parse_size
     from mmerep.synclocal import writer_lock
     from mmerep.synclocal.cache import evict as do_evict
-    from mmerep.synclocal.layout import parse_size
     from mmerep.synclocal.plan import human_size
 
     layout = _layout(root)
     with writer_lock(layout):
         rep = do_evict(layout, high=high, low=low,
-                       capacity=parse_size(capacity) if capacity else None)
+                       capacity=parse_size(capacity, "--capacity") if capacity else None)
     for name, size in rep.evicted:
         console.print(f"evicted {name} ({human_size(size)})", soft_wrap=True)
     console.print(f"usage {rep.before.fraction:.0%} -> {rep.after.fraction:.0%} "

@@ -22,7 +22,7 @@ from mmerep.cluster import versions
 from mmerep.errors import BuildError, ToolchainError
 from mmerep.paths import cache_dir
 
-Progress = Callable[[str], None]
+OnStep = Callable[[str], None]  # told each step of long work, as one line of text
 
 
 def _quiet(_: str) -> None:
@@ -108,7 +108,7 @@ def _go_env() -> dict[str, str]:
     return env
 
 
-def _go(args: list[str], cwd: Path, log: Path, progress: Progress, what: str) -> None:
+def _go(args: list[str], cwd: Path, log: Path, progress: OnStep, what: str) -> None:
     """Run go, streaming its output to ``log`` and reporting each compiled package."""
     count = 0
     with log.open("a") as sink:
@@ -195,7 +195,7 @@ def _ldflags(component: Component) -> str:
     return " ".join(flags)
 
 
-def build_component(component: Component, progress: Progress = _quiet) -> Path:
+def build_component(component: Component, progress: OnStep = _quiet) -> Path:
     """Build one component into its cache directory (no-op when already built)."""
     out_dir = bin_dir(component)
     if is_built(component):
@@ -230,7 +230,7 @@ def build_component(component: Component, progress: Progress = _quiet) -> Path:
     return out_dir
 
 
-def ensure_binaries(progress: Progress = _quiet) -> dict[str, Path]:
+def ensure_binaries(progress: OnStep = _quiet) -> dict[str, Path]:
     """Every binary the local cluster needs, building what is missing."""
     if not all(is_built(c) for c in COMPONENTS):
         go_version()

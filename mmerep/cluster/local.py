@@ -30,7 +30,7 @@ from mmerep.paths import state_dir
 NAME = "mmerep-local"
 CONTEXT = "mmerep-local"
 NODE_PREFIX = "mmerep-node-"
-Progress = Callable[[str], None]
+OnStep = Callable[[str], None]  # told each step of long work, as one line of text
 
 # kwok's CRDs let later features add exec, log and port-forward routes per pod at run time.
 # (Stage stays out: as a CRD it would replace kwok's built-in node and pod life cycles.)
@@ -257,7 +257,7 @@ def connect(**kw: Any) -> Any:
     return Kube.from_kubeconfig(kubeconfig_path(), CONTEXT, **kw)
 
 
-def _ensure_nodes(spec: ClusterSpec, progress: Progress) -> int:
+def _ensure_nodes(spec: ClusterSpec, progress: OnStep) -> int:
     kube = connect()
     wanted = [node_manifest(i, spec) for i in range(1, spec.nodes + 1)]
     names = {n["metadata"]["name"] for n in wanted}
@@ -286,7 +286,7 @@ def _node_ready(node: dict[str, Any]) -> bool:
                for c in node.get("status", {}).get("conditions", []))
 
 
-def up(spec: ClusterSpec | None = None, progress: Progress = _quiet) -> ClusterInfo:
+def up(spec: ClusterSpec | None = None, progress: OnStep = _quiet) -> ClusterInfo:
     """Start the cluster (idempotent): build binaries, run kwokctl, registry, nodes."""
     spec = spec or ClusterSpec()
     started = time.monotonic()

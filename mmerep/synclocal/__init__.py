@@ -21,7 +21,7 @@ from mmerep.synclocal.errors import (
     SyncError,
 )
 from mmerep.synclocal.layout import Layout, writer_lock
-from mmerep.synclocal.stage import Progress, StageOptions, StageReport, stage_dataset
+from mmerep.synclocal.stage import StageOptions, StageProgress, StageReport, stage_dataset
 
 __all__ = [
     "Busy",
@@ -29,11 +29,11 @@ __all__ = [
     "Layout",
     "LocalWriteError",
     "ManifestError",
-    "Progress",
     "SourceChanged",
     "SourceMissing",
     "SourceUnreadable",
     "StageOptions",
+    "StageProgress",
     "StageReport",
     "SyncError",
     "stage_dataset",

@@ -19,7 +19,7 @@ from mmerep.synclocal.layout import Layout, writer_lock
 from mmerep.synclocal.manifest import Manifest, load_manifest
 from mmerep.synclocal.metrics import Metrics
 from mmerep.synclocal.node import Reporter
-from mmerep.synclocal.stage import ProgressFn, StageOptions, StageReport, stage_dataset
+from mmerep.synclocal.stage import OnStageProgress, StageOptions, StageReport, stage_dataset
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class PassReport:
 class Daemon:
     def __init__(self, layout: Layout, manifest_path: str | Path, *,
                  reporter: Reporter | None = None, metrics: Metrics | None = None,
-                 progress: ProgressFn | None = None) -> None:
+                 progress: OnStageProgress | None = None) -> None:
         self.layout, self.manifest_path = layout, Path(manifest_path)
         self.reporter, self.progress = reporter, progress
         self.metrics = metrics or Metrics()

@@ -1,39 +1,17 @@
-"""synclocal's errors: subclasses of the project's one hierarchy, each with a fix hint."""
+"""synclocal's errors, defined with the rest of the one tree in ``mmerep.errors``."""
 
 from __future__ import annotations
 
-from mmerep.errors import MmerepError
+from mmerep.errors import (
+    Busy,
+    DestinationFull,
+    LocalWriteError,
+    ManifestError,
+    SourceChanged,
+    SourceMissing,
+    SourceUnreadable,
+    SyncError,
+)
 
-
-class SyncError(MmerepError):
-    """Staging, indexing or evicting local data failed."""
-
-
-class SourceMissing(SyncError):
-    """A source path or glob matched nothing on the bulk tier."""
-
-
-class SourceUnreadable(SyncError):
-    """A source exists but cannot be read (permissions, not a regular file, I/O error)."""
-
-
-class SourceChanged(SyncError):
-    """A source file kept changing while it was being copied."""
-
-
-class LocalWriteError(SyncError):
-    """Writing to the local disk failed; every further file would fail too."""
-
-
-class DestinationFull(LocalWriteError):
-    """The local file system has no room for the data."""
-
-
-class ManifestError(SyncError):
-    """The daemon's dataset manifest is invalid."""
-
-    exit_code = 2
-
-
-class Busy(SyncError):
-    """Another synclocal process holds the root's lock."""
+__all__ = ["Busy", "DestinationFull", "LocalWriteError", "ManifestError", "SourceChanged",
+           "SourceMissing", "SourceUnreadable", "SyncError"]

@@ -27,7 +27,6 @@ from mmerep.synclocal.errors import Busy, SyncError
 
 META = ".synclocal"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b?)\s*$", re.IGNORECASE)
 
 
 def check_dataset_name(name: str) -> str:
@@ -36,15 +35,6 @@ def check_dataset_name(name: str) -> str:
                         hint="use letters, digits, '.', '_' and '-', starting with a letter "
                         "or digit, at most 200 characters")
     return name
-
-
-def parse_size(text: str) -> int:
-    """``"64M"``, ``"1.5GiB"``, ``"4096"`` -> bytes (binary units: a file system's view)."""
-    m = _SIZE.match(str(text))
-    if not m:
-        raise SyncError(f"invalid size {text!r}", hint="write e.g. 512K, 64M, 2G or 4096")
-    exp = " kmgtp".index(m.group(2).lower() or " ")
-    return int(float(m.group(1)) * 1024**exp)
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,10 @@ from typing import Any
 
 import yaml
 
+from mmerep.errors import UsageError
+from mmerep.quantity import parse_size
 from mmerep.synclocal.errors import ManifestError, SyncError
-from mmerep.synclocal.layout import check_dataset_name, parse_size
+from mmerep.synclocal.layout import check_dataset_name
 
 _SETTINGS = {"interval", "high_watermark", "low_watermark", "capacity", "jobs", "bwlimit",
              "verify"}
@@ -95,12 +97,12 @@ def _settings(raw: Any) -> Settings:
             interval=float(raw.get("interval", 300)),
             high_watermark=float(raw.get("high_watermark", 0.9)),
             low_watermark=float(raw.get("low_watermark", 0.8)),
-            capacity=parse_size(raw["capacity"]) if raw.get("capacity") else None,
+            capacity=parse_size(raw["capacity"], "capacity") if raw.get("capacity") else None,
             jobs=int(raw.get("jobs", 8)),
-            bwlimit=parse_size(raw["bwlimit"]) if raw.get("bwlimit") else None,
+            bwlimit=parse_size(raw["bwlimit"], "bwlimit") if raw.get("bwlimit") else None,
             verify=bool(raw.get("verify", True)),
         )
-    except (TypeError, ValueError, SyncError) as exc:
+    except (TypeError, ValueError, SyncError, UsageError) as exc:
         raise _bad(f"settings: {exc}") from None
     if not 0 < s.low_watermark <= s.high_watermark <= 1:
         raise _bad("settings: need 0 < low_watermark <= high_watermark <= 1")

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
+from mmerep.grammar.names import LABEL_NAME
 from mmerep.synclocal.cache import DatasetInfo
 
 LABEL_PREFIX = "synclocal.mme-rep"
@@ -24,13 +25,11 @@ COMPLETE = "complete"
 
 Reporter = Callable[[Sequence[DatasetInfo]], None]
 
-_LABEL_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$")
-
 
 def label_key(dataset: str) -> str:
     """A valid label key for any dataset name; long or odd names get a hash suffix."""
     name = re.sub(r"[^A-Za-z0-9._-]", "-", dataset)
-    if not _LABEL_NAME.match(name):
+    if not LABEL_NAME.fullmatch(name):
         digest = hashlib.sha256(dataset.encode()).hexdigest()[:10]
         name = f"{name[:52].strip('._-')}-{digest}".lstrip("._-")
     return f"{LABEL_PREFIX}/{name}"

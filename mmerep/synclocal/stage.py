@@ -43,7 +43,9 @@ from mmerep.synclocal.sources import SourceFile, resolve
 
 
 @dataclass(frozen=True)
-class Progress:
+class StageProgress:
+    """How far one dataset's staging is (files and bytes), sent to ``on_progress``."""
+
     dataset: str
     files_done: int
     files_total: int
@@ -51,7 +53,7 @@ class Progress:
     bytes_total: int
 
 
-ProgressFn = Callable[[Progress], None]
+OnStageProgress = Callable[[StageProgress], None]
 
 
 @dataclass
@@ -61,7 +63,7 @@ class StageOptions:
     recheck: bool = False
     chunk_size: int = DEFAULT_CHUNK
     bwlimit: int | None = None
-    progress: ProgressFn | None = None
+    progress: OnStageProgress | None = None
     piece_hook: PieceHook | None = None  # between pieces; tests change a source here
     make_room: Callable[[int], None] | None = None  # the daemon evicts to fit this many bytes
     cancel: threading.Event | None = None  # set it to stop soon (SIGTERM in the daemon)
@@ -155,7 +157,7 @@ class _Run:
         if not force and now - self._last_tick < 0.1:
             return
         self._last_tick = now
-        self.opts.progress(Progress(self.report.dataset, self._files_done, self.files_todo,
+        self.opts.progress(StageProgress(self.report.dataset, self._files_done, self.files_todo,
                                     self._bytes_done, self.bytes_todo))
 
     def copy_small(self, f: SourceFile, buf: bytearray) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mmerep.errors import KubeForbidden
+from mmerep.errors import KubeAdmissionDenied, KubeForbidden
 from mmerep.kube import Kube
 
 pytestmark = pytest.mark.cluster
@@ -54,7 +54,7 @@ def test_pod_security_admission_restricted_rejects_a_root_pod(kube: Kube, namesp
     bad = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "root", "namespace": namespace},
            "spec": {"containers": [{"name": "main", "image": "example.org/none:1",
                                     "securityContext": {"runAsUser": 0, "privileged": True}}]}}
-    with pytest.raises(KubeForbidden) as info:
+    with pytest.raises(KubeAdmissionDenied) as info:
         kube.apply(bad)
     assert 'violates PodSecurity "restricted' in info.value.message
     assert kube.get("v1", "Pod", "root", namespace) is None

@@ -28,7 +28,7 @@ def test_reports_label_nodes_and_reach_env_status(kube: Kube, namespace: str) ->
         both = kube.list_objects("v1", "Node",
                                  label_selector=f"{label_key('s3/olci-2019')}=complete")
         assert sorted(n["metadata"]["name"] for n in both) == nodes
-        line = environments._synclocal_line(kube)
+        line = environments.synclocal_line(kube)
         assert line == "synclocal: datasets complete on nodes: aux 1/2, s3/olci-2019 2/2"
         kube_node_reporter(nodes[1], kube)([])  # everything evicted: labels go away
         assert kube.list_objects("v1", "Node",

@@ -10,7 +10,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from mmerep.errors import KubeConflict, KubeForbidden, KubeNotFound, KubeUnreachable
+from mmerep.errors import (
+    KubeAdmissionDenied,
+    KubeConflict,
+    KubeForbidden,
+    KubeNotFound,
+    KubeUnauthenticated,
+    KubeUnreachable,
+)
 from mmerep.kube import Kube, RetryPolicy, error_for_status, sort_for_apply, sort_for_delete
 
 
@@ -101,6 +108,7 @@ def test_4xx_is_not_retried_and_maps_to_our_errors(server) -> None:
     kube = Kube.from_url(url, retry=no_sleep_policy(slept))
     with pytest.raises(KubeForbidden) as info:
         kube.list_objects("v1", "Pod", "ns")
+    assert type(info.value) is KubeForbidden
     assert 'User "x" cannot list' in info.value.message
     assert info.value.hint and "RBAC" in info.value.hint
     assert slept == [] and len(script.seen) == 1
@@ -130,7 +138,8 @@ def test_error_mapping_keeps_the_server_message() -> None:
                              '"kubectl" using apps/v1: .spec.replicas'))
     err = error_for_status(409, body, "apply Deployment/x")
     assert isinstance(err, KubeConflict)
-    assert 'conflict with "kubectl"' in err.message and "--force" in (err.hint or "")
+    assert 'conflict with "kubectl"' in err.message
+    assert err.hint and err.hint.endswith("take them over with mme-rep env deploy --force")
     assert isinstance(error_for_status(404, "{}", "get"), KubeNotFound)
 
 
@@ -142,3 +151,20 @@ def test_objects_are_applied_in_dependency_order_and_deleted_in_reverse() -> Non
     assert order == ["Namespace", "ServiceAccount", "ConfigMap", "Role", "RoleBinding",
                      "Service", "DaemonSet", "Deployment", "Widget"]
     assert [o["kind"] for o in sort_for_delete(objs)] == list(reversed(order))
+
+
+def test_401_says_not_authenticated_and_how_to_log_in() -> None:
+    body = json.dumps(status(401, "Unauthorized", "Unauthorized"))
+    err = error_for_status(401, body, "list pods")
+    assert type(err) is KubeUnauthenticated
+    assert err.message == "not authenticated: list pods: Unauthorized"
+    assert err.hint and err.hint.startswith("log in again")
+
+
+def test_a_403_from_admission_says_what_admission_said_not_rbac() -> None:
+    said = ('pods "x" is forbidden: error looking up service account ns/default: '
+            'serviceaccount "default" not found')
+    err = error_for_status(403, json.dumps(status(403, "Forbidden", said)), "check Pod/x in ns")
+    assert type(err) is KubeAdmissionDenied
+    assert err.message == f"admission refused Pod/x in ns: {said}"
+    assert err.hint and "RBAC" not in err.hint

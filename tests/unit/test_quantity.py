@@ -7,7 +7,14 @@ from decimal import Decimal
 import pytest
 
 from mmerep.errors import UsageError
-from mmerep.quantity import format_cpu, format_memory, parse_cpu, parse_memory, parse_quantity
+from mmerep.quantity import (
+    format_cpu,
+    format_memory,
+    parse_cpu,
+    parse_memory,
+    parse_quantity,
+    parse_size,
+)
 
 
 @pytest.mark.parametrize(("text", "cores"), [
@@ -91,3 +98,24 @@ def test_format_cpu(cores: float, text: str) -> None:
 def test_format_memory_round_trips(size: int, text: str) -> None:
     assert format_memory(size) == text
     assert parse_memory(text) == size
+
+
+@pytest.mark.parametrize(("text", "size"), [
+    ("4096", 4096), ("512K", 512_000), ("64k", 64_000), ("200M", 200_000_000),
+    ("1.5Mi", 1_572_864), ("2GiB", 2 << 30), ("10GB", 10**10), ("8Gi", 8 << 30),
+    ("2T", 2 * 10**12), ("100B", 100),
+])
+def test_one_size_reading_powers_of_ten_without_i_powers_of_two_with_it(text: str,
+                                                                        size: int) -> None:
+    assert parse_size(text) == size
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("lots", "--bwlimit 'lots' is not a size"),
+    ("1g", "--bwlimit '1g' is not a size"),
+    ("64m", "--bwlimit '64m' is 0.064 bytes"),
+])
+def test_a_bad_size_names_the_option_and_the_forms(text: str, message: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        parse_size(text, "--bwlimit")
+    assert str(caught.value).startswith(message)

@@ -27,7 +27,7 @@ def test_good_manifest() -> None:
     assert m.datasets == (Dataset("s3-olci-2019", ("/bulk/s3/olci/2019", "/bulk/s3/aux/*.nc")),
                           Dataset("lut", ("/bulk/aux/lut.dat",)))
     assert m.settings == Settings(interval=60, high_watermark=0.95, low_watermark=0.85,
-                                  capacity=2 << 40, bwlimit=500 << 20)
+                                  capacity=2 * 10**12, bwlimit=500 * 10**6)
 
 
 def test_empty_manifest_stages_nothing() -> None:
@@ -43,7 +43,7 @@ def test_empty_manifest_stages_nothing() -> None:
     ("datasets: [{name: a, paths: [/b], extra: 1}]", "only 'name' and 'paths'"),
     ("settings: {low_watermark: 0.9, high_watermark: 0.8}", "low_watermark <= high"),
     ("settings: {colour: blue}", "unknown settings"),
-    ("settings: {capacity: lots}", "invalid size"),
+    ("settings: {capacity: lots}", "capacity 'lots' is not a size"),
     ("datasets: {a: 1}", "must be a list"),
     ("[1, 2]", "top level"),
     ("datasets: [", "not YAML"),

@@ -12,7 +12,7 @@ import pytest
 from mmerep.synclocal import index as ix
 from mmerep.synclocal.copy import file_checksum
 from mmerep.synclocal.errors import SourceMissing, SyncError
-from mmerep.synclocal.layout import Layout, parse_size, writer_lock
+from mmerep.synclocal.layout import Layout, writer_lock
 from mmerep.synclocal.stage import StageOptions, stage_dataset
 
 
@@ -162,17 +162,6 @@ def test_bandwidth_limit_slows_the_copy(tmp_path: Path) -> None:
     write(tmp_path / "s" / "f", 4 << 20)
     report = stage(tmp_path / "ssd", "ds", [str(tmp_path / "s")], bwlimit=8 << 20)
     assert report.seconds >= 0.3  # 4 MiB at 8 MiB/s, the first 1 MiB piece goes at once
-
-
-@pytest.mark.parametrize(("text", "size"), [("4096", 4096), ("64K", 65536), ("1.5M", 1572864),
-                                            ("2GiB", 2 << 30), ("1g", 1 << 30)])
-def test_parse_size(text: str, size: int) -> None:
-    assert parse_size(text) == size
-
-
-def test_parse_size_rejects_nonsense() -> None:
-    with pytest.raises(SyncError, match="invalid size"):
-        parse_size("lots")
 
 
 def test_many_small_files_are_copied_by_worker_processes(tmp_path: Path) -> None:

@@ -1,0 +1,208 @@
+"""Deploy, upgrade and roll back: the whole flow of ``env deploy`` in ``deploy`` below.
+
+Inputs were validated when the environment was rendered; here the API server validates
+the objects (dry run) and admission judges their pods before anything is written.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+
+from mmerep import templates
+from mmerep.environments.events import latest_warning, with_warnings
+from mmerep.environments.model import (
+    PSA_LABELS,
+    DeployResult,
+    Obj,
+    OnPlan,
+    OnWorkloadStatuses,
+    Rendered,
+    kind_and_name,
+)
+from mmerep.environments.parts import delete_environment, prune
+from mmerep.environments.records import (
+    build_record,
+    good_records,
+    read_records,
+    rendered_from_record,
+    revision_of,
+    supersede_deployed,
+)
+from mmerep.environments.replicas import settle_replicas
+from mmerep.errors import KubeError, KubeTimeout, UsageError
+from mmerep.kube import Kube
+
+
+def deploy(kube: Kube, rendered: Rendered, *, timeout: float = 300.0, rollback: bool = True,
+           force: bool = False, on_progress: OnWorkloadStatuses | None = None,
+           on_plan: OnPlan | None = None) -> DeployResult:
+    """Validate on the server, apply what changed, wait; roll back a rollout that fails.
+
+    ``force`` takes over fields another field manager owns (server-side apply's force),
+    instead of failing with a conflict.
+    """
+    # 1. Where it goes, and what is there already.
+    created_namespace = ensure_namespace(kube, rendered.namespace)
+    records = read_records(kube, rendered.namespace, rendered.env_name)
+    current = revision_of(records[-1]) if records else 0
+    generated = generated_secrets(kube, rendered)
+    # Replicas someone else (the scaler) owns are left out; see replicas.py.
+    objects, rescale = settle_replicas(kube, rendered)
+
+    # 2. The API server and admission judge everything before anything is written.
+    try:
+        dry = kube.apply_all([*generated, *with_revision(objects, max(current, 1))],
+                             dry_run=True, force=force)
+        check_pods_admitted(kube, rendered)
+    except KubeError:
+        if created_namespace:  # leave nothing behind on bad input
+            remove_namespace(kube, rendered.namespace)
+        raise
+    changes = [(r.action, kind_and_name(r.obj)) for r in dry if r.changed]
+    changes += [("scaled", f"Deployment/{name}") for name, _ in rescale]
+    if on_plan:
+        on_plan(changes)
+    if not changes and records and records[-1]["data"]["status"] == "deployed":
+        return DeployResult("unchanged", current)
+
+    # 3. Apply the new revision and drop what it no longer has.
+    revision = current + 1
+    kube.apply_all([*generated, *with_revision(objects, revision)], compare=False,
+                   force=force)
+    for name, replicas in rescale:  # the operator said so explicitly: --set executors=N
+        kube.scale("Deployment", name, replicas, rendered.namespace)
+    prune(kube, rendered)
+
+    # 4. Wait; a rollout that does not become ready is undone (see recover_failed_rollout).
+    try:
+        kube.wait_for(rendered.workload_objects(), timeout=timeout,
+                      on_progress=with_warnings(kube, rendered, on_progress))
+    except KubeTimeout as exc:
+        recover_failed_rollout(kube, rendered, revision, records, exc, rollback=rollback,
+                               timeout=timeout, on_progress=on_progress)
+
+    # 5. Record it.
+    supersede_deployed(kube, records)
+    kube.apply(build_record(rendered, revision, "deployed"))
+    return DeployResult("installed" if current == 0 else "upgraded", revision, changes)
+
+
+def recover_failed_rollout(kube: Kube, rendered: Rendered, revision: int, records: list[Obj],
+                           exc: KubeTimeout, *, rollback: bool, timeout: float,
+                           on_progress: OnWorkloadStatuses | None) -> None:
+    """Record the failure, then roll back to the last good revision (or remove a first
+    install); always raises, saying what was done."""
+    reason = exc.message + latest_warning(kube, rendered)
+    kube.apply(build_record(rendered, revision, "failed", reason))
+    if not rollback:
+        raise KubeTimeout(reason, hint="fix the cause and deploy again, or "
+                          f"mme-rep env rollback {rendered.env_name}") from exc
+    good = good_records(records)
+    if not good:
+        delete_environment(kube, rendered.namespace, rendered.env_name, purge=True)
+        raise KubeTimeout(f"{reason}; first install removed",
+                          hint="fix the cause and deploy again") from exc
+    restored = rollback_to(kube, rendered.namespace, rendered.env_name,
+                           revision_of(good[-1]), timeout=timeout, on_progress=on_progress)
+    raise KubeTimeout(f"{reason}; rolled back to revision {revision_of(good[-1])} "
+                      f"(now revision {restored})",
+                      hint="fix the cause and deploy again") from exc
+
+
+def rollback_to(kube: Kube, namespace: str, env_name: str, revision: int | None = None, *,
+                timeout: float = 300.0, on_progress: OnWorkloadStatuses | None = None) -> int:
+    """Re-apply a recorded revision (default: the one before the current) as a new one."""
+    records = read_records(kube, namespace, env_name)
+    if not records:
+        raise UsageError(f"environment {env_name} has no history in namespace {namespace}",
+                         hint="mme-rep env list shows what is deployed")
+    current = revision_of(records[-1])
+    if revision is None:
+        good = good_records(records[:-1])
+        if not good:
+            raise UsageError(f"environment {env_name} has no earlier good revision")
+        revision = revision_of(good[-1])
+    chosen = next((r for r in records if revision_of(r) == revision), None)
+    if chosen is None:
+        raise UsageError(f"environment {env_name} has no revision {revision}",
+                         hint=f"mme-rep env history {env_name}")
+    rendered = rendered_from_record(chosen)
+    new_revision = current + 1
+    objects, _ = settle_replicas(kube, rendered)  # a rollback never undoes a scale
+    kube.apply_all([*generated_secrets(kube, rendered),
+                    *with_revision(objects, new_revision)], force=True)
+    prune(kube, rendered)
+    kube.wait_for(rendered.workload_objects(), timeout=timeout, on_progress=on_progress)
+    supersede_deployed(kube, records)
+    kube.apply(build_record(rendered, new_revision, "deployed", f"rollback to {revision}"))
+    return new_revision
+
+
+# -- the steps ---------------------------------------------------------------------------
+
+def namespace_object(namespace: str) -> Obj:
+    return {"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": namespace, "labels": dict(PSA_LABELS)}}
+
+
+def ensure_namespace(kube: Kube, namespace: str) -> bool:
+    """Create the namespace (Pod Security ``restricted``) if missing; True if it was made."""
+    if kube.get("v1", "Namespace", namespace) is not None:
+        return False
+    kube.apply(namespace_object(namespace))
+    return True
+
+
+def remove_namespace(kube: Kube, namespace: str) -> None:
+    ns = namespace_object(namespace)
+    kube.delete_all([ns])
+    kube.wait_gone([ns], timeout=60)
+
+
+def generated_secrets(kube: Kube | None, rendered: Rendered) -> list[Obj]:
+    """The template's secrets: random at first deploy, the same values ever after
+    (``kube`` None: as at a first deploy, for rendering without a cluster)."""
+    out = []
+    for short, keys in sorted(rendered.secrets.items()):
+        name = f"{rendered.env_name}-{short}"
+        existing = kube.get("v1", "Secret", name, rendered.namespace) if kube else None
+        data = dict((existing or {}).get("data") or {})
+        for key in keys:
+            if key not in data:
+                data[key] = base64.b64encode(secrets.token_urlsafe(32).encode()).decode()
+        out.append({
+            "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": name, "namespace": rendered.namespace,
+                         "labels": templates.standard_labels(rendered.env_name,
+                                                             rendered.template, short)},
+            "data": {k: data[k] for k in keys},
+        })
+    return out
+
+
+def with_revision(objects: list[Obj], revision: int) -> list[Obj]:
+    out = []
+    for obj in objects:
+        meta = obj["metadata"]
+        labels = {**meta.get("labels", {}), "mme-rep/revision": str(revision)}
+        out.append({**obj, "metadata": {**meta, "labels": labels}})
+    return out
+
+
+def check_pods_admitted(kube: Kube, rendered: Rendered) -> None:
+    """Dry-run each workload's pod: admission (Pod Security) judges pods, not Deployments,
+    so without this a rejected pod would only show up as a rollout that never ends."""
+    def check(obj: Obj) -> None:
+        template = obj["spec"]["template"]
+        pod = {"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": f"{obj['metadata']['name']}-admission-check",
+                            "namespace": rendered.namespace,
+                            "labels": template.get("metadata", {}).get("labels", {})},
+               # The service account may not exist yet (it is applied with the rest);
+               # admission of the pod's security does not depend on it.
+               "spec": {k: v for k, v in template["spec"].items()
+                        if k != "serviceAccountName"}}
+        kube.create(pod, dry_run=True)
+
+    kube.map(check, rendered.workload_objects())

@@ -1,0 +1,57 @@
+"""The live parts of an environment: finding them, pruning what a revision dropped,
+deleting them all."""
+
+from __future__ import annotations
+
+from mmerep.environments.model import (
+    CLUSTER_KINDS,
+    MANAGED_KINDS,
+    RECORD_LABEL,
+    Obj,
+    Rendered,
+    kind_and_name,
+    selector,
+)
+from mmerep.errors import UsageError
+from mmerep.kube import Kube
+
+
+def live_parts(kube: Kube, namespace: str, env_name: str) -> list[Obj]:
+    """Every object of the environment now in the cluster (records included)."""
+    namespaced = selector(env_name)
+    cluster_wide = f"{namespaced},mme-rep/namespace={namespace}"
+
+    def parts_of(kind: tuple[str, str]) -> list[Obj]:
+        if kind in CLUSTER_KINDS:
+            return kube.list_objects(kind[0], kind[1], label_selector=cluster_wide)
+        return kube.list_objects(kind[0], kind[1], namespace, label_selector=namespaced)
+
+    found: list[list[Obj]] = kube.map(parts_of, [*MANAGED_KINDS, *CLUSTER_KINDS])
+    return [obj for objs in found for obj in objs]
+
+
+def prune(kube: Kube, rendered: Rendered) -> None:
+    """Delete parts a previous revision had and this one has not (records and secret stay)."""
+    keep = {(o["kind"], o["metadata"]["name"]) for o in rendered.objects}
+    for obj in live_parts(kube, rendered.namespace, rendered.env_name):
+        labels = obj["metadata"].get("labels", {})
+        key = (obj["kind"], obj["metadata"]["name"])
+        if key in keep or labels.get(RECORD_LABEL) or obj["kind"] in ("Secret",
+                                                                      "PersistentVolumeClaim"):
+            continue
+        kube.delete(obj["apiVersion"], obj["kind"], obj["metadata"]["name"],
+                    obj["metadata"].get("namespace"), propagation="Background")
+
+
+def delete_environment(kube: Kube, namespace: str, env_name: str, *, purge: bool = False,
+                       wait: bool = True, timeout: float = 120.0) -> list[str]:
+    """Delete every part; data volumes (PVCs) stay unless ``purge``. Returns what went."""
+    parts = [o for o in live_parts(kube, namespace, env_name)
+             if purge or o["kind"] != "PersistentVolumeClaim"]
+    if not parts:
+        raise UsageError(f"environment {env_name} not found in namespace {namespace}",
+                         hint="mme-rep env list shows what is deployed")
+    kube.delete_all(parts)
+    if wait:
+        kube.wait_gone(parts, timeout=timeout)
+    return [kind_and_name(o) for o in parts]

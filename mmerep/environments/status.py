@@ -1,0 +1,103 @@
+"""Reading environments: the list of them, and one environment's components and warnings."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from mmerep.environments.events import belongs_to, event_time, warning_events
+from mmerep.environments.model import RECORD_LABEL, WORKLOAD_KINDS, Obj
+from mmerep.environments.parts import live_parts
+from mmerep.environments.synclocal_nodes import synclocal_line
+from mmerep.errors import UsageError
+from mmerep.kube import Kube, workload_status
+
+
+def _age(timestamp: str | None) -> float | None:
+    if not timestamp:
+        return None
+    then = datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    return (datetime.now(UTC) - then).total_seconds()
+
+
+def list_environments(kube: Kube, namespace: str | None) -> list[dict[str, Any]]:
+    """Deployed environments (from their latest revision record)."""
+    records = kube.list_objects("v1", "ConfigMap", namespace, label_selector=f"{RECORD_LABEL}=true",
+                                all_namespaces=namespace is None)
+    latest: dict[tuple[str, str], Obj] = {}
+    for r in records:
+        key = (r["metadata"]["namespace"], r["metadata"]["labels"]["app.kubernetes.io/instance"])
+        if key not in latest or int(r["data"]["revision"]) > int(latest[key]["data"]["revision"]):
+            latest[key] = r
+    rows = []
+    for (ns, env), r in sorted(latest.items()):
+        rows.append({"namespace": ns, "name": env, "template": r["data"]["template"],
+                     "revision": int(r["data"]["revision"]), "status": r["data"]["status"],
+                     "image": r["data"]["image"], "updated": r["data"]["time"]})
+    return rows
+
+
+def environment_status(kube: Kube, namespace: str, env_name: str) -> dict[str, Any]:
+    """Components with their pods, restarts and ports; recent warning events."""
+    parts = live_parts(kube, namespace, env_name)
+    if not parts:
+        raise UsageError(f"environment {env_name} not found in namespace {namespace}",
+                         hint="mme-rep env list shows what is deployed")
+    pods = kube.list_objects("v1", "Pod", namespace,
+                             label_selector=f"app.kubernetes.io/instance={env_name}")
+    services = {o["metadata"]["name"]: o for o in parts if o["kind"] == "Service"}
+    components = []
+    for obj in parts:
+        if obj["kind"] not in WORKLOAD_KINDS:
+            continue
+        st = workload_status(obj, obj)
+        component = obj["metadata"]["labels"].get("app.kubernetes.io/component", "")
+        mine = [p for p in pods if p["metadata"].get("labels", {}).get(
+            "app.kubernetes.io/component") == component]
+        restarts = sum(c.get("restartCount", 0) for p in mine
+                       for c in p.get("status", {}).get("containerStatuses", []) or [])
+        ages = [a for a in (_age(p["metadata"].get("creationTimestamp")) for p in mine)
+                if a is not None]
+        svc = services.get(obj["metadata"]["name"])
+        ports = [f"{p['port']}/{p.get('protocol', 'TCP').lower()}"
+                 for p in (svc or {}).get("spec", {}).get("ports", [])]
+        containers = obj["spec"]["template"]["spec"]["containers"]
+        components.append({
+            "name": obj["metadata"]["name"], "kind": obj["kind"], "component": component,
+            "state": "Active" if st.ready else "Progressing",
+            "image": containers[0]["image"], "desired": st.desired, "ready": st.ready_pods,
+            "pods": len(mine), "restarts": restarts,
+            "age_seconds": int(min(ages)) if ages else None, "ports": ports,
+            "revision": obj["metadata"]["labels"].get("mme-rep/revision"),
+        })
+    warnings = [
+        {"object": f"{e['involvedObject'].get('kind')}/{e['involvedObject'].get('name')}",
+         "reason": e.get("reason"), "message": e.get("message"),
+         "time": event_time(e) or None, "count": e.get("count", 1)}
+        for e in warning_events(kube, namespace) if belongs_to(e, env_name)][-10:]
+    data = {"namespace": namespace, "name": env_name, "components": components,
+            "warnings": warnings}
+    if any(c["component"] == "synclocal" for c in components):
+        data["synclocal"] = synclocal_line(kube)
+    state = next((o for o in parts if o["kind"] == "ConfigMap"
+                  and o["metadata"]["name"] == f"{env_name}-scaler-state"), None)
+    if state is not None:
+        data["scaler"] = scaler_line(state)
+    return data
+
+
+def scaler_line(state: Obj) -> str:
+    """The autoscaler's switch, bounds and last decision, from its state ConfigMap."""
+    data = state.get("data") or {}
+    line = (f"scaler: daemon {data.get('daemon') or 'off'}"
+            f" (min {data.get('min') or 0}, max {data.get('max') or 'profile limit'})")
+    try:
+        decisions = json.loads(data.get("decisions") or "[]")
+    except ValueError:
+        decisions = []
+    if decisions:
+        last = decisions[-1]
+        when = datetime.fromtimestamp(float(last.get("time", 0)), UTC).strftime("%H:%M:%SZ")
+        line += f"; last decision {when}: {last.get('reason', '')}"
+    return line
