@@ -76,15 +76,47 @@ def environment_status(kube: Kube, namespace: str, env_name: str) -> dict[str, A
          "reason": e.get("reason"), "message": e.get("message"),
          "time": event_time(e) or None, "count": e.get("count", 1)}
         for e in warning_events(kube, namespace) if belongs_to(e, env_name)][-10:]
-    data = {"namespace": namespace, "name": env_name, "components": components,
-            "warnings": warnings}
+    data: dict[str, Any] = {"namespace": namespace, "name": env_name,
+                            "components": components, "warnings": warnings}
     if any(c["component"] == "synclocal" for c in components):
         data["synclocal"] = synclocal_line(kube)
     state = next((o for o in parts if o["kind"] == "ConfigMap"
                   and o["metadata"]["name"] == f"{env_name}-scaler-state"), None)
     if state is not None:
         data["scaler"] = scaler_line(state)
+    monitor = next((o for o in parts if o["kind"] == "ConfigMap"
+                    and o["metadata"]["name"] == f"{env_name}-monitor-state"), None)
+    if monitor is not None:
+        data["monitor"] = monitor_findings(monitor)
     return data
+
+
+def monitor_findings(state: Obj) -> dict[str, Any]:
+    """The monitor's last observation and findings (frozen jobs, broken executors), from
+    its state ConfigMap."""
+    data = state.get("data") or {}
+
+    def load(key: str, default: Any) -> Any:
+        try:
+            return json.loads(data.get(key) or "null") or default
+        except ValueError:
+            return default
+
+    findings = load("findings", [])
+    observed = load("observed", {})
+    restarts = load("restarts", {})
+    if not observed:
+        line = "monitor: no interval recorded yet"
+    elif observed.get("error"):
+        line = f"monitor: pool not readable: {observed['error']}"
+    else:
+        when = datetime.fromtimestamp(float(observed.get("time", 0)), UTC).strftime("%H:%M:%SZ")
+        line = (f"monitor ({when}): {observed.get('running', 0)} jobs running, "
+                f"{observed.get('held', 0)} held; {observed.get('executors', 0)} executors in "
+                f"the pool, {observed.get('missing', 0)} missing; "
+                f"{sum(restarts.values()) if isinstance(restarts, dict) else 0} frozen-job "
+                f"restarts")
+    return {"line": line, "findings": findings[-5:], "observed": observed}
 
 
 def scaler_line(state: Obj) -> str:
