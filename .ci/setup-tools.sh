@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the pipeline tests (tests/pipeline) and bench/bench_pipeline.py need, when
-# missing: buildah, skopeo, rsync and git from apt; gitlab-ci-local 4.65.x from npm into
+# missing: buildah, skopeo, rsync, git and prometheus (with promtool) from apt; gitlab-ci-local 4.65.x from npm into
 # mme-rep's cache (<cache>/npm, where the tests look; <cache> is $MMEREP_CACHE_DIR, else
 # $XDG_CACHE_HOME/mme-rep, else ~/.cache/mme-rep). Idempotent and quiet: prints nothing
 # when everything is there. Trivy is not installed (not available here): the tests run
@@ -20,6 +20,10 @@ missing=()
 for tool in buildah skopeo rsync git; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
+# The monitoring tests run a real Prometheus and promtool (both in Debian's package).
+if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
+  missing+=(prometheus)
+fi
 if [ "${#missing[@]}" -gt 0 ]; then
   sudo=""
   if [ "$(id -u)" -ne 0 ]; then
