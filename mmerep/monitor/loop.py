@@ -31,6 +31,7 @@ from mmerep.monitor.detection import (
     FrozenSettings,
 )
 from mmerep.monitor.metrics import Metrics, utilisation
+from mmerep.monitor.objects import POD_MONITOR, pod_monitor
 
 log = logging.getLogger(__name__)
 COMPONENT = "mme-rep-monitor"
@@ -110,6 +111,7 @@ class Monitor:
             self.detector.restarts.update(saved.restarts)
             self.findings = saved.findings
             self._loaded = True
+            self.ensure_pod_monitor()
         new: list[dict[str, Any]] = []
         observed: dict[str, Any] = {"time": round(now, 3)}
         try:
@@ -210,6 +212,25 @@ class Monitor:
         except KubeError as exc:  # an event is a courtesy; the action is done
             self.metrics.errors.labels("event").inc()
             log.error("could not record the event %s: %s", reason, exc)
+
+    def ensure_pod_monitor(self) -> bool:
+        """Ship the environment's PodMonitor when the cluster has the Prometheus Operator's
+        CRD (otherwise the pods' scrape annotations serve); True if it was applied."""
+        try:
+            self.kube.resource(*POD_MONITOR)
+        except KubeError:
+            log.info("no PodMonitor CRD in this cluster: scrape annotations only")
+            return False
+        try:
+            owner = self.kube.get("apps/v1", "Deployment", f"{self.env_name}-scheduler",
+                                  self.namespace)
+            self.kube.apply(pod_monitor(self.env_name, self.namespace, owner=owner),
+                            force=True, compare=False, field_manager=COMPONENT)
+        except KubeError as exc:
+            self.metrics.errors.labels("podmonitor").inc()
+            log.error("PodMonitor not applied: %s", exc)
+            return False
+        return True
 
     def _synclocal_urls(self) -> list[str]:
         if self.synclocal_urls is not None:
