@@ -20,9 +20,8 @@ COPIED = "synclocal_copied_bytes"
 def copied_bytes(text: str) -> float:
     """The sum of ``synclocal_copied_bytes`` over datasets in one exposition."""
     total = 0.0
+    # The family's name depends on how the TYPE line is written; the samples' does not.
     for family in text_string_to_metric_families(text):
-        if family.name != COPIED:
-            continue
         total += sum(s.value for s in family.samples if s.name == f"{COPIED}_total")
     return total
 

@@ -270,3 +270,48 @@ def test_reinstall_keeps_the_pool_password_and_the_history(kube: Kube, env_ns: s
     assert [r["revision"] for r in rows] == [1, revision] and revision == 2
     assert rows[-1]["note"] == "reinstall of revision 1" and rows[-1]["status"] == "deployed"
     assert len(running_executors(kube, env_ns)) == 2
+
+
+POD_MONITOR_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+    "metadata": {"name": "podmonitors.monitoring.coreos.com"},
+    "spec": {"group": "monitoring.coreos.com", "scope": "Namespaced",
+             "names": {"plural": "podmonitors", "singular": "podmonitor",
+                       "kind": "PodMonitor", "listKind": "PodMonitorList"},
+             "versions": [{"name": "v1", "served": True, "storage": True, "schema": {
+                 "openAPIV3Schema": {"type": "object",
+                                     "x-kubernetes-preserve-unknown-fields": True}}}]},
+}
+
+
+def test_the_monitor_ships_a_pod_monitor_only_where_the_crd_exists(
+        kube: Kube, env_ns: str, image: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    deploy(kube, env_ns, image, executors=1)
+    me = as_scheduler(kube, env_ns, tmp_path, monkeypatch)
+    pool = MemoryPool()
+    crd = kube.get("apiextensions.k8s.io/v1", "CustomResourceDefinition",
+                   POD_MONITOR_CRD["metadata"]["name"])
+    if crd is None:  # the cluster has no Prometheus Operator: annotations only
+        assert Monitor(me, env_ns, ENV, pool, synclocal_urls=list).ensure_pod_monitor() is False
+        kube.apply(POD_MONITOR_CRD)
+    deadline = time.monotonic() + 30
+    shipped = False
+    while not shipped and time.monotonic() < deadline:  # until the CRD is served
+        me = Kube.in_cluster()  # a fresh discovery
+        shipped = Monitor(me, env_ns, ENV, pool, synclocal_urls=list).ensure_pod_monitor()
+        time.sleep(0.5)
+    assert shipped
+    found = kube.get("monitoring.coreos.com/v1", "PodMonitor", f"{ENV}-metrics", env_ns)
+    assert found is not None
+    ports = [e["port"] for e in found["spec"]["podMetricsEndpoints"]]
+    assert ports == ["monitor-metrics", "metrics"]
+    scheduler = kube.get("apps/v1", "Deployment", f"{ENV}-scheduler", env_ns)
+    assert found["metadata"]["ownerReferences"][0]["uid"] == scheduler["metadata"]["uid"]
+    # It goes with the environment (the real garbage collector follows the owner).
+    environments.delete_environment(kube, env_ns, ENV, timeout=60)
+    deadline = time.monotonic() + 30
+    while kube.get("monitoring.coreos.com/v1", "PodMonitor", f"{ENV}-metrics", env_ns) \
+            and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert kube.get("monitoring.coreos.com/v1", "PodMonitor", f"{ENV}-metrics", env_ns) is None
