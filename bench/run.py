@@ -13,6 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_cluster
 import bench_env
+import bench_monitor
 import bench_pipeline
 import bench_scale
 import bench_startup
@@ -24,6 +25,7 @@ BENCHMARKS = {
     "env": bench_env.run,
     "pipeline": bench_pipeline.run,
     "scale": bench_scale.run,
+    "monitor": bench_monitor.run,
     "synclocal": lambda: bench_synclocal.run(False),
     "synclocal-quick": lambda: bench_synclocal.run(True),
 }
