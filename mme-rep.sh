@@ -2,6 +2,7 @@
 # The entry point users type. First use: a virtual environment in .venv with mme-rep in it.
 #   ./mme-rep.sh <command> ...   run mme-rep (see ./mme-rep.sh --help)
 #   ./mme-rep.sh test [pytest args]   ruff, mypy, import contracts, then the whole test suite
+#   ./mme-rep.sh test unit [pytest args]   only the pure tests (seconds; builds nothing)
 #   ./mme-rep.sh demo            bring up the local cluster and run the main job on it
 #   ./mme-rep.sh bench           run the benchmarks in bench/ and print ratios
 set -euo pipefail
@@ -39,9 +40,16 @@ run_mmerep() { "$venv/bin/python" -m mmerep "$@"; }
 case "${1:-}" in
   test)
     shift
+    if [ "${1:-}" = unit ]; then
+      # The fast tier: pure tests, no cluster binaries built or tools installed.
+      shift
+      ensure_venv test
+      cd "$here"
+      exec "$venv/bin/python" -m pytest -m "not cluster and not pipeline" tests/unit "$@"
+    fi
     ensure_venv test
     cd "$here"
-    echo "== ruff" && "$venv/bin/ruff" check mmerep tests bench
+    echo "== ruff" && "$venv/bin/ruff" check mmerep tests bench testkit
     echo "== mypy" && "$venv/bin/mypy"
     echo "== import contracts" && "$venv/bin/lint-imports" --no-cache
     echo "== cluster binaries" && run_mmerep cluster build

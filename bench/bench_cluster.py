@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from private_cluster import private_cluster
+from testkit.private_cluster import private_cluster
 
 
 def run() -> list[dict[str, object]]:

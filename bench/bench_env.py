@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from private_cluster import private_cluster
+
+from testkit.private_cluster import private_cluster
 
 
 def _kubectl_run(kubectl: str, kubeconfig: str, objects: list[dict[str, Any]],

@@ -23,7 +23,7 @@ import time
 import tracemalloc
 from typing import Any
 
-from private_cluster import private_cluster
+from testkit.private_cluster import private_cluster
 
 ENV = "bench"
 JOBS, EXECUTORS, SLOTS = 5000, 300, 16

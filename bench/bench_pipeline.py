@@ -9,7 +9,7 @@ In the reruns the build jobs find their build key's tag in the registry and buil
 push nothing.
 
 The pipeline is the one the CI templates define, run by gitlab-ci-local's shell
-executor (tests/pipeline/harness.py): build processor, build the "interactive" flavour
+executor (testkit/pipeline.py): build processor, build the "interactive" flavour
 FROM it by digest, publish (scan off: Trivy is not installable here). Two processors:
   small:      base + script + a trivial RUN (the pipeline test's image)
   with data:  the same plus a build step writing PAYLOAD_MB of generated tables, standing
@@ -35,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.pipeline import harness
+from testkit import pipeline as harness
 
 PAYLOAD_MB = 256
 

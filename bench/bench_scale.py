@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from private_cluster import private_cluster
+
+from testkit.private_cluster import private_cluster
 
 ENV = "sentinel3"
 TARGET = 310

@@ -10,11 +10,13 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # testkit
 
 import bench_cluster
 import bench_env
 import bench_monitor
 import bench_pipeline
+import bench_reads
 import bench_scale
 import bench_startup
 import bench_synclocal
@@ -23,6 +25,7 @@ BENCHMARKS = {
     "startup": bench_startup.run,
     "cluster": bench_cluster.run,
     "env": bench_env.run,
+    "reads": bench_reads.run,
     "pipeline": bench_pipeline.run,
     "scale": bench_scale.run,
     "monitor": bench_monitor.run,

@@ -14,7 +14,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,11 +30,23 @@ from mmerep.errors import (
     KubeTimeout,
     KubeUnauthenticated,
     KubeUnreachable,
+    MmerepError,
+)
+from mmerep.kubehttp import (
+    Connection,
+    Transport,
+    cache_key,
+    forget_cached,
+    kubeconfig_files,
+    load_cached,
+    save_cached,
 )
 
 log = logging.getLogger(__name__)
 
 FIELD_MANAGER = "mme-rep"
+# How often a wait reports progress when nothing changes (a stuck rollout's warnings).
+HEARTBEAT = 2.0
 DEFAULT_SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
 Obj = dict[str, Any]
@@ -215,85 +227,118 @@ def error_for_status(status: int, body: Any, what: str) -> KubeError:
 class Kube:
     """A connection to one API server, with retries and error mapping."""
 
-    def __init__(self, api_client: Any, *, namespace: str = "default",
-                 retry: RetryPolicy | None = None, context: str | None = None,
-                 request_timeout: float = 30.0) -> None:
-        self.api_client = api_client
-        self.namespace = namespace
+    def __init__(self, connection: Connection, *, namespace: str | None = None,
+                 retry: RetryPolicy | None = None, request_timeout: float = 30.0,
+                 cache_key: str | None = None, reload: Callable[[], Connection] | None = None,
+                 ) -> None:
+        self.connection = connection
+        self.transport = Transport(connection)
+        self.namespace = namespace or connection.namespace
+        self.context = connection.context
         self.retry = retry or RetryPolicy()
-        self.context = context
         self.request_timeout = request_timeout
         self.requests_sent = 0
         self._count_lock = threading.Lock()
         self._discovered: dict[tuple[str, str], Resource] = {}
+        self._cache_key = cache_key  # set when the connection came from the cache
+        self._reload = reload
+        self._api_client: Any = None
 
     # -- construction ------------------------------------------------------------------
 
     @classmethod
     def from_kubeconfig(cls, path: str | os.PathLike[str] | None = None,
                         context: str | None = None, **kw: Any) -> Kube:
-        from kubernetes import client, config
-        from kubernetes.config.config_exception import ConfigException
+        """The kubeconfig's context, resolved by the official client once and then cached
+        (until the kubeconfig changes or its token expires), so later commands skip the
+        client's import."""
+        files = kubeconfig_files(path)
+        key = cache_key(files, context)
+        cached = load_cached(key) if key else None
 
-        configuration = client.Configuration()
-        try:
-            config.load_kube_config(config_file=str(path) if path else None, context=context,
-                                    client_configuration=configuration)
-            contexts, active = config.list_kube_config_contexts(
-                config_file=str(path) if path else None)
-        except (ConfigException, FileNotFoundError, OSError) as exc:
-            where = path or os.environ.get("KUBECONFIG") or "~/.kube/config"
-            raise KubeError(f"cannot load kubeconfig {where}"
-                            f"{f' context {context!r}' if context else ''}: {exc}",
-                            hint="check the file and the context name (kubectl config "
-                            "get-contexts)") from exc
-        chosen = next((c for c in contexts if c["name"] == context), active) if context else active
-        namespace = (kw.pop("namespace", None)
-                     or (chosen or {}).get("context", {}).get("namespace") or "default")
-        configuration.retries = False
-        return cls(client.ApiClient(configuration), namespace=namespace,
-                   context=(chosen or {}).get("name"), **kw)
+        def resolve() -> Connection:
+            conn, keep, cacheable = _resolve_kubeconfig(path, context)
+            if key and cacheable:
+                conn = save_cached(key, conn, keep)
+            return conn
+
+        if cached is not None:
+            return cls(cached, cache_key=key, reload=resolve, **kw)
+        return cls(resolve(), **kw)
 
     @classmethod
     def from_url(cls, url: str, *, token: str | None = None, ca_file: str | None = None,
                  insecure: bool = False, **kw: Any) -> Kube:
         """A server by address, e.g. for a service-account token or a test server."""
-        from kubernetes import client
-
-        configuration = client.Configuration()
-        configuration.host = url
-        configuration.retries = False
-        if token:
-            configuration.api_key = {"authorization": f"Bearer {token}"}
-        if ca_file:
-            configuration.ssl_ca_cert = ca_file
-        configuration.verify_ssl = not insecure
-        return cls(client.ApiClient(configuration), **kw)
+        return cls(Connection(host=url, ca_file=ca_file, token=f"Bearer {token}" if token
+                              else None, verify=not insecure), **kw)
 
     @classmethod
     def in_cluster(cls, sa_dir: str | os.PathLike[str] | None = None, **kw: Any) -> Kube:
-        """The pod's own service account; ``sa_dir`` (or $MMEREP_SA_DIR) overrides its files."""
-        from kubernetes import client
-        from kubernetes.config.config_exception import ConfigException
-        from kubernetes.config.incluster_config import InClusterConfigLoader
+        """The pod's own service account; ``sa_dir`` (or $MMEREP_SA_DIR) overrides its files.
 
+        Read as the client's in-cluster loader reads it: the service's address from the
+        environment, the CA and the token from the mounted files (the token is read again
+        for every new connection, since the kubelet rotates it).
+        """
         directory = Path(sa_dir or os.environ.get("MMEREP_SA_DIR") or DEFAULT_SA_DIR)
-        configuration = client.Configuration()
-        try:
-            InClusterConfigLoader(token_filename=str(directory / "token"),
-                                  cert_filename=str(directory / "ca.crt")).load_and_set(
-                client_configuration=configuration)
-        except ConfigException as exc:
-            raise KubeError(f"not running in a pod with a service account ({directory}): {exc}",
-                            hint="run inside the cluster, or use a kubeconfig") from exc
+        host = os.environ.get("KUBERNETES_SERVICE_HOST")
+        port = os.environ.get("KUBERNETES_SERVICE_PORT")
+        token, ca = directory / "token", directory / "ca.crt"
+        missing = [what for what, ok in (
+            ("KUBERNETES_SERVICE_HOST/PORT", host and port), (str(token), token.is_file()),
+            (str(ca), ca.is_file())) if not ok]
+        if missing:
+            raise KubeError(f"not running in a pod with a service account: no "
+                            f"{', '.join(missing)}",
+                            hint="run inside the cluster, or use a kubeconfig")
+        if not token.read_text().strip():
+            raise KubeError(f"the service-account token {token} is empty",
+                            hint="check the pod's automountServiceAccountToken")
         ns_file = directory / "namespace"
         namespace = ns_file.read_text().strip() if ns_file.exists() else "default"
-        configuration.retries = False
-        return cls(client.ApiClient(configuration), namespace=namespace, **kw)
+        if ":" in str(host):  # an IPv6 address
+            host = f"[{host}]"
+        return cls(Connection(host=f"https://{host}:{port}", ca_file=str(ca),
+                              token_file=str(token), namespace=namespace), **kw)
 
     @property
     def host(self) -> str:
-        return str(self.api_client.configuration.host)
+        return self.connection.host
+
+    @property
+    def api_client(self) -> Any:
+        """The official client's ApiClient for this connection, for what only it does
+        (streaming subresources); built on first use, so other commands never import it."""
+        if self._api_client is None:
+            from kubernetes import client
+
+            c = self.connection
+            configuration = client.Configuration()
+            configuration.host = c.host
+            configuration.ssl_ca_cert = c.ca_file
+            configuration.cert_file = c.cert_file
+            configuration.key_file = c.key_file
+            configuration.verify_ssl = c.verify
+            configuration.tls_server_name = c.tls_server_name
+            auth = c.authorization()
+            if auth:
+                configuration.api_key = {"BearerToken": auth}
+            configuration.retries = False
+            self._api_client = client.ApiClient(configuration)
+        return self._api_client
+
+    def _reresolve(self) -> bool:
+        """After a 401 or a TLS failure with a cached connection: resolve the kubeconfig
+        again (a certificate or token may have been renewed) and use that."""
+        if self._reload is None or self._cache_key is None:
+            return False
+        forget_cached(self._cache_key)
+        self._cache_key = None
+        self.connection = self._reload()
+        self.transport = Transport(self.connection)
+        self._api_client = None
+        return True
 
     # -- the one request path ----------------------------------------------------------
 
@@ -303,29 +348,29 @@ class Kube:
                 stream: bool = False) -> Any:
         """Send one request, retrying transient failures; JSON body in, parsed JSON out.
 
-        With ``stream`` the open urllib3 response is returned (for watches); the caller
-        releases it.
+        With ``stream`` the open response is returned (for watches): iterate it for
+        lines, and ``release_conn()`` it when done.
         """
-        from kubernetes.client.exceptions import ApiException
-        from urllib3.exceptions import HTTPError as Urllib3Error
+        import http.client
+        import ssl
 
         what = what or f"{method} {path}"
-        headers = {"Accept": "application/json"}
-        if body is not None:
-            headers["Content-Type"] = content_type or "application/json"
+        headers = {"Content-Type": content_type} if content_type and body is not None else {}
         params = [(k, v) for k, v in (query or {}).items() if v is not None]
-        _, url, headers, _, _ = self.api_client.param_serialize(
-            method, path, query_params=params, header_params=headers,
-            auth_settings=["BearerToken"])
         delays = self.retry.delays()
         while True:
             with self._count_lock:
                 self.requests_sent += 1
             try:
-                resp = self.api_client.call_api(
-                    method, url, header_params=dict(headers), body=body,
-                    _request_timeout=timeout or self.request_timeout)
-            except (ApiException, Urllib3Error, ConnectionError, OSError) as exc:
+                resp = self.transport.send(method, path, query=params, body=body,
+                                           headers=headers, stream=stream,
+                                           timeout=timeout or self.request_timeout)
+            except ssl.SSLError as exc:
+                if self._reresolve():
+                    continue
+                raise KubeUnreachable(f"TLS with the API server at {self.host} failed: {exc}",
+                                      hint="check the kubeconfig's certificates") from None
+            except (OSError, http.client.HTTPException) as exc:
                 delay = next(delays, None)
                 if delay is None:
                     raise KubeUnreachable(
@@ -339,10 +384,13 @@ class Kube:
                 continue
             if 200 <= resp.status < 300:
                 if stream:
-                    return resp.response
+                    return resp
                 data = resp.read()
                 return json.loads(data) if data else None
             data = resp.read()
+            resp.release_conn()
+            if resp.status == 401 and self._reresolve():
+                continue
             retryable = resp.status == 429 or resp.status >= 500
             delay = next(delays, None) if retryable else None
             if delay is None:
@@ -393,16 +441,18 @@ class Kube:
         res = self.resource(api_version, kind)
         ns = (namespace or self.namespace) if res.namespaced else None
         try:
-            return self.request("GET", res.path(ns, name), what=f"get {kind}/{name}")
+            found: Obj = self.request("GET", res.path(ns, name), what=f"get {kind}/{name}")
+            return found
         except KubeNotFound:
             return None
 
     def list_objects(self, api_version: str, kind: str, namespace: str | None = None, *,
              label_selector: str | None = None, field_selector: str | None = None,
              all_namespaces: bool = False) -> list[Obj]:
-        return self.list_raw(api_version, kind, namespace, label_selector=label_selector,
-                             field_selector=field_selector,
-                             all_namespaces=all_namespaces).get("items", [])
+        items: list[Obj] = self.list_raw(
+            api_version, kind, namespace, label_selector=label_selector,
+            field_selector=field_selector, all_namespaces=all_namespaces).get("items", [])
+        return items
 
     def list_raw(self, api_version: str, kind: str, namespace: str | None = None, *,
                  label_selector: str | None = None, field_selector: str | None = None,
@@ -418,31 +468,52 @@ class Kube:
         return data
 
     def watch(self, api_version: str, kind: str, namespace: str | None = None, *,
-              label_selector: str | None = None, timeout: float = 60.0) -> Iterator[Obj]:
+              label_selector: str | None = None, field_selector: str | None = None,
+              timeout: float = 60.0, resource_version: str | None = None,
+              stop: threading.Event | None = None, chunk: float | None = None,
+              mark_synced: bool = False) -> Iterator[Obj]:
         """Every object now (as ADDED events), then changes until ``timeout``.
 
-        Lists first and watches from the list's resourceVersion; a 410 Gone (history
-        compacted) lists again instead of failing.
+        Lists first and watches from the list's resourceVersion; ``resource_version``
+        resumes from one the caller kept instead (no list). When the server no longer has
+        the history since then (410 Gone: compacted, or older than its watch cache), it
+        lists again and goes on from there, so no change is lost: what changed in the gap
+        arrives as the listed objects. With ``mark_synced`` a ``SYNCED`` event follows
+        each listing. ``stop`` ends the watch early; it is looked at between watch
+        requests, each at most ``chunk`` seconds long.
         """
         deadline = time.monotonic() + timeout
         res = self.resource(api_version, kind)
         ns = None if not res.namespaced else (namespace or self.namespace)
+        version = resource_version
         while True:
-            listing = self.list_raw(api_version, kind, ns, label_selector=label_selector)
-            for item in listing.get("items", []):
-                yield {"type": "ADDED", "object": item}
-            version = listing["metadata"]["resourceVersion"]
+            if version is None:
+                listing = self.list_raw(api_version, kind, ns, label_selector=label_selector,
+                                        field_selector=field_selector)
+                for item in listing.get("items", []):
+                    yield {"type": "ADDED", "object": item}
+                if mark_synced:
+                    yield {"type": "SYNCED", "object": {}}
+                version = str(listing["metadata"]["resourceVersion"])
             gone = False
             while not gone:
                 remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                if remaining <= 0 or (stop is not None and stop.is_set()):
                     return
-                resp = self.request("GET", res.path(ns), query={
-                    "watch": "true", "resourceVersion": version, "allowWatchBookmarks": "true",
-                    "labelSelector": label_selector, "timeoutSeconds": max(1, int(remaining)),
-                }, stream=True, timeout=remaining + 5, what=f"watch {res.plural}")
+                seconds = min(remaining, chunk) if chunk else remaining
                 try:
-                    for line in resp:  # urllib3 yields the stream line by line
+                    resp = self.request("GET", res.path(ns), query={
+                        "watch": "true", "resourceVersion": version,
+                        "allowWatchBookmarks": "true", "labelSelector": label_selector,
+                        "fieldSelector": field_selector, "timeoutSeconds": max(1, int(seconds)),
+                    }, stream=True, timeout=seconds + 5, what=f"watch {res.plural}")
+                except KubeError as exc:
+                    if exc.status != 410:
+                        raise
+                    gone = True
+                    break
+                try:
+                    for line in resp:  # the stream, line by line
                         event = json.loads(line)
                         obj = event.get("object", {})
                         if event["type"] == "ERROR":
@@ -456,22 +527,31 @@ class Kube:
                             yield event
                 finally:
                     resp.release_conn()
+            log.info("watch %s from resourceVersion %s: 410 Gone (history compacted); "
+                     "listing again", res.plural, version)
+            version = None
 
     # -- writes ------------------------------------------------------------------------
 
     def apply(self, obj: Obj, *, force: bool = False, dry_run: bool = False,
-              compare: bool = True, field_manager: str = FIELD_MANAGER) -> ApplyResult:
+              compare: bool = True, live: Mapping[tuple[str, str], Obj] | None = None,
+              field_manager: str = FIELD_MANAGER) -> ApplyResult:
         """Server-side apply one object as field manager ``mme-rep``.
 
         ``compare`` reads the object first to tell created/configured/unchanged; a caller
         that learnt that from a dry run can skip the read (the action is then "applied").
+        A caller that has just listed what exists passes it as ``live`` (by kind and
+        name; what is not in it does not exist), and nothing is read.
         """
         res = self._resource_of(obj)
         ns = self._namespace_of(obj, res)
         name = obj.get("metadata", {}).get("name")
         if not name:
             raise KubeInvalid(f"object has no metadata.name: {kind_name_ns(obj)}")
-        before = self.get(res.api_version, res.kind, name, ns) if compare else None
+        if live is not None:
+            before = live.get((res.kind, name))
+        else:
+            before = self.get(res.api_version, res.kind, name, ns) if compare else None
         body = dict(obj)
         if ns:
             body["metadata"] = {**obj["metadata"], "namespace": ns}
@@ -494,7 +574,8 @@ class Kube:
         return ApplyResult(after, action, before)
 
     def apply_all(self, objs: Iterable[Obj], *, force: bool = False, dry_run: bool = False,
-                  compare: bool = True) -> list[ApplyResult]:
+                  compare: bool = True, live: Mapping[tuple[str, str], Obj] | None = None,
+                  ) -> list[ApplyResult]:
         """Apply in dependency order; objects of the same kind go in parallel.
 
         A dry run has no order to respect (nothing is written), so it is parallel throughout.
@@ -509,7 +590,8 @@ class Kube:
         results: list[ApplyResult] = []
         for group in groups:
             results.extend(self.map(
-                lambda o: self.apply(o, force=force, dry_run=dry_run, compare=compare), group))
+                lambda o: self.apply(o, force=force, dry_run=dry_run, compare=compare,
+                                     live=live), group))
         return results
 
     def map(self, fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
@@ -526,10 +608,11 @@ class Kube:
                field_manager: str = FIELD_MANAGER) -> Obj:
         res = self._resource_of(obj)
         ns = self._namespace_of(obj, res)
-        return self.request("POST", res.path(ns), body=obj,
-                            query={"dryRun": "All" if dry_run else None,
-                                   "fieldManager": field_manager},
-                            what=f"{'check' if dry_run else 'create'} {kind_name_ns(obj)}")
+        created: Obj = self.request(
+            "POST", res.path(ns), body=obj,
+            query={"dryRun": "All" if dry_run else None, "fieldManager": field_manager},
+            what=f"{'check' if dry_run else 'create'} {kind_name_ns(obj)}")
+        return created
 
     def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None,
                *, propagation: str = "Foreground") -> bool:
@@ -571,10 +654,28 @@ class Kube:
                                   hint="a finalizer may be stuck; see the object's events")
             time.sleep(interval)
 
+    def wait_exists(self, api_version: str, kind: str, name: str, namespace: str | None = None,
+                    *, timeout: float = 60.0, hint: str | None = None) -> Obj:
+        """Wait until the object exists (made by a controller, e.g. a namespace's
+        ``default`` ServiceAccount); KubeTimeout otherwise."""
+        deadline = time.monotonic() + timeout
+        pause = 0.02
+        while True:
+            found = self.get(api_version, kind, name, namespace)
+            if found is not None:
+                return found
+            if time.monotonic() >= deadline:
+                where = f" in {namespace}" if namespace else ""
+                raise KubeTimeout(f"{kind}/{name}{where} did not appear in {timeout:.0f}s",
+                                  hint=hint or "is the controller that makes it running?")
+            time.sleep(pause)
+            pause = min(pause * 2, 0.5)
+
     def get_scale(self, kind: str, name: str, namespace: str | None = None) -> Obj:
         res = self.resource("apps/v1", kind)
-        return self.request("GET", res.path(namespace or self.namespace, name, "scale"),
-                            what=f"get scale of {kind}/{name}")
+        scale: Obj = self.request("GET", res.path(namespace or self.namespace, name, "scale"),
+                                  what=f"get scale of {kind}/{name}")
+        return scale
 
     def scale(self, kind: str, name: str, replicas: int, namespace: str | None = None, *,
               field_manager: str = FIELD_MANAGER) -> Obj:
@@ -582,47 +683,139 @@ class Kube:
         if replicas < 0:
             raise KubeInvalid(f"replicas must be 0 or more, not {replicas}")
         res = self.resource("apps/v1", kind)
-        return self.request(
+        scaled: Obj = self.request(
             "PATCH", res.path(namespace or self.namespace, name, "scale"),
             body={"spec": {"replicas": replicas}}, query={"fieldManager": field_manager},
             content_type="application/merge-patch+json", what=f"scale {kind}/{name}")
+        return scaled
 
     def patch(self, api_version: str, kind: str, name: str, patch: Obj,
               namespace: str | None = None, *, field_manager: str = FIELD_MANAGER) -> Obj:
         """A JSON merge patch (e.g. one annotation on a pod someone else manages)."""
         res = self.resource(api_version, kind)
         ns = (namespace or self.namespace) if res.namespaced else None
-        return self.request("PATCH", res.path(ns, name), body=patch,
-                            query={"fieldManager": field_manager},
-                            content_type="application/merge-patch+json",
-                            what=f"patch {kind}/{name}")
+        patched: Obj = self.request("PATCH", res.path(ns, name), body=patch,
+                                    query={"fieldManager": field_manager},
+                                    content_type="application/merge-patch+json",
+                                    what=f"patch {kind}/{name}")
+        return patched
 
     # -- waiting -----------------------------------------------------------------------
 
-    def wait_for(self, objs: Iterable[Obj], *, timeout: float = 300.0, interval: float = 0.5,
+    def wait_for(self, objs: Iterable[Obj], *, timeout: float = 300.0,
                  on_progress: Callable[[list[WorkloadStatus]], None] | None = None,
                  ) -> list[WorkloadStatus]:
-        """Wait until every workload among ``objs`` is ready; KubeTimeout otherwise."""
+        """Wait until every workload among ``objs`` is ready; KubeTimeout otherwise.
+
+        Watches each workload (two requests each, however long the rollout takes)
+        rather than polling, so a change is seen the moment the API server has it.
+        """
+        import queue
+
         targets = [o for o in objs if o.get("kind") in READY_CHECKS]
+        if not targets:
+            return []
         deadline = time.monotonic() + timeout
-        # Polls start fast (simulated and small rollouts finish in well under a second)
-        # and back off to ``interval`` for long ones.
-        pause = 0.05
-        while True:
-            statuses = self.map(lambda o: workload_status(o, self.get(
-                o["apiVersion"], o["kind"], o["metadata"]["name"],
-                o["metadata"].get("namespace"))), targets)
-            if on_progress:
-                on_progress(statuses)
-            if all(s.ready for s in statuses):
-                return statuses
-            if time.monotonic() >= deadline:
-                waiting = ", ".join(f"{s.kind}/{s.name} ({s.ready_pods}/{s.desired} ready)"
-                                    for s in statuses if not s.ready)
-                raise KubeTimeout(f"not ready after {timeout:.0f}s: {waiting}",
-                                  hint="see the events (mme-rep env status) for why")
-            time.sleep(pause)
-            pause = min(pause * 2, interval)
+        changes: queue.Queue[tuple[int, str, Obj | MmerepError]] = queue.Queue()
+        stop = threading.Event()
+
+        def follow(index: int, obj: Obj) -> None:
+            meta = obj["metadata"]
+            try:
+                for event in self.watch(obj["apiVersion"], obj["kind"], meta.get("namespace"),
+                                        field_selector=f"metadata.name={meta['name']}",
+                                        timeout=timeout + 5, stop=stop, chunk=5.0,
+                                        mark_synced=True):
+                    changes.put((index, event["type"], event["object"]))
+            except MmerepError as exc:
+                changes.put((index, "ERROR", exc))
+
+        for index, obj in enumerate(targets):
+            threading.Thread(target=follow, args=(index, obj), daemon=True,
+                             name=f"wait-{obj['metadata']['name']}").start()
+        live: dict[int, Obj | None] = {}
+        synced: set[int] = set()
+
+        def statuses() -> list[WorkloadStatus]:
+            return [workload_status(o, live.get(i)) for i, o in enumerate(targets)]
+
+        try:
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    waiting = ", ".join(f"{s.kind}/{s.name} ({s.ready_pods}/{s.desired} ready)"
+                                        for s in statuses() if not s.ready)
+                    raise KubeTimeout(f"not ready after {timeout:.0f}s: {waiting}",
+                                      hint="see the events (mme-rep env status) for why")
+                try:
+                    index, kind, item = changes.get(timeout=min(remaining, HEARTBEAT))
+                except queue.Empty:  # nothing changed: progress still reports (warnings)
+                    if on_progress and len(synced) == len(targets):
+                        on_progress(statuses())
+                    continue
+                if isinstance(item, MmerepError):
+                    raise item
+                if kind == "SYNCED":
+                    synced.add(index)
+                else:
+                    live[index] = None if kind == "DELETED" else item
+                if len(synced) < len(targets) or not changes.empty():
+                    continue  # every workload listed, and a burst taken whole, first
+                now = statuses()
+                if on_progress:
+                    on_progress(now)
+                if all(s.ready for s in now):
+                    return now
+        finally:
+            stop.set()
+
+
+def _resolve_kubeconfig(path: str | os.PathLike[str] | None, context: str | None,
+                        ) -> tuple[Connection, dict[str, bytes], bool]:
+    """Resolve a kubeconfig context with the official client (every auth form it knows).
+
+    Returns the connection, the contents of the files it points at (the client writes
+    inline certificates to temporary files that vanish with the process), and whether
+    it may be cached: not when its token comes from a plugin without an expiry.
+    """
+    from kubernetes import client
+    from kubernetes.config import kube_config
+    from kubernetes.config.config_exception import ConfigException
+
+    configuration = client.Configuration()
+    where = str(path) if path else kube_config.KUBE_CONFIG_DEFAULT_LOCATION
+    try:
+        # What load_kube_config does, keeping the loader to learn the token's expiry.
+        loader = kube_config._get_kube_config_loader(
+            filename=where, active_context=context, persist_config=False)
+        loader.load_and_set(configuration)
+        chosen = loader.current_context
+    except (ConfigException, FileNotFoundError, OSError, KeyError, TypeError) as exc:
+        raise KubeError(f"cannot load kubeconfig {where}"
+                        f"{f' context {context!r}' if context else ''}: {exc}",
+                        hint="check the file and the context name (kubectl config "
+                        "get-contexts)") from exc
+    if getattr(configuration, "proxy", None):
+        raise KubeError(f"kubeconfig {where}: proxy-url is not supported by mme-rep",
+                        hint="reach the API server directly, e.g. through an SSH tunnel")
+    user = loader._user
+    plugin = bool(user) and ("exec" in user or "auth-provider" in user or "tokenFile" in user)
+    expiry = loader.__dict__.get("expiry")
+    expires = expiry.timestamp() if expiry is not None else None
+    keep = {}
+    for name in ("ca_file", "cert_file", "key_file"):
+        source = {"ca_file": configuration.ssl_ca_cert, "cert_file": configuration.cert_file,
+                  "key_file": configuration.key_file}[name]
+        if source:
+            keep[name] = Path(source).read_bytes()
+    conn = Connection(
+        host=configuration.host, ca_file=configuration.ssl_ca_cert,
+        cert_file=configuration.cert_file, key_file=configuration.key_file,
+        token=configuration.api_key.get("BearerToken"), verify=configuration.verify_ssl,
+        tls_server_name=getattr(configuration, "tls_server_name", None), expires=expires,
+        namespace=(chosen or {}).get("context", {}).get("namespace") or "default",
+        context=(chosen or {}).get("name"))
+    return conn, keep, not plugin or expires is not None
 
 
 def _project(live: Any, shape: Any) -> Any:

@@ -12,10 +12,10 @@ import sys
 from typing import Any
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from mmerep import __version__
-from mmerep.errors import MmerepError
+from mmerep.errors import MmerepError, UsageError
 
 # name: (module holding the group's `app`, the start of its help for the root listing).
 # tests/unit/test_cli.py checks that each group's own help starts with this text.
@@ -35,10 +35,11 @@ GROUPS = {
                "autoscaler."),
     "monitor": ("mmerep.cli.monitor", "Watch an environment's jobs and executors, and react."),
 }
-# Groups whose commands arrive with later work; listed so the command tree is visible now.
+# Features not in this version: help lists them apart, and using one exits 2 saying so.
+# A feature's work moves its name from here to GROUPS.
 PLANNED = {
-    "ssh": "Reach an environment's scheduler over SSH through a port-forward (coming).",
-    "provisioner": "The node-local SSD volume provisioner (coming).",
+    "ssh": "SSH to an environment's scheduler through a port-forward.",
+    "provisioner": "The node-local SSD volume provisioner.",
 }
 
 
@@ -68,15 +69,31 @@ class LazyGroup(TyperGroup):
             _plain_help(cmd)
             self.commands[name] = cmd
         elif cmd is None and name in PLANNED:
-            cmd = TyperGroup(name=name, help=PLANNED[name], no_args_is_help=True,
-                             rich_markup_mode=None)
-            self.commands[name] = cmd
+            cmd = NotAvailable(name, PLANNED[name])
         return cmd
 
     def format_commands(self, ctx: Any, formatter: Any) -> None:
-        rows = [(name, short) for name, (_, short) in GROUPS.items()] + list(PLANNED.items())
         with formatter.section("Commands"):
-            formatter.write_dl(rows)
+            formatter.write_dl([(name, short) for name, (_, short) in GROUPS.items()])
+        with formatter.section("Not available in this version"):
+            formatter.write_dl(list(PLANNED.items()))
+
+
+class NotAvailable(TyperCommand):
+    """A planned feature's name: any use (``--help`` too) exits 2 saying it is not there."""
+
+    def __init__(self, name: str, what: str) -> None:
+        super().__init__(name, help=f"{what} Not available in this version.",
+                         add_help_option=False, callback=self.refuse,
+                         context_settings={"ignore_unknown_options": True,
+                                           "allow_extra_args": True,
+                                           "help_option_names": []},
+                         rich_markup_mode=None)
+        self.what = what
+
+    def refuse(self) -> None:
+        raise UsageError(f"mme-rep {self.name} is not available in this version "
+                         f"({self.what.rstrip('.')}); nothing was done")
 
 
 app = typer.Typer(

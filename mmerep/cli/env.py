@@ -68,31 +68,58 @@ def _short_image(image: str) -> str:
     return f"{name}@{digest[:19]}" if digest else name
 
 
-def status_table(data: dict[str, Any]) -> Any:
+# At or above this many columns the status table also shows each object's full name and kind.
+WIDE = 120
+
+
+def status_table(data: dict[str, Any], width: int | None = None) -> Any:
+    """The environment's name and image(s) once above, then one line per component (by
+    its role: collector, scheduler, ...), fitting ``width`` (default: the terminal's)."""
     from rich.console import Group
+    from rich.text import Text
 
-    from mmerep.cli.output import age, table
+    from mmerep.cli.output import age, console, table
 
+    width = width or console.width
+    wide = width >= WIDE
+    comps = data["components"]
+    roles_by_image: dict[str, list[str]] = {}
+    for c in comps:
+        roles_by_image.setdefault(c["image"], []).append(c["component"] or c["name"])
+    columns = ["role", "state", "ready", "age", "restarts", "ports"]
+    if wide:
+        columns[1:1] = ["name", "kind"]
     rows = []
-    for c in data["components"]:
-        pods = (f"{c['pods']} Pod{'s' if c['pods'] != 1 else ''}, {c['ready']}/{c['desired']} "
-                f"ready, age {age(c['age_seconds'])}, {c['restarts']} restarts")
+    for c in comps:
+        pods = f"{c['ready']}/{c['desired']}"
         if c["kind"] == "DaemonSet":
-            pods += " (1 per node)"
-        rows.append((c["state"], c["name"], _short_image(c["image"]), pods,
-                     ", ".join(c["ports"]) or "-"))
-    parts: list[Any] = [table(f"environment {data['name']} in namespace {data['namespace']}",
-                              ["state", "name", "image", "pods", "ports"], rows)]
+            pods += ", 1/node"
+        row = [c["component"] or c["name"], c["state"], pods, age(c["age_seconds"]),
+               c["restarts"], ", ".join(c["ports"]) or "-"]
+        if wide:
+            row[1:1] = [c["name"], c["kind"]]
+        rows.append(row)
+    heading = Text(f"environment {data['name']} in namespace {data['namespace']}",
+                   style="bold")
+    parts: list[Any] = [heading]
+    for image, roles in roles_by_image.items():  # one line when all share it (the usual)
+        owners = f" ({', '.join(roles)})" if len(roles_by_image) > 1 else ""
+        parts.append(Text(f"image {_short_image(image)}{owners}", overflow="fold"))
+    parts.append(table(None, columns, rows))
     if data.get("synclocal"):
-        parts.append(data["synclocal"])
+        parts.append(Text(data["synclocal"], overflow="fold"))
     if data.get("scaler"):
-        parts.append(data["scaler"])
+        parts.append(Text(data["scaler"], overflow="fold"))
     if data.get("monitor"):
-        parts.append(data["monitor"]["line"])
-        parts += [f"  {f.get('kind')}: {f.get('message')}" for f in data["monitor"]["findings"]]
+        parts.append(Text(data["monitor"]["line"], overflow="fold"))
+        parts += [Text(f"  {f.get('kind')}: {f.get('message')}", overflow="fold")
+                  for f in data["monitor"]["findings"]]
     if data.get("warnings"):
-        parts.append(table("recent warnings", ["time", "object", "reason", "message"],
-                           [(w["time"], w["object"], w["reason"], w["message"])
+        warn_columns = ["time", "object", "reason", "message"] if wide else [
+            "object", "reason", "message"]
+        parts.append(table("recent warnings", warn_columns,
+                           [([w["time"]] if wide else []) + [w["object"], w["reason"],
+                                                             w["message"]]
                             for w in data["warnings"]]))
     return Group(*parts)
 
@@ -131,7 +158,8 @@ def deploy(
         for action, what in changes:
             err_console.print(f"  {action:<10} {what}")
 
-    with LiveWorkloads(f"deploying {rendered.env_name} ({rendered.image})") as live:
+    with LiveWorkloads(f"deploying {rendered.env_name} ({rendered.image})",
+                       prefix=f"{rendered.env_name}-") as live:
         result = environments.deploy(kube, rendered, timeout=timeout,
                                      rollback=not no_rollback, force=force,
                                      on_progress=live.update,
@@ -265,7 +293,7 @@ def rollback_cmd(
     from mmerep.cli.output import LiveWorkloads, console
 
     profile, kube = _target(profile_name, profiles_file)
-    with LiveWorkloads(f"rolling back {name}") as live:
+    with LiveWorkloads(f"rolling back {name}", prefix=f"{name}-") as live:
         new = environments.rollback_to(kube, profile.namespace, name, revision,
                                        timeout=timeout, on_progress=live.update)
     console.print(f"[green]{name} rolled back[/]: now revision {new}")

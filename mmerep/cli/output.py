@@ -84,10 +84,12 @@ class Spinner:
 
 
 class LiveWorkloads:
-    """A live table of workloads (desired/ready pods) while a rollout runs."""
+    """A live table of workloads (desired/ready pods) while a rollout runs. With
+    ``prefix`` (an environment's ``<name>-``) workloads are shown by their role."""
 
-    def __init__(self, label: str) -> None:
+    def __init__(self, label: str, prefix: str = "") -> None:
         self.label = label
+        self.prefix = prefix
         self._live: Any = None
         self._last: str = ""
 
@@ -101,7 +103,7 @@ class LiveWorkloads:
         return self
 
     def update(self, statuses: list[Any]) -> None:
-        rows = [("ready" if s.ready else "waiting", f"{s.kind}/{s.name}",
+        rows = [("ready" if s.ready else "waiting", self._shown(s.kind, s.name),
                  f"{s.ready_pods}/{s.desired}", getattr(s, "note", "")) for s in statuses]
         if self._live is not None:
             self._live.update(table(None, ["state", "workload", "pods ready", "latest event"],
@@ -111,6 +113,11 @@ class LiveWorkloads:
         if summary != self._last:  # without a terminal, print only changes
             self._last = summary
             err_console.print(f"  {summary}", soft_wrap=True)
+
+    def _shown(self, kind: str, name: str) -> str:
+        if self.prefix and name.startswith(self.prefix):
+            return name[len(self.prefix):]
+        return f"{kind}/{name}"
 
     def __exit__(self, *exc: object) -> None:
         if self._live is not None:

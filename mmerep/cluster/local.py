@@ -80,7 +80,8 @@ def _state_file() -> Path:
 
 def _read_state() -> dict[str, Any]:
     try:
-        return json.loads(_state_file().read_text())
+        state: dict[str, Any] = json.loads(_state_file().read_text())
+        return state
     except (OSError, ValueError):
         return {}
 
@@ -309,6 +310,11 @@ def up(spec: ClusterSpec | None = None, progress: OnStep = _quiet) -> ClusterInf
     progress(f"ensuring {spec.nodes} simulated nodes")
     try:
         ready = _ensure_nodes(spec, progress)
+        # Ready means a pod would be admitted: admission needs the namespace's default
+        # ServiceAccount, which the controller manager makes after start (kind waits too).
+        progress("waiting for the control plane to admit pods")
+        connect().wait_exists("v1", "ServiceAccount", "default", "default", timeout=120,
+                              hint=f"see {kwok_cluster_dir() / 'logs'}")
     except KubeError as exc:
         raise ClusterError(f"the cluster started but does not answer: {exc}",
                            hint=f"see {kwok_cluster_dir() / 'logs'}") from exc

@@ -32,6 +32,7 @@ from mmerep.environments.deploy import (
     rollback_to,
 )
 from mmerep.environments.diff import diff
+from mmerep.environments.events import warning_events
 from mmerep.environments.hints import web_hint
 from mmerep.environments.model import (
     CLUSTER_KINDS,
@@ -44,8 +45,9 @@ from mmerep.environments.model import (
     OnPlan,
     OnWorkloadStatuses,
     Rendered,
+    kind_and_name,
 )
-from mmerep.environments.parts import delete_environment
+from mmerep.environments.parts import delete_environment, live_parts
 from mmerep.environments.records import (
     build_record,
     history,
@@ -79,7 +81,9 @@ __all__ = [
     "environment_status",
     "generated_secrets",
     "history",
+    "kind_and_name",
     "list_environments",
+    "live_parts",
     "namespace_object",
     "pin_digest",
     "read_records",
@@ -92,5 +96,6 @@ __all__ = [
     "scaler_line",
     "settle_replicas",
     "synclocal_line",
+    "warning_events",
     "web_hint",
 ]

@@ -13,6 +13,7 @@ from mmerep import templates
 from mmerep.environments.events import latest_warning, with_warnings
 from mmerep.environments.model import (
     PSA_LABELS,
+    RECORD_LABEL,
     DeployResult,
     Obj,
     OnPlan,
@@ -20,7 +21,7 @@ from mmerep.environments.model import (
     Rendered,
     kind_and_name,
 )
-from mmerep.environments.parts import delete_environment, prune
+from mmerep.environments.parts import delete_environment, live_parts, prune
 from mmerep.environments.records import (
     build_record,
     good_records,
@@ -42,18 +43,23 @@ def deploy(kube: Kube, rendered: Rendered, *, timeout: float = 300.0, rollback: 
     ``force`` takes over fields another field manager owns (server-side apply's force),
     instead of failing with a conflict.
     """
-    # 1. Where it goes, and what is there already.
+    # 1. Where it goes, and what is there already (read once: the dry run compares
+    #    with it, and the prune works from it; a namespace just made holds nothing).
     created_namespace = ensure_namespace(kube, rendered.namespace)
-    records = read_records(kube, rendered.namespace, rendered.env_name)
+    parts = [] if created_namespace else live_parts(kube, rendered.namespace,
+                                                   rendered.env_name)
+    records = sorted((p for p in parts if p["metadata"].get("labels", {}).get(RECORD_LABEL)),
+                     key=revision_of)
     current = revision_of(records[-1]) if records else 0
-    generated = generated_secrets(kube, rendered)
+    live = {(p["kind"], p["metadata"]["name"]): p for p in parts}
+    generated = generated_secrets(kube, rendered, live=live)
     # Replicas someone else (the scaler) owns are left out; see replicas.py.
-    objects, rescale = settle_replicas(kube, rendered)
+    objects, rescale = settle_replicas(kube, rendered, live=live)
 
     # 2. The API server and admission judge everything before anything is written.
     try:
         dry = kube.apply_all([*generated, *with_revision(objects, max(current, 1))],
-                             dry_run=True, force=force)
+                             dry_run=True, force=force, live=live)
         check_pods_admitted(kube, rendered)
     except KubeError:
         if created_namespace:  # leave nothing behind on bad input
@@ -72,7 +78,7 @@ def deploy(kube: Kube, rendered: Rendered, *, timeout: float = 300.0, rollback: 
                    force=force)
     for name, replicas in rescale:  # the operator said so explicitly: --set executors=N
         kube.scale("Deployment", name, replicas, rendered.namespace)
-    prune(kube, rendered)
+    prune(kube, rendered, parts)
 
     # 4. Wait; a rollout that does not become ready is undone (see recover_failed_rollout).
     try:
@@ -160,13 +166,18 @@ def remove_namespace(kube: Kube, namespace: str) -> None:
     kube.wait_gone([ns], timeout=60)
 
 
-def generated_secrets(kube: Kube | None, rendered: Rendered) -> list[Obj]:
+def generated_secrets(kube: Kube | None, rendered: Rendered, *,
+                      live: dict[tuple[str, str], Obj] | None = None) -> list[Obj]:
     """The template's secrets: random at first deploy, the same values ever after
-    (``kube`` None: as at a first deploy, for rendering without a cluster)."""
+    (``kube`` None: as at a first deploy, for rendering without a cluster; ``live``:
+    the environment's objects the caller has just listed, so nothing is read again)."""
     out = []
     for short, keys in sorted(rendered.secrets.items()):
         name = f"{rendered.env_name}-{short}"
-        existing = kube.get("v1", "Secret", name, rendered.namespace) if kube else None
+        if live is not None:
+            existing = live.get(("Secret", name))
+        else:
+            existing = kube.get("v1", "Secret", name, rendered.namespace) if kube else None
         data = dict((existing or {}).get("data") or {})
         for key in keys:
             if key not in data:
@@ -192,17 +203,32 @@ def with_revision(objects: list[Obj], revision: int) -> list[Obj]:
 
 def check_pods_admitted(kube: Kube, rendered: Rendered) -> None:
     """Dry-run each workload's pod: admission (Pod Security) judges pods, not Deployments,
-    so without this a rejected pod would only show up as a rollout that never ends."""
+    so without this a rejected pod would only show up as a rollout that never ends.
+
+    Admission looks the pod's ServiceAccount up. One the environment brings does not
+    exist before its first deploy; the pod is then checked as the namespace's ``default``
+    one (its security does not depend on which), which the controller manager makes a
+    moment after the namespace: that one is waited for, never assumed.
+    """
+    wanted = {o["spec"]["template"]["spec"].get("serviceAccountName") or "default"
+              for o in rendered.workload_objects()}
+    present = {name for name in wanted
+               if kube.get("v1", "ServiceAccount", name, rendered.namespace) is not None}
+    if wanted - present:
+        kube.wait_exists("v1", "ServiceAccount", "default", rendered.namespace, timeout=60,
+                         hint="kube-controller-manager makes it for every namespace; "
+                         "is it running?")
+
     def check(obj: Obj) -> None:
         template = obj["spec"]["template"]
+        spec = dict(template["spec"])
+        if (spec.get("serviceAccountName") or "default") not in present:
+            spec["serviceAccountName"] = "default"
         pod = {"apiVersion": "v1", "kind": "Pod",
                "metadata": {"name": f"{obj['metadata']['name']}-admission-check",
                             "namespace": rendered.namespace,
                             "labels": template.get("metadata", {}).get("labels", {})},
-               # The service account may not exist yet (it is applied with the rest);
-               # admission of the pod's security does not depend on it.
-               "spec": {k: v for k, v in template["spec"].items()
-                        if k != "serviceAccountName"}}
+               "spec": spec}
         kube.create(pod, dry_run=True)
 
     kube.map(check, rendered.workload_objects())

@@ -30,10 +30,15 @@ def live_parts(kube: Kube, namespace: str, env_name: str) -> list[Obj]:
     return [obj for objs in found for obj in objs]
 
 
-def prune(kube: Kube, rendered: Rendered) -> None:
-    """Delete parts a previous revision had and this one has not (records and secret stay)."""
+def prune(kube: Kube, rendered: Rendered, parts: list[Obj] | None = None) -> None:
+    """Delete parts a previous revision had and this one has not (records and secret stay).
+
+    ``parts``: the environment's objects as listed before this revision was applied.
+    """
     keep = {(o["kind"], o["metadata"]["name"]) for o in rendered.objects}
-    for obj in live_parts(kube, rendered.namespace, rendered.env_name):
+    if parts is None:
+        parts = live_parts(kube, rendered.namespace, rendered.env_name)
+    for obj in parts:
         labels = obj["metadata"].get("labels", {})
         key = (obj["kind"], obj["metadata"]["name"])
         if key in keep or labels.get(RECORD_LABEL) or obj["kind"] in ("Secret",

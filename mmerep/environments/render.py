@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from mmerep import templates
-from mmerep.environments.model import Rendered
+from mmerep.environments.model import WORKLOAD_KINDS, Obj, Rendered
 from mmerep.errors import UsageError
 from mmerep.grammar import oci
 from mmerep.profiles import Profile, image_reference, resolved_registry
-from mmerep.quantity import parse_cpu, parse_memory
+from mmerep.quantity import format_cpu, format_memory, parse_cpu, parse_memory
 
 
 def env_name_from_image(image: str) -> str:
@@ -63,6 +63,7 @@ def render_environment(profile: Profile, template_name: str, image: str, *,
     objects = templates.render_manifests(template, context, filters={
         "cores": _cores, "mebibytes": _mebibytes})
     _check_limits(profile, values)
+    _check_pod_maxima(profile, template.name, objects)
     templates.label_objects(objects, env_name, profile.namespace, template.name, revision)
     return Rendered(env_name, profile.namespace, template.name, reference, values, objects,
                     template.workloads, dict(template.secrets), dict(template.web),
@@ -76,6 +77,37 @@ def _check_limits(profile: Profile, values: dict[str, Any]) -> None:
         raise UsageError(f"{executors} executors exceed profile {profile.name}'s limit of "
                          f"{profile.max_executors}", hint="deploy fewer, or raise the limit "
                          "in the profile")
+
+
+def _pod_total(obj: Obj, kind: str, resource: str) -> float:
+    """What one pod of a workload asks for: its containers' ``kind`` (requests or limits)
+    of ``resource`` (cpu in cores, memory in bytes), together."""
+    parse = parse_cpu if resource == "cpu" else parse_memory
+    containers = obj["spec"]["template"]["spec"].get("containers", [])
+    asked = [c.get("resources", {}).get(kind, {}).get(resource) for c in containers]
+    return sum((parse(str(a), resource) for a in asked if a is not None), 0.0)
+
+
+def _check_pod_maxima(profile: Profile, template: str, objects: list[Obj]) -> None:
+    """No pod may request, or be limited to, more than the profile's max_cpu/max_memory."""
+    for key, resource, maximum in (("max_cpu", "cpu", profile.max_cpu),
+                                   ("max_memory", "memory", profile.max_memory)):
+        if maximum is None:
+            continue
+        most = parse_cpu(maximum, key) if resource == "cpu" else parse_memory(maximum, key)
+        for obj in objects:
+            if obj["kind"] not in WORKLOAD_KINDS:
+                continue
+            for kind in ("requests", "limits"):
+                total = _pod_total(obj, kind, resource)
+                if total > most:
+                    shown = (format_cpu(total) if resource == "cpu"
+                             else format_memory(int(total)))
+                    raise UsageError(
+                        f"{obj['kind']}/{obj['metadata']['name']} {kind} {shown} {resource} "
+                        f"per pod, above profile {profile.name}'s {key} of {maximum}",
+                        hint=f"ask for less (mme-rep template show {template} lists the "
+                        f"parameters), or raise {key} in the profile")
 
 
 def pin_digest(reference: str) -> str:

@@ -26,24 +26,28 @@ def replicas_owned_elsewhere(live: Obj) -> bool:
     return False
 
 
-def settle_replicas(kube: Kube, rendered: Rendered) -> tuple[list[Obj], list[tuple[str, int]]]:
+def settle_replicas(kube: Kube, rendered: Rendered, *,
+                    live: dict[tuple[str, str], Obj] | None = None,
+                    ) -> tuple[list[Obj], list[tuple[str, int]]]:
     """The objects to apply, without ``spec.replicas`` where someone else owns it, and the
-    workloads to scale because the operator set their parameter explicitly."""
+    workloads to scale because the operator set their parameter explicitly. ``live``: the
+    environment's objects as just read, by (kind, name), to save a request."""
     objects, rescale = [], []
     for obj in rendered.objects:
         param = obj["metadata"].get("annotations", {}).get(REPLICAS_PARAM)
         if not param or "replicas" not in obj.get("spec", {}):
             objects.append(obj)
             continue
-        live = kube.get(obj["apiVersion"], obj["kind"], obj["metadata"]["name"],
-                        rendered.namespace)
-        if live is None or not replicas_owned_elsewhere(live):
+        key = (obj["kind"], obj["metadata"]["name"])
+        current = live.get(key) if live is not None else kube.get(
+            obj["apiVersion"], key[0], key[1], rendered.namespace)
+        if current is None or not replicas_owned_elsewhere(current):
             objects.append(obj)
             continue
         objects.append({**obj, "spec": {k: v for k, v in obj["spec"].items()
                                         if k != "replicas"}})
         wanted = rendered.params.get(param)
         if param in rendered.explicit and isinstance(wanted, int) \
-                and live["spec"].get("replicas") != wanted:
+                and current["spec"].get("replicas") != wanted:
             rescale.append((obj["metadata"]["name"], wanted))
     return objects, rescale

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from mmerep.errors import KubeForbidden
 from mmerep.kube import Kube
-from mmerep.synclocal.node import status_line
 
 
 def synclocal_line(kube: Kube) -> str:
     """Which staged datasets are complete on how many nodes (from synclocal's node notes)."""
+    # Imported here: synclocal's engine is large, and only htcondor-batch status needs it.
+    from mmerep.synclocal.node import status_line
+
     try:
         return status_line(kube.list_objects("v1", "Node"))
     except KubeForbidden:

@@ -77,21 +77,23 @@ def _child(files: Sequence[SourceFile], first: int, step: int, out: int, tmp_dir
 PREFETCH = 8  # files ahead whose reads each worker asks the kernel to start
 
 
-def _prefetch(files: Sequence[SourceFile], k: int) -> None:
+def _prefetch(files: Sequence[SourceFile], k: int) -> bool:
     """Start reading a file this worker will copy soon: with the source on disk, several
-    reads in flight keep the disk busy while the worker copies the current file."""
+    reads in flight keep the disk busy while the worker copies the current file.
+    True when the kernel was asked to read ahead; False for what cannot be (gone, a pipe)."""
     if k >= len(files):
-        return
+        return False
     try:
         fd = os.open(files[k].path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError:
-        return  # the copy itself will report it
+        return False  # the copy itself will report it
     try:
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
     except OSError:
-        pass
+        return False
     finally:
         os.close(fd)
+    return True
 
 
 def _send(fd: int, lines: list[str]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -17,7 +18,13 @@ import yaml
 
 from mmerep import environments
 from mmerep.cluster import local, sample
-from mmerep.errors import KubeAdmissionDenied, KubeForbidden, KubeTimeout, RegistryError
+from mmerep.errors import (
+    KubeAdmissionDenied,
+    KubeConflict,
+    KubeForbidden,
+    KubeTimeout,
+    RegistryError,
+)
 from mmerep.kube import Kube
 from mmerep.profiles import get_profile
 
@@ -133,7 +140,9 @@ def test_a_rollout_that_cannot_get_ready_is_rolled_back(
     assert "rolled back to revision 1" in info.value.message
     notes = {s.name: s.note for s in seen if s.note}
     assert "FailedScheduling" in notes.get("sentinel3-executor", ""), notes  # live view
-    assert "FailedScheduling" in info.value.message or "didn't match" in info.value.message
+    assert re.search(r"\(latest warning: sentinel3-(?:collector|scheduler|executor)-[a-z0-9-]+: "
+                     r"0/\d+ nodes are available: \d+ node\(s\) didn't match Pod's node "
+                     r"affinity/selector", info.value.message), info.value.message
     statuses = [h["status"] for h in environments.history(kube, fresh_ns, "sentinel3")]
     assert statuses == ["superseded", "failed", "deployed"]
     status = environments.environment_status(kube, fresh_ns, "sentinel3")
@@ -273,3 +282,55 @@ def test_cli_deploy_prints_the_table_users_know(kube: Kube, fresh_ns: str, tmp_p
     assert [r["name"] for r in json.loads(listed.stdout)] == ["sentinel3"]
     password = kube.get("v1", "Secret", "sentinel3-pool", fresh_ns)["data"]["password"]
     assert password not in out.stdout + out.stderr + again.stdout + again.stderr
+    narrow = subprocess.run([sys.executable, "-m", "mmerep", "env", "status", "sentinel3",
+                             "-F", "dev-s3"], capture_output=True, text=True,
+                            env={**env, "COLUMNS": "80"}, timeout=60)
+    assert narrow.returncode == 0, narrow.stderr
+    lines = narrow.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert lines[0] == f"environment sentinel3 in namespace {fresh_ns}"
+    assert lines[1].startswith(".../mme-rep/htcondor-batch/sentinel3:v0.1.0@sha256:",
+                               len("image "))
+    roles = [line.split()[1] for line in lines if line.startswith("│ ")]
+    assert sorted(roles) == ["collector", "executor", "scheduler", "synclocal"]  # one line each
+
+
+def test_pods_are_judged_on_a_namespace_made_a_moment_ago(kube: Kube) -> None:
+    """The newcomer's race: admission looks up a ServiceAccount that the controller
+    manager makes only after the namespace exists; the check waits for it."""
+    for _ in range(5):
+        namespace = f"env-{uuid.uuid4().hex[:8]}"
+        rendered = environments.render_environment(profile_for(namespace), "htcondor-batch",
+                                                   "sentinel3:v0.1.0", resolve=False)
+        kube.apply(environments.namespace_object(namespace))
+        try:
+            environments.check_pods_admitted(kube, rendered)  # raised "not found" before
+        finally:
+            kube.delete("v1", "Namespace", namespace, propagation="Background")
+
+
+def test_fields_another_tool_set_stop_a_deploy_unless_forced(
+        kube: Kube, fresh_ns: str, images: dict) -> None:
+    profile = profile_for(fresh_ns)
+    params = {"synclocal": "false"}
+    environments.deploy(kube, environments.render_environment(
+        profile, "htcondor-batch", "sentinel3:v0.1.0", params=params), timeout=120)
+    # The executors' count may be set by others (the scaler: see test_scaler.py); any other
+    # field another tool takes, here the collector's count, stops a deploy.
+    kube.request(  # someone scales with kubectl apply --server-side --force-conflicts
+        "PATCH", f"/apis/apps/v1/namespaces/{fresh_ns}/deployments/sentinel3-collector",
+        body={"apiVersion": "apps/v1", "kind": "Deployment",
+              "metadata": {"name": "sentinel3-collector"}, "spec": {"replicas": 3}},
+        content_type="application/apply-patch+yaml",
+        query={"fieldManager": "kubectl", "force": "true"})
+    upgrade = environments.render_environment(profile, "htcondor-batch", "sentinel3:v0.2.0",
+                                              params=params)
+    with pytest.raises(KubeConflict) as info:
+        environments.deploy(kube, upgrade, timeout=120)
+    assert 'conflict with "kubectl"' in info.value.message
+    assert info.value.hint and info.value.hint.endswith("mme-rep env deploy --force")
+    live = kube.get("apps/v1", "Deployment", "sentinel3-collector", fresh_ns)
+    assert live is not None and live["spec"]["replicas"] == 3  # nothing changed
+    assert environments.deploy(kube, upgrade, timeout=120, force=True).action == "upgraded"
+    live = kube.get("apps/v1", "Deployment", "sentinel3-collector", fresh_ns)
+    assert live is not None and live["spec"]["replicas"] == 1

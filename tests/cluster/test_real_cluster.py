@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import collections
+import json
+import logging
 from pathlib import Path
 
 import pytest
 import yaml
 
-from mmerep.errors import KubeAdmissionDenied, KubeForbidden
+from mmerep.errors import KubeAdmissionDenied, KubeConflict, KubeError, KubeForbidden
 from mmerep.kube import Kube
 
 pytestmark = pytest.mark.cluster
@@ -114,10 +116,10 @@ def test_a_conflicting_field_manager_is_reported(kube: Kube, namespace: str) -> 
                  content_type="application/apply-patch+yaml",
                  query={"fieldManager": "kubectl"})
     ours = {**cm, "data": {"owner": "mme-rep"}}
-    with pytest.raises(Exception) as info:
+    with pytest.raises(KubeConflict) as info:
         kube.apply(ours)
-    assert type(info.value).__name__ == "KubeConflict"
-    assert 'conflict with "kubectl"' in str(info.value)
+    assert 'conflict with "kubectl"' in info.value.message
+    assert info.value.hint and info.value.hint.endswith("mme-rep env deploy --force")
     live = kube.get("v1", "ConfigMap", "shared", namespace)
     assert live is not None and live["data"] == {"owner": "kubectl"}  # nothing changed
     assert kube.apply(ours, force=True).obj["data"] == {"owner": "mme-rep"}
@@ -171,29 +173,64 @@ def test_in_cluster_config_from_a_service_account_directory(
 
 
 def test_watch_lists_first_then_streams_changes(kube: Kube, namespace: str) -> None:
-    import threading
-
     kube.apply({"apiVersion": "v1", "kind": "ConfigMap",
                 "metadata": {"name": "before", "namespace": namespace}, "data": {"a": "1"}})
-
-    def change_later() -> None:
-        import time
-
-        time.sleep(1.0)
-        kube.apply({"apiVersion": "v1", "kind": "ConfigMap",
-                    "metadata": {"name": "before", "namespace": namespace},
-                    "data": {"a": "2"}})
-        kube.apply({"apiVersion": "v1", "kind": "ConfigMap",
-                    "metadata": {"name": "after", "namespace": namespace}})
-
-    threading.Thread(target=change_later, daemon=True).start()
     seen = []
     for event in kube.watch("v1", "ConfigMap", namespace, timeout=15):
         name = event["object"]["metadata"]["name"]
         if name == "kube-root-ca.crt":
             continue
         seen.append((event["type"], name, (event["object"].get("data") or {}).get("a")))
+        if seen == [("ADDED", "before", "1")]:
+            # Between the list and the watch request: the watch starts from the list's
+            # resourceVersion, so these changes arrive although they came first.
+            kube.apply({"apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": {"name": "before", "namespace": namespace},
+                        "data": {"a": "2"}})
+            kube.apply({"apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": {"name": "after", "namespace": namespace}})
         if name == "after":
             break
     assert seen == [("ADDED", "before", "1"), ("MODIFIED", "before", "2"),
                     ("ADDED", "after", None)]
+
+
+def _server_answer_to_a_watch_from(kube: Kube, namespace: str, version: str) -> int:
+    """The HTTP status, or the status in the first event, of a watch from ``version``."""
+    try:
+        resp = kube.request("GET", f"/api/v1/namespaces/{namespace}/configmaps", query={
+            "watch": "true", "resourceVersion": version, "timeoutSeconds": 5}, stream=True)
+    except KubeError as exc:
+        return exc.status or 0
+    try:
+        first = json.loads(next(iter(resp)))
+    finally:
+        resp.release_conn()
+    return int(first["object"]["code"]) if first["type"] == "ERROR" else 200
+
+
+def test_a_watch_whose_history_is_gone_lists_again_and_loses_nothing(
+        kube: Kube, namespace: str, caplog: pytest.LogCaptureFixture) -> None:
+    for i in range(3):
+        kube.apply({"apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": f"cm-{i}", "namespace": namespace}, "data": {"a": "1"}})
+    # The real API server no longer has the history since resourceVersion 1 (compacted
+    # in etcd, and older than its watch cache): it answers 410 Gone.
+    assert _server_answer_to_a_watch_from(kube, namespace, "1") == 410
+    caplog.set_level(logging.INFO, logger="mmerep.kube")
+    seen = []
+    for event in kube.watch("v1", "ConfigMap", namespace, timeout=30, resource_version="1"):
+        name = event["object"]["metadata"]["name"]
+        if name == "kube-root-ca.crt":
+            continue
+        seen.append((event["type"], name, (event["object"].get("data") or {}).get("a")))
+        if len(seen) == 3:  # the list made after the 410: now a change goes through the watch
+            kube.apply({"apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": {"name": "cm-1", "namespace": namespace},
+                        "data": {"a": "2"}})
+        if event["type"] == "MODIFIED":
+            break
+    assert seen == [("ADDED", "cm-0", "1"), ("ADDED", "cm-1", "1"), ("ADDED", "cm-2", "1"),
+                    ("MODIFIED", "cm-1", "2")]
+    assert [r.getMessage() for r in caplog.records if "410 Gone" in r.getMessage()] == [
+        "watch configmaps from resourceVersion 1: 410 Gone (history compacted); listing again"]

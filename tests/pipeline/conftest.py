@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.pipeline import harness
-from tests.pipeline.harness import PipelineRun, Registry, Tools
+from testkit import pipeline as harness
+from testkit.pipeline import PipelineRun, Registry, Tools
 
 # Set as CI variables for the run; the test checks that no job log shows it.
 SECRET_PASSWORD = "s3cr3t-Pa55w0rd-never-printed"

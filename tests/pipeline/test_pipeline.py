@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from mmerep.registry import RegistryClient
-from tests.pipeline import harness
+from testkit import pipeline as harness
+from testkit.pipeline import PipelineRun, Registry, Tools
 from tests.pipeline.conftest import base_reference, fail_with_log
-from tests.pipeline.harness import PipelineRun, Registry, Tools
 
 pytestmark = pytest.mark.pipeline
 

@@ -10,7 +10,7 @@ import pytest
 from mmerep import environments
 from mmerep.kube import Kube
 from mmerep.profiles import get_profile
-from tests.pipeline import harness
+from testkit import pipeline as harness
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.cluster]
 

@@ -193,6 +193,21 @@ def test_bad_input_is_one_clear_error(kwargs: dict, message: str) -> None:
     assert message in str(info.value)
 
 
+def test_a_pod_asking_above_the_profiles_maximum_is_refused_with_the_limit_named() -> None:
+    capped = profile(max_cpu="4", max_memory="16Gi")
+    render(profile=capped, params={"executor_cpu": "4", "executor_memory": "16Gi"})  # at most
+    with pytest.raises(UsageError) as info:
+        render(profile=capped, params={"executor_cpu": "6"})
+    assert info.value.message == ("Deployment/sentinel3-executor requests 6 cpu per pod, "
+                                  "above profile dev-s3's max_cpu of 4")
+    assert info.value.hint == ("ask for less (mme-rep template show htcondor-batch lists the "
+                               "parameters), or raise max_cpu in the profile")
+    with pytest.raises(UsageError) as info:
+        render(profile=capped, params={"executor_memory_limit": "20G"})
+    assert info.value.message == ("Deployment/sentinel3-executor limits 20G memory per pod, "
+                                  "above profile dev-s3's max_memory of 16Gi")
+
+
 def test_jupyter_web_address_without_and_with_ingress() -> None:
     rendered = render("jupyter")
     hint = environments.web_hint(profile(), rendered)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 import threading
 from pathlib import Path
 
@@ -81,11 +82,41 @@ def test_rerun_skips_verified_and_recopies_changed_or_removes_deleted(
     assert "day/04.nc" not in assert_index_matches_disk(root, "olci").files
 
 
-def test_nothing_to_do_is_fast_and_copies_nothing(tmp_path: Path, src: Path) -> None:
+_OPENED: list[str] = []
+_WATCHING: list[str] = []  # the prefix whose opens the audit hook records, when set
+
+
+def _record_opens(event: str, args: tuple) -> None:
+    if event == "open" and _WATCHING and str(args[0]).startswith(_WATCHING[0]):
+        _OPENED.append(str(args[0]))
+
+
+sys.addaudithook(_record_opens)  # a process-wide hook, idle unless a test sets _WATCHING
+
+
+def test_nothing_to_do_opens_no_source_and_copies_nothing(tmp_path: Path, src: Path) -> None:
     root = tmp_path / "ssd"
     stage(root, "olci", [str(src)])
-    report = stage(root, "olci", [str(src)])
-    assert report.files_copied == 0 and report.files_skipped == 32 and report.complete
+    local = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in (root / "olci").rglob("*")}
+    _OPENED.clear()
+    _WATCHING.append(str(src))
+    try:
+        report = stage(root, "olci", [str(src)])
+    finally:
+        _WATCHING.clear()
+    assert _OPENED == []  # size, mtime and inode from the index decide; no byte is read
+    assert (report.files_copied, report.bytes_copied, report.files_skipped) == (0, 0, 32)
+    assert report.complete
+    assert {p: (p.stat().st_ino, p.stat().st_mtime_ns)
+            for p in (root / "olci").rglob("*")} == local  # not one local file rewritten
+    # The hook does see a source being read once there is something to copy.
+    write(src / "big.nc", 3 * 1024 * 1024 + 17, seed=2)
+    _WATCHING.append(str(src))
+    try:
+        stage(root, "olci", [str(src)])
+    finally:
+        _WATCHING.clear()
+    assert str(src / "big.nc") in _OPENED
 
 
 def test_unverified_copy_is_hashed_when_verification_is_asked_for(
@@ -204,5 +235,10 @@ def test_worker_read_ahead_skips_what_it_cannot_open(tmp_path: Path) -> None:
     (tmp_path / "data").write_bytes(b"x" * 4096)
     files = [SourceFile(str(tmp_path / name), name, 4096, 0, 0, 0, 0o644)
              for name in ("gone", "pipe", "data")]
-    for k in range(5):  # beyond the end too
-        _prefetch(files, k)
+    advised: list[bool] = []
+    worker = threading.Thread(target=lambda: advised.extend(
+        _prefetch(files, k) for k in range(5)), daemon=True)  # beyond the end too
+    worker.start()
+    worker.join(timeout=10)
+    assert not worker.is_alive(), "read-ahead blocked on the FIFO"
+    assert advised == [False, False, True, False, False]  # only the regular file

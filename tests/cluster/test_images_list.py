@@ -25,7 +25,9 @@ from mmerep.registry import (
     RegistryClient,
     layer_from_files,
 )
-from tests.registry_server import free_port, run_registry
+from testkit.registry import Registry, free_port
+
+pytestmark = pytest.mark.cluster  # the Go-built registry (mme-rep cluster build)
 
 CREATED = "2024-05-01T10:00:00Z"
 ANNOTATED = "2024-06-01T08:30:00Z"
@@ -33,8 +35,8 @@ ANNOTATED = "2024-06-01T08:30:00Z"
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with run_registry(tmp_path_factory.mktemp("registry")) as address:
-        yield address
+    with Registry(tmp_path_factory.mktemp("registry")) as registry:
+        yield registry.address
 
 
 def _push_built(registry: str, repo: str, tag: str) -> str:

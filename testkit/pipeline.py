@@ -15,8 +15,6 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -28,8 +26,9 @@ import yaml
 from mmerep.cipipeline import render_gitlab_ci
 from mmerep.paths import cache_dir
 from mmerep.registry import OCI_CONFIG, Blob, RegistryClient, image_config, layer_from_files
+from testkit.registry import Registry, ToolMissing, free_port  # noqa: F401  (re-exported)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 SETUP = ".ci/setup-tools.sh"
 GITLAB_CI_LOCAL_VERSION = "4.65"
 PROJECT = "mme-rep"
@@ -56,10 +55,6 @@ PROCESS_SH = """\
 # The test processor: reports its inputs, as a real one would process a product.
 echo "sentinel3 test processor: $*"
 """
-
-
-class ToolMissing(RuntimeError):
-    """A tool the pipeline needs is not installed."""
 
 
 def gitlab_ci_local_candidates() -> list[Path]:
@@ -95,70 +90,6 @@ def find_tools() -> Tools:
                           f"pinned to {GITLAB_CI_LOCAL_VERSION}.x: run {SETUP}")
     return Tools(buildah=str(paths["buildah"]), gitlab_ci_local=str(gcl),
                  rsync=str(paths["rsync"]), git=str(paths["git"]), skopeo=str(paths["skopeo"]))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Registry:
-    """The cached CNCF distribution registry on a free 127.0.0.1 port, data in ``workdir``."""
-
-    def __init__(self, workdir: Path) -> None:
-        from mmerep.cluster.build import binary_path
-
-        self.binary = binary_path("registry")
-        if not self.binary.is_file():
-            raise ToolMissing(f"the registry binary {self.binary} is not built; run: "
-                              "./mme-rep.sh cluster build")
-        self.workdir = workdir
-        self.port = _free_port()
-        self.address = f"127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Registry:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        config = self.workdir / "registry.yml"
-        config.write_text(yaml.safe_dump({
-            "version": 0.1,
-            "log": {"level": "warn", "accesslog": {"disabled": True}},
-            "storage": {"filesystem": {"rootdirectory": str(self.workdir / "data")},
-                        "delete": {"enabled": True}},
-            "http": {"addr": self.address},
-        }))
-        log = (self.workdir / "registry.log").open("ab")
-        self.proc = subprocess.Popen([str(self.binary), "serve", str(config)], stdout=log,
-                                     stderr=log, start_new_session=True)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the registry exited (code {self.proc.returncode}); "
-                                   f"see {self.workdir / 'registry.log'}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return self
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"the registry did not listen on {self.address} within 20s")
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
-
-    def __enter__(self) -> Registry:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def _libraries(binary: str) -> list[str]:

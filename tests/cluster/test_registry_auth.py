@@ -15,7 +15,9 @@ import pytest
 from mmerep.cluster.sample import push_sample_image
 from mmerep.errors import RegistryError
 from mmerep.registry import RegistryClient
-from tests.registry_server import run_registry
+from testkit.registry import Registry
+
+pytestmark = pytest.mark.cluster  # the Go-built registry (mme-rep cluster build)
 
 PASSWORD = "s3cret-Pa55"
 
@@ -26,9 +28,9 @@ def locked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     root = tmp_path_factory.mktemp("locked-registry")
     hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
     (root / "htpasswd").write_text(f"alice:{hashed}\n")
-    with run_registry(root, auth={"htpasswd": {"realm": "mme-rep-test",
-                                               "path": str(root / "htpasswd")}}) as address:
-        yield address
+    with Registry(root, auth={"htpasswd": {"realm": "mme-rep-test",
+                                           "path": str(root / "htpasswd")}}) as registry:
+        yield registry.address
 
 
 @pytest.fixture(autouse=True)
