@@ -337,9 +337,10 @@ def repair_cmd(
     Example: mme-rep env repair -F dev-s3 sentinel3
     """
     from mmerep.cli.output import LiveWorkloads, console, render, table
-    from mmerep.environments.repair import repair
+    from mmerep.environments.repair import current_revision, repair
 
     profile, kube = _target(profile_name, profiles_file)
+    current_revision(kube, profile.namespace, name)  # a clear error before any live view
     with LiveWorkloads(f"repairing {name}") as live:
         report = repair(kube, profile.namespace, name, new_pool_password=new_pool_password,
                         timeout=timeout, on_progress=live.update)

@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import json
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -14,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from mmerep import environments
 from mmerep.cluster import local, podexec, sample
@@ -315,3 +320,40 @@ def test_the_monitor_ships_a_pod_monitor_only_where_the_crd_exists(
             and time.monotonic() < deadline:
         time.sleep(0.3)
     assert kube.get("monitoring.coreos.com/v1", "PodMonitor", f"{ENV}-metrics", env_ns) is None
+
+
+def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "mmerep", *args], capture_output=True,
+                          text=True, timeout=300, env=env, stdin=subprocess.DEVNULL)
+
+
+def test_repair_and_reinstall_from_the_command_line(kube: Kube, env_ns: str, image: str,
+                                                    tmp_path: Path) -> None:
+    deploy(kube, env_ns, image, executors=1)
+    profiles = tmp_path / "profiles.yaml"
+    profiles.write_text(yaml.safe_dump({"profiles": {"dev-s3": {
+        "context": "mmerep-local", "kubeconfig": str(local.kubeconfig_path()),
+        "namespace": env_ns, "registry": local.registry_address(), "project": "mme-rep"}}}))
+    env = {**os.environ, "MMEREP_PROFILES": str(profiles), "COLUMNS": "200"}
+    kube.delete("v1", "Service", f"{ENV}-collector", env_ns)
+    out = _cli(env, "env", "repair", "-F", "dev-s3", ENV, "-o", "json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["done"] == [{"action": "re-created",
+                                               "object": f"Service/{ENV}-collector"}]
+    out = _cli(env, "env", "repair", "-F", "dev-s3", ENV)
+    assert out.returncode == 0 and "is intact; nothing to repair" in out.stdout
+    # No terminal and no --yes: one line, exit 2, nothing deleted.
+    uid = kube.get("apps/v1", "Deployment", f"{ENV}-scheduler", env_ns)["metadata"]["uid"]
+    out = _cli(env, "env", "reinstall", "-F", "dev-s3", ENV)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [
+        f"error: reinstalling {ENV} deletes every pod and running job (confirm with --yes)"]
+    assert kube.get("apps/v1", "Deployment", f"{ENV}-scheduler", env_ns)["metadata"][
+        "uid"] == uid
+    out = _cli(env, "env", "reinstall", "-F", "dev-s3", ENV, "--yes")
+    assert out.returncode == 0, out.stderr
+    assert f"{ENV} reinstalled: revision 1 deployed again as revision 2; kept " \
+           f"Secret/{ENV}-pool" in out.stdout
+    out = _cli(env, "env", "repair", "-F", "dev-s3", "nosuch")
+    assert out.returncode == 2 and out.stderr.startswith("error: environment nosuch has no "
+                                                          "deployed revision")
