@@ -261,14 +261,18 @@ def test_repair_never_changes_the_pool_password_without_being_asked(
 def test_reinstall_keeps_the_pool_password_and_the_history(kube: Kube, env_ns: str,
                                                           image: str) -> None:
     deploy(kube, env_ns, image, executors=2)
-    secret = kube.get("v1", "Secret", f"{ENV}-pool", env_ns)
-    assert secret is not None
+
+    def generated() -> dict[str, dict]:  # the pool password (and host keys, where generated)
+        return {s["metadata"]["name"]: s["data"] for s in kube.list_objects(
+            "v1", "Secret", env_ns, label_selector=f"app.kubernetes.io/instance={ENV}")}
+
+    secrets = generated()
+    assert f"{ENV}-pool" in secrets
     uid = kube.get("apps/v1", "Deployment", f"{ENV}-scheduler", env_ns)["metadata"]["uid"]
     revision, kept = reinstall(kube, env_ns, ENV, timeout=120)
-    assert kept == [f"Secret/{ENV}-pool"]
-    again = kube.get("v1", "Secret", f"{ENV}-pool", env_ns)
-    assert again is not None and again["data"] == secret["data"]
-    assert base64.b64decode(again["data"]["password"])
+    assert kept == sorted(f"Secret/{name}" for name in secrets)
+    assert generated() == secrets
+    assert base64.b64decode(secrets[f"{ENV}-pool"]["password"])
     new = kube.get("apps/v1", "Deployment", f"{ENV}-scheduler", env_ns)
     assert new["metadata"]["uid"] != uid
     rows = environments.history(kube, env_ns, ENV)
