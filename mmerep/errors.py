@@ -93,12 +93,25 @@ class KubeInvalid(KubeError):
     """The API server rejected the object as invalid (schema, admission, PSA)."""
 
 
+class KubeDisruptionRefused(KubeError):
+    """An eviction the API server refused: it would break a PodDisruptionBudget."""
+
+
 class KubeTimeout(KubeError):
     """Waiting for a condition ran out of time."""
 
 
 class RegistryError(MmerepError):
     """The OCI registry refused a request or could not be reached."""
+
+
+class EnvironmentBusy(MmerepError):
+    """Another command is changing the environment (it holds the environment's lease).
+
+    Exit code 75 (EX_TEMPFAIL): trying again later can succeed.
+    """
+
+    exit_code = 75
 
 
 # -- GitLab (mmerep.gitlab_ci) --------------------------------------------------------------

@@ -23,6 +23,7 @@ from urllib.parse import quote
 from mmerep.errors import (
     KubeAdmissionDenied,
     KubeConflict,
+    KubeDisruptionRefused,
     KubeError,
     KubeForbidden,
     KubeInvalid,
@@ -54,7 +55,7 @@ Obj = dict[str, Any]
 # Dependencies first: what a workload mounts or runs as must exist before it.
 APPLY_ORDER = (
     "Namespace", "NetworkPolicy", "ResourceQuota", "LimitRange", "PodSecurityPolicy",
-    "PodDisruptionBudget", "ServiceAccount", "Secret", "ConfigMap", "StorageClass",
+    "PodDisruptionBudget", "PriorityClass", "ServiceAccount", "Secret", "ConfigMap", "StorageClass",
     "PersistentVolume", "PersistentVolumeClaim", "CustomResourceDefinition", "ClusterRole",
     "ClusterRoleBinding", "Role", "RoleBinding", "Service", "DaemonSet", "Pod",
     "ReplicationController", "ReplicaSet", "Deployment", "HorizontalPodAutoscaler",
@@ -108,6 +109,7 @@ _KNOWN = [
     Resource("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies", True),
     Resource("networking.k8s.io/v1", "Ingress", "ingresses", True),
     Resource("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets", True),
+    Resource("scheduling.k8s.io/v1", "PriorityClass", "priorityclasses", False),
     Resource("rbac.authorization.k8s.io/v1", "Role", "roles", True),
     Resource("rbac.authorization.k8s.io/v1", "RoleBinding", "rolebindings", True),
     Resource("rbac.authorization.k8s.io/v1", "ClusterRole", "clusterroles", False),
@@ -345,11 +347,13 @@ class Kube:
     def request(self, method: str, path: str, *, body: Any = None,
                 query: dict[str, Any] | None = None, content_type: str | None = None,
                 what: str | None = None, timeout: float | None = None,
-                stream: bool = False) -> Any:
+                stream: bool = False, retry_busy: bool = True) -> Any:
         """Send one request, retrying transient failures; JSON body in, parsed JSON out.
 
         With ``stream`` the open response is returned (for watches): iterate it for
-        lines, and ``release_conn()`` it when done.
+        lines, and ``release_conn()`` it when done. Without ``retry_busy`` a 429 is an
+        answer, not a reason to retry (the Eviction API says "this would break a
+        disruption budget" with it).
         """
         import http.client
         import ssl
@@ -391,7 +395,7 @@ class Kube:
             resp.release_conn()
             if resp.status == 401 and self._reresolve():
                 continue
-            retryable = resp.status == 429 or resp.status >= 500
+            retryable = (resp.status == 429 and retry_busy) or resp.status >= 500
             delay = next(delays, None) if retryable else None
             if delay is None:
                 raise error_for_status(resp.status, data, what)
@@ -700,6 +704,23 @@ class Kube:
                                     what=f"patch {kind}/{name}")
         return patched
 
+    def evict(self, name: str, namespace: str | None = None) -> None:
+        """Evict a pod through the Eviction API (policy/v1), as a node drain does: the API
+        server refuses when a PodDisruptionBudget would break (KubeDisruptionRefused)."""
+        ns = namespace or self.namespace
+        body = {"apiVersion": "policy/v1", "kind": "Eviction",
+                "metadata": {"name": name, "namespace": ns}}
+        try:
+            self.request("POST", self.resource("v1", "Pod").path(ns, name, "eviction"),
+                         body=body, what=f"evict Pod/{name}", retry_busy=False)
+        except KubeError as exc:
+            if exc.status != 429:
+                raise
+            raise KubeDisruptionRefused(exc.message, hint="its disruption budget allows no "
+                                        "more evictions now; wait until evicted pods are "
+                                        "replaced and ready", status=429,
+                                        reason=exc.reason) from None
+
     # -- waiting -----------------------------------------------------------------------
 
     def wait_for(self, objs: Iterable[Obj], *, timeout: float = 300.0,
@@ -836,6 +857,7 @@ class WorkloadStatus:
     ready: bool
     exists: bool = True
     note: str = ""  # e.g. the latest warning event of a workload that is not ready
+    started: int | None = None  # pods running and past their start-up probe, when known
 
 
 def _deployment_ready(live: Obj) -> tuple[int, int, bool]:

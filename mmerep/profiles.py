@@ -26,6 +26,7 @@ from mmerep.grammar import assignments, oci
 from mmerep.grammar.names import DNS_LABEL, DNS_SUBDOMAIN, LABEL_NAME, LABEL_VALUE
 from mmerep.paths import config_dir
 from mmerep.quantity import parse_cpu, parse_memory
+from mmerep.workload_policy import profile_fields
 
 ENV_VAR = "MMEREP_PROFILES"
 LOCAL = "local"
@@ -37,7 +38,10 @@ TOLERATION_KEYS = ("key", "operator", "value", "effect", "tolerationSeconds")
 TOLERATION_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 FIELDS = ("context", "kubeconfig", "namespace", "registry", "project", "requests", "limits",
           "storage_classes", "node_selector", "tolerations", "ssh_domain", "ingress_domain",
-          "max_executors", "max_cpu", "max_memory")
+          "max_executors", "max_cpu", "max_memory",
+          # Workload policy (mmerep/workload_policy.py): identity, scratch, egress, priority.
+          "uid", "gid", "scratch", "scratch_volume", "egress", "cluster_objects",
+          "priority_classes")
 REQUIRED = {"namespace": "s3", "registry": "harbor.example.org", "project": "mme-rep"}
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,6 +64,13 @@ class Profile:
     max_executors: int | None = None
     max_cpu: str | None = None
     max_memory: str | None = None
+    uid: int | None = None
+    gid: int | None = None
+    scratch: str | None = None
+    scratch_volume: bool | None = None
+    egress: dict[str, Any] = field(default_factory=dict)
+    cluster_objects: bool | None = None
+    priority_classes: dict[str, str] = field(default_factory=dict)
     # The file it came from; None for the built-in ``local``. Not part of the profile.
     source: str | None = field(default=None, compare=False)
 
@@ -82,7 +93,9 @@ def local_profile() -> Profile:
                    requests={"cpu": "1", "memory": "2Gi"},
                    storage_classes={"local-ssd": "mmerep-local-ssd"},
                    node_selector={"mme-rep/processing": "true"},
-                   ssh_domain="mmerep-local", max_executors=500)
+                   ssh_domain="mmerep-local", max_executors=500, cluster_objects=True,
+                   # Scratch stays an emptyDir until the local cluster runs the provisioner.
+                   scratch_volume=False)
 
 
 def profiles_path(explicit: str | os.PathLike[str] | None = None) -> Path:
@@ -273,6 +286,7 @@ class _Validator:
             max_executors=self.max_executors(raw),
             max_cpu=self.quantity(raw.get("max_cpu"), "max_cpu", parse_cpu),
             max_memory=self.quantity(raw.get("max_memory"), "max_memory", parse_memory),
+            **profile_fields(raw, self.fail),
         )
 
     def text(self, raw: dict[str, Any], key: str) -> str | None:

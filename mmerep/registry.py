@@ -7,15 +7,18 @@ no base image can be pulled here), resolve a tag to its digest, and list reposit
 from __future__ import annotations
 
 import base64
+import contextlib
 import gzip
 import hashlib
 import io
 import json
+import logging
 import os
 import re
 import tarfile
-from collections.abc import Callable
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +26,8 @@ import requests
 import requests.auth
 
 from mmerep.errors import RegistryError
+
+log = logging.getLogger(__name__)
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -182,6 +187,28 @@ class RegistryAuth(requests.auth.AuthBase):
         return again
 
 
+@dataclass
+class RegistryRetry:
+    """Back-off for a registry's transient failures (connection errors, 429, 5xx), as the
+    Kubernetes gateway does for the API server: Retry-After on 429 is honoured."""
+
+    attempts: int = 6
+    initial: float = 0.2
+    maximum: float = 5.0
+    sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
+
+    def delays(self) -> Iterator[float]:
+        delay = self.initial
+        for _ in range(self.attempts - 1):
+            yield delay
+            delay = min(delay * 2, self.maximum)
+
+
+def _retry_after(resp: requests.Response) -> float | None:
+    value = resp.headers.get("Retry-After", "")
+    return float(value) if value.isdigit() else None
+
+
 class RegistryClient:
     """One registry, by host[:port]; plain HTTP for loopback, HTTPS otherwise.
 
@@ -190,8 +217,10 @@ class RegistryClient:
     """
 
     def __init__(self, host: str, *, session: requests.Session | None = None,
-                 timeout: float = 15.0, credentials: tuple[str, str] | None = None) -> None:
+                 timeout: float = 15.0, credentials: tuple[str, str] | None = None,
+                 retry: RegistryRetry | None = None) -> None:
         self.host = host
+        self.retry = retry or RegistryRetry()
         scheme = "http" if host.startswith(("127.", "localhost", "[::1]")) else "https"
         self.base = f"{scheme}://{host}"
         self.session = session or requests.Session()
@@ -200,17 +229,47 @@ class RegistryClient:
 
     def _call(self, method: str, path: str, what: str, ok: tuple[int, ...] = (200,),
               **kw: Any) -> requests.Response:
-        try:
-            resp = self.session.request(method, self.base + path, timeout=self.timeout, **kw)
-        except requests.RequestException as exc:
-            raise RegistryError(f"registry {self.host} unreachable ({what}): "
-                                f"{type(exc).__name__}",
-                                hint="check the registry address and that it is running") from None
-        if resp.status_code not in ok:
-            raise RegistryError(f"registry {self.host} refused {what}: HTTP {resp.status_code} "
-                                f"{_error_text(resp)}",
-                                hint=LOGIN_HINT if resp.status_code in (401, 403) else None)
-        return resp
+        """One request; connection errors, 429 and 5xx are retried with back-off."""
+        delays = self.retry.delays()
+        tries = 0
+        while True:
+            tries += 1
+            try:
+                resp = self.session.request(method, self.base + path, timeout=self.timeout,
+                                            **kw)
+            except requests.RequestException as exc:
+                delay = next(delays, None)
+                if delay is None:
+                    raise RegistryError(
+                        f"registry {self.host} unreachable ({what}) after {tries} attempts: "
+                        f"{type(exc).__name__}",
+                        hint="check the registry address and that it is running") from None
+                log.warning("registry %s: %s (%s), retrying in %.1fs", self.host,
+                            type(exc).__name__, what, delay)
+                self.retry.sleep(delay)
+                continue
+            if resp.status_code in ok:
+                return resp
+            transient = resp.status_code == 429 or resp.status_code >= 500
+            delay = next(delays, None) if transient else None
+            if delay is None:
+                break
+            delay = max(delay, _retry_after(resp) or 0.0) if resp.status_code == 429 else delay
+            log.warning("registry %s: HTTP %s (%s), retrying in %.1fs", self.host,
+                        resp.status_code, what, delay)
+            self.retry.sleep(delay)
+        said = _error_text(resp)
+        if not said and method == "HEAD":  # a HEAD answer has no body: ask for the message
+            with contextlib.suppress(requests.RequestException):
+                said = _error_text(self.session.get(self.base + path, timeout=self.timeout,
+                                                    **kw))
+        attempts = f" (after {tries} attempts)" if tries > 1 else ""
+        hint = LOGIN_HINT if resp.status_code in (401, 403) else (
+            "the registry is failing or overloaded; try again later, or ask its operators"
+            if transient else None)
+        raise RegistryError(f"registry {self.host} refused {what}: HTTP {resp.status_code} "
+                            f"{resp.reason or ''}{': ' + said if said else ''}{attempts}",
+                            hint=hint)
 
     def has_blob(self, repo: str, digest: str) -> bool:
         resp = self._call("HEAD", f"/v2/{repo}/blobs/{digest}", "blob check", ok=(200, 404))

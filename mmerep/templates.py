@@ -23,7 +23,7 @@ BUILTIN_DIR = Path(__file__).resolve().parent.parent / "env_templates"
 MAX_ENV_NAME = 40
 PARAM_TYPES = ("int", "str", "bool", "cpu", "memory")
 STANDARD_UID = 1000
-CLUSTER_SCOPED = ("ClusterRole", "ClusterRoleBinding")
+CLUSTER_SCOPED = ("ClusterRole", "ClusterRoleBinding", "PriorityClass")
 
 
 @dataclass(frozen=True)

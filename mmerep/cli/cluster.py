@@ -37,16 +37,24 @@ def up(
     node_cpu: str = typer.Option("16", help="CPU capacity of each node."),
     node_memory: str = typer.Option("64Gi", help="Memory capacity of each node."),
     node_pods: int = typer.Option(110, min=1, help="Pod capacity of each node."),
+    recreate: bool = typer.Option(False, "--recreate", help="Delete the cluster and every "
+                                  "object in it first, then start afresh."),
 ) -> None:
-    """Build (first time only) and start the local cluster; a no-op when it is running."""
+    """Build (first time only) and start the local cluster; a no-op when it is running.
+
+    Stopped components (a crash, a reboot) are started again on the existing data: every
+    object stays. Only `cluster down` or `--recreate` delete it.
+    """
     from mmerep.cli.output import Spinner, console
     from mmerep.cluster import local
 
     spec = local.ClusterSpec(nodes=nodes, node_cpu=node_cpu, node_memory=node_memory,
                              node_pods=node_pods)
     with Spinner("starting the local cluster") as progress:
-        info = local.up(spec, progress=progress)
+        info = local.up(spec, progress=progress, recreate=recreate)
     verb = "already running" if info.already_running else f"up in {info.seconds:.1f}s"
+    if info.restarted:
+        verb += f" (restarted {', '.join(info.restarted)} on the existing data)"
     console.print(f"[green]cluster {info.name} {verb}[/]: {info.server}, "
                   f"{info.nodes} nodes, registry {info.registry}", soft_wrap=True)
     console.print(f"kubeconfig: {info.kubeconfig} (context {info.context})")
@@ -85,6 +93,11 @@ def status(
 
     render(data, output, as_table)
     if not data["running"]:
+        from mmerep.cli.output import err_console
+
+        down_now = [c["name"] for c in data["components"] if c["state"] != "running"]
+        err_console.print(f"[red]down: {', '.join(down_now)}[/] (mme-rep cluster up starts "
+                          "it again, keeping every object)", soft_wrap=True)
         raise typer.Exit(1)
 
 
@@ -102,3 +115,42 @@ def kubeconfig(
         target = local.merge_kubeconfig()
         err_console.print(f"merged context {local.CONTEXT} into {target}")
     print(path)
+
+
+snapshot_app = typer.Typer(
+    help="Save the local cluster's state (an etcd snapshot) and go back to it.\n\n"
+    "Examples:\n\n  mme-rep cluster snapshot save before-upgrade.db\n\n"
+    "  mme-rep cluster snapshot restore before-upgrade.db",
+    no_args_is_help=True,
+)
+app.add_typer(snapshot_app, name="snapshot")
+
+
+@snapshot_app.command("save")
+def snapshot_save(file: str = typer.Argument(..., help="File to write the snapshot to.")) -> None:
+    """Write every object of the running cluster to FILE (an etcd snapshot)."""
+    from pathlib import Path
+
+    from mmerep.cli.output import console, err_console
+    from mmerep.cluster import snapshot
+
+    with err_console.status("saving a snapshot"):
+        size = snapshot.save(Path(file))
+    console.print(f"[green]snapshot saved[/]: {file} ({size / 1e6:.1f} MB)")
+
+
+@snapshot_app.command("restore")
+def snapshot_restore(file: str = typer.Argument(..., help="A file made by snapshot save.")
+                     ) -> None:
+    """Bring the cluster back to FILE: objects made since are gone, deleted ones are back.
+
+    Registry images are not in snapshots; they stay as they are.
+    """
+    from pathlib import Path
+
+    from mmerep.cli.output import Spinner, console
+    from mmerep.cluster import snapshot
+
+    with Spinner("restoring a snapshot") as progress:
+        snapshot.restore(Path(file), progress=progress)
+    console.print(f"[green]cluster restored[/] from {file}")

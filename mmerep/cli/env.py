@@ -26,6 +26,9 @@ app = typer.Typer(
 ProfileOption = typer.Option("local", "--profile", "-F", help="Deployment profile (target).")
 ProfilesFileOption = typer.Option(None, "--profiles", help="Profiles file (overrides "
                                   "$MMEREP_PROFILES and the user config).")
+LockWaitOption = typer.Option(0, "--lock-wait", min=0, help="Seconds to wait while another "
+                              "command changes this environment (default: fail at once, "
+                              "naming it; exit code 75).")
 
 
 def _parse_sets(values: list[str]) -> dict[str, str]:
@@ -92,6 +95,10 @@ def status_table(data: dict[str, Any], width: int | None = None) -> Any:
     rows = []
     for c in comps:
         pods = f"{c['ready']}/{c['desired']}"
+        # "ready" counts pods serving (readiness passes); "started" ones run, past their
+        # start-up probe, but their service does not answer yet.
+        if c.get("started", c["ready"]) > c["ready"]:
+            pods += f" ({c['started']} started)"
         if c["kind"] == "DaemonSet":
             pods += ", 1/node"
         row = [c["component"] or c["name"], c["state"], pods, age(c["age_seconds"]),
@@ -114,6 +121,10 @@ def status_table(data: dict[str, Any], width: int | None = None) -> Any:
         parts.append(Text(data["monitor"]["line"], overflow="fold"))
         parts += [Text(f"  {f.get('kind')}: {f.get('message')}", overflow="fold")
                   for f in data["monitor"]["findings"]]
+    if data.get("stopped"):
+        parts.append(table("pods Kubernetes stopped", ["component", "pod", "reason", "message"],
+                           [(s["component"], s["pod"], s["reason"], s["message"])
+                            for s in data["stopped"]]))
     if data.get("warnings"):
         warn_columns = ["time", "object", "reason", "message"] if wide else [
             "object", "reason", "message"]
@@ -144,6 +155,7 @@ def deploy(
     force: bool = typer.Option(False, "--force", help="Take over fields another tool (field "
                                "manager) set, e.g. replicas after kubectl scale, instead of "
                                "stopping with a conflict."),
+    lock_wait: float = LockWaitOption,
     output: OutputFormat = OutputOption,
 ) -> None:
     """Deploy (install or upgrade) an environment and wait until it is ready."""
@@ -163,7 +175,7 @@ def deploy(
         result = environments.deploy(kube, rendered, timeout=timeout,
                                      rollback=not no_rollback, force=force,
                                      on_progress=live.update,
-                                     on_plan=show_plan)
+                                     on_plan=show_plan, lock_wait=lock_wait)
     if result.action == "unchanged":
         err_console.print(f"[green]{rendered.env_name} is up to date[/] (revision "
                           f"{result.revision}); nothing changed")
@@ -287,6 +299,7 @@ def rollback_cmd(
     profile_name: str = ProfileOption,
     profiles_file: str | None = ProfilesFileOption,
     timeout: float = typer.Option(300, "--timeout", min=1, help="Seconds to wait."),
+    lock_wait: float = LockWaitOption,
 ) -> None:
     """Re-apply an earlier revision (recorded as a new revision)."""
     from mmerep import environments
@@ -295,7 +308,8 @@ def rollback_cmd(
     profile, kube = _target(profile_name, profiles_file)
     with LiveWorkloads(f"rolling back {name}", prefix=f"{name}-") as live:
         new = environments.rollback_to(kube, profile.namespace, name, revision,
-                                       timeout=timeout, on_progress=live.update)
+                                       timeout=timeout, on_progress=live.update,
+                                       lock_wait=lock_wait)
     console.print(f"[green]{name} rolled back[/]: now revision {new}")
 
 
@@ -306,6 +320,7 @@ def delete_cmd(
     profiles_file: str | None = ProfilesFileOption,
     purge: bool = typer.Option(False, "--purge", help="Also delete data volumes (PVCs)."),
     timeout: float = typer.Option(120, "--timeout", min=1, help="Seconds to wait."),
+    lock_wait: float = LockWaitOption,
 ) -> None:
     """Delete an environment and wait until every part is gone (data volumes stay)."""
     from mmerep import environments
@@ -314,7 +329,8 @@ def delete_cmd(
     profile, kube = _target(profile_name, profiles_file)
     with Spinner(f"deleting {name}"):
         gone = environments.delete_environment(kube, profile.namespace, name,
-                                               purge=purge, timeout=timeout)
+                                               purge=purge, timeout=timeout,
+                                               lock_wait=lock_wait)
     console.print(f"[green]{name} deleted[/]: {len(gone)} objects"
                   + ("" if purge else " (data volumes kept; --purge removes them)"))
 

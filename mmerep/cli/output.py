@@ -83,6 +83,16 @@ class Spinner:
             self._status.__exit__(*exc)
 
 
+def _state(status: Any) -> str:
+    """ready (serving), started (running, its service not answering yet) or waiting."""
+    if status.ready:
+        return "ready"
+    started = getattr(status, "started", None)
+    if started and started > status.ready_pods:
+        return f"started {started}/{status.desired}"
+    return "waiting"
+
+
 class LiveWorkloads:
     """A live table of workloads (desired/ready pods) while a rollout runs. With
     ``prefix`` (an environment's ``<name>-``) workloads are shown by their role."""
@@ -103,13 +113,14 @@ class LiveWorkloads:
         return self
 
     def update(self, statuses: list[Any]) -> None:
-        rows = [("ready" if s.ready else "waiting", self._shown(s.kind, s.name),
+        rows = [(_state(s), self._shown(s.kind, s.name),
                  f"{s.ready_pods}/{s.desired}", getattr(s, "note", "")) for s in statuses]
         if self._live is not None:
-            self._live.update(table(None, ["state", "workload", "pods ready", "latest event"],
+            self._live.update(table(None, ["state", "workload", "pods serving", "latest event"],
                                     rows))
             return
-        summary = ", ".join(f"{w} {p}" + (f" ({n})" if n else "") for _, w, p, n in rows)
+        summary = ", ".join(f"{w} {p}" + (f" {st}" if st.startswith("started") else "")
+                            + (f" ({n})" if n else "") for st, w, p, n in rows)
         if summary != self._last:  # without a terminal, print only changes
             self._last = summary
             err_console.print(f"  {summary}", soft_wrap=True)

@@ -114,6 +114,12 @@ def add(
     max_memory: str | None = typer.Option(None, help="Most memory one pod may request or be "
                                           "limited to, e.g. 128Gi (env deploy refuses "
                                           "more)."),
+    uid: int | None = typer.Option(None, min=1, help="UID every container runs as "
+                                   "(default 1000), e.g. a site's high UID."),
+    gid: int | None = typer.Option(None, min=1, help="GID of every container (default: "
+                                   "the UID)."),
+    scratch: str | None = typer.Option(None, help="Executors' default scratch space "
+                                       "(ephemeral storage), e.g. 200Gi."),
     from_file: Path | None = FromFileOption,
     replace: bool = typer.Option(False, "--replace", help="Overwrite an existing profile."),
     profiles_file: Path | None = ProfilesFileOption,
@@ -141,7 +147,8 @@ def add(
                        ("project", project), ("context", context),
                        ("kubeconfig", kubeconfig), ("ssh_domain", ssh_domain),
                        ("ingress_domain", ingress_domain), ("max_executors", max_executors),
-                       ("max_cpu", max_cpu), ("max_memory", max_memory)):
+                       ("max_cpu", max_cpu), ("max_memory", max_memory), ("uid", uid),
+                       ("gid", gid), ("scratch", scratch)):
         if value is not None:
             body[key] = value
     for key, cpu, memory in (("requests", request_cpu, request_memory),

@@ -60,6 +60,7 @@ class ClusterInfo:
     nodes: int
     seconds: float
     already_running: bool
+    restarted: tuple[str, ...] = ()  # components restarted on the existing data
 
 
 def kwok_workdir() -> Path:
@@ -120,8 +121,35 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+NODE_LEASE_SECONDS = 40
+PORT_RANGE = (20000, 32000)  # below the kernel's ephemeral ports (32768 and up)
+
+
+def _free_ports(count: int) -> list[int]:
+    """Distinct free ports picked at random: kwokctl picks its own by counting down from
+    32767, so two clusters created at the same moment (tests, other users) collide."""
+    import random
+
+    picked: list[int] = []
+    rng = random.SystemRandom()
+    while len(picked) < count:
+        port = rng.randrange(*PORT_RANGE)
+        if port in picked:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        picked.append(port)
+    return picked
+
+
 def kwokctl_config(binaries: dict[str, Path]) -> list[dict[str, Any]]:
     """The KwokctlConfiguration: local binaries, RBAC on, bound to 127.0.0.1."""
+    ports = dict(zip(("kubeApiserverPort", "etcdPort", "etcdPeerPort", "kwokControllerPort",
+                      "kubeControllerManagerPort", "kubeSchedulerPort"), _free_ports(6),
+                     strict=True))
     return [{
         "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
         "kind": "KwokctlConfiguration",
@@ -144,7 +172,17 @@ def kwokctl_config(binaries: dict[str, Path]) -> list[dict[str, Any]]:
             "cacheDir": str(kwok_workdir() / "cache"),
             "disableQPSLimits": True,
             "enableCRDs": list(KWOK_CRDS),
+            # How long a killed kwok controller's hold on its nodes outlives it (kwokctl's
+            # binary runtime would take 200s, during which no pod there starts or stops).
+            # (kwokctl multiplies it by its heartbeat factor, 5: 40s, renewed every 10s.)
+            "nodeLeaseDurationSeconds": NODE_LEASE_SECONDS // 5,
+            **ports,
         },
+        # One instance of each: no leader election, so a restarted controller-manager or
+        # scheduler works at once instead of waiting out its killed predecessor's lease.
+        "componentsPatches": [
+            {"name": name, "extraArgs": [{"key": "leader-elect", "value": "false"}]}
+            for name in ("kube-controller-manager", "kube-scheduler")],
     }]
 
 
@@ -196,8 +234,63 @@ def _component_pids() -> dict[str, int | None]:
 
 
 def _cluster_running() -> bool:
-    pids = _component_pids()
-    return bool(pids) and all(_pid_alive(p) for p in pids.values())
+    states = component_states()
+    return bool(states) and all(alive for _, alive in states.values())
+
+
+def _cluster_config() -> dict[str, Any] | None:
+    """kwokctl's record of the cluster (components, args, ports); None before creation."""
+    try:
+        docs = list(yaml.safe_load_all((kwok_cluster_dir() / "kwok.yaml").read_text()))
+    except (OSError, yaml.YAMLError):
+        return None
+    return next((d for d in docs if isinstance(d, dict)
+                 and d.get("kind") == "KwokctlConfiguration" and d.get("components")), None)
+
+
+def _pid_file(component: dict[str, Any]) -> Path:
+    return kwok_cluster_dir() / "pids" / f"{Path(component.get('binary') or '').name}.pid"
+
+
+def _runs(pid: int | None, binary: str) -> bool:
+    """``pid`` is alive and is ``binary`` (not a zombie, not a reused pid)."""
+    if not _pid_alive(pid):
+        return False
+    try:
+        argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
+    except OSError:
+        return True  # no /proc: trust the pid
+    return Path(argv0).name == Path(binary).name
+
+
+def component_states() -> dict[str, tuple[int | None, bool]]:
+    """Each control-plane component kwokctl made: its pid (None: none recorded), alive."""
+    config = _cluster_config()
+    if config is None:  # not (fully) created: whatever pid files there are
+        return {name: (pid, _pid_alive(pid)) for name, pid in _component_pids().items()}
+    states = {}
+    for component in config["components"]:
+        try:
+            pid: int | None = int(_pid_file(component).read_text().strip())
+        except (OSError, ValueError):
+            pid = None
+        states[component["name"]] = (pid, _runs(pid, component.get("binary") or ""))
+    return states
+
+
+def _forget_dead_pids() -> None:
+    """Remove the pid files of dead components: kwokctl takes a zombie or a reused pid
+    for a running component and would not start it again."""
+    config = _cluster_config() or {}
+    for component in config.get("components") or []:
+        path = _pid_file(component)
+        try:
+            pid = int(path.read_text().strip())
+        except (OSError, ValueError):
+            path.unlink(missing_ok=True)
+            continue
+        if not _runs(pid, component.get("binary") or ""):
+            path.unlink(missing_ok=True)
 
 
 def _write_kubeconfig() -> None:
@@ -287,16 +380,41 @@ def _node_ready(node: dict[str, Any]) -> bool:
                for c in node.get("status", {}).get("conditions", []))
 
 
-def up(spec: ClusterSpec | None = None, progress: OnStep = _quiet) -> ClusterInfo:
-    """Start the cluster (idempotent): build binaries, run kwokctl, registry, nodes."""
+def up(spec: ClusterSpec | None = None, progress: OnStep = _quiet, *,
+       recreate: bool = False) -> ClusterInfo:
+    """Start the cluster (idempotent): build binaries, run kwokctl, registry, nodes.
+
+    Stopped components of an existing cluster (one crashed, or all gone after a reboot)
+    are started again on its etcd data, keeping every object; only ``recreate`` deletes
+    the cluster and its data first.
+    """
     spec = spec or ClusterSpec()
     started = time.monotonic()
     binaries = build.ensure_binaries(progress)
+    if recreate and state_dir().exists():
+        progress("deleting the cluster and every object in it (--recreate)")
+        down()
     state = _read_state()
     already = _cluster_running()
-    if not already:
-        if kwok_cluster_dir().exists():
-            progress("removing a stopped cluster's leftovers")
+    restarted: tuple[str, ...] = ()
+    if not already and _cluster_config() is not None:
+        restarted = tuple(n for n, (_, alive) in component_states().items() if not alive)
+        progress(f"restarting {', '.join(restarted)} on the existing data")
+        _forget_dead_pids()
+        restart_time = time.time()
+        try:
+            _run_kwokctl(["start", "cluster", "--name", NAME, "--wait", "120s"], binaries,
+                         "kwokctl start cluster")
+        except ClusterError as exc:
+            raise ClusterError(exc.message, hint=f"see {kwok_cluster_dir() / 'logs'}; "
+                               "mme-rep cluster up --recreate starts afresh (deletes every "
+                               "object)") from None
+        _wait_components(restarted)
+        if "kwok-controller" in restarted:
+            _release_dead_node_leases(restart_time)
+    elif not already:
+        if kwok_cluster_dir().exists():  # its creation never finished: no data to keep
+            progress("removing an unfinished cluster's leftovers")
             _run_kwokctl(["delete", "cluster", "--name", NAME], binaries, "cleaning up")
         config = state_dir() / "kwokctl.yaml"
         state_dir().mkdir(parents=True, exist_ok=True)
@@ -323,7 +441,52 @@ def up(spec: ClusterSpec | None = None, progress: OnStep = _quiet) -> ClusterInf
     kube = connect()
     return ClusterInfo(NAME, kube.host, CONTEXT, kubeconfig_path(),
                        f"127.0.0.1:{state['registry_port']}", ready,
-                       time.monotonic() - started, already)
+                       time.monotonic() - started, already, restarted)
+
+
+def _release_dead_node_leases(before: float) -> None:
+    """Delete the node leases a killed kwok controller last renewed before ``before``: the
+    new one (another identity) manages those nodes' pods only once it holds them, which
+    it then takes at its next try instead of after their expiry."""
+    kube = connect()
+    for lease in kube.list_objects("coordination.k8s.io/v1", "Lease", "kube-node-lease"):
+        name = lease["metadata"]["name"]
+        if name.startswith(NODE_PREFIX) and _lease_renewed(lease) < before:
+            kube.delete("coordination.k8s.io/v1", "Lease", name, "kube-node-lease")
+    # Back in charge of every node once it renewed all their leases after the restart.
+    deadline = time.monotonic() + NODE_LEASE_SECONDS
+    while time.monotonic() < deadline:
+        leases = kube.list_objects("coordination.k8s.io/v1", "Lease", "kube-node-lease")
+        fresh = [lease for lease in leases if lease["metadata"]["name"].startswith(NODE_PREFIX)
+                 and _lease_renewed(lease) >= before]
+        nodes = kube.list_objects("v1", "Node", label_selector="type=kwok")
+        if len(fresh) >= len(nodes):
+            return
+        time.sleep(0.5)
+
+
+def _lease_renewed(lease: dict[str, Any]) -> float:
+    from datetime import datetime
+
+    renewed = (lease.get("spec") or {}).get("renewTime") or ""
+    try:
+        return datetime.fromisoformat(renewed.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
+
+
+def _wait_components(names: tuple[str, ...], timeout: float = 30.0) -> None:
+    """kwokctl returns once it forked them: make sure each restarted one stays up."""
+    deadline = time.monotonic() + timeout
+    while True:
+        down_now = [n for n, (_, alive) in component_states().items() if not alive]
+        if not down_now:
+            return
+        if time.monotonic() > deadline:
+            raise ClusterError(f"{', '.join(down_now)} did not stay up after a restart",
+                               hint=f"see {kwok_cluster_dir() / 'logs'}; mme-rep cluster up "
+                               "--recreate starts afresh (deletes every object)")
+        time.sleep(0.2)
 
 
 def registry_address() -> str:
@@ -371,15 +534,19 @@ def down() -> bool:
 def status() -> dict[str, Any]:
     """Components (with pids) and nodes, as plain data."""
     components = []
-    for name, pid in _component_pids().items():
-        alive = _pid_alive(pid)
+    for name, (pid, alive) in component_states().items():
+        detail = f"pid {pid}" if alive else (
+            f"pid {pid} is gone; mme-rep cluster up restarts it, keeping every object"
+            if pid else "not started; mme-rep cluster up starts it, keeping every object")
         components.append({"name": name, "state": "running" if alive else "stopped",
-                           "detail": f"pid {pid}" if pid else ""})
+                           "detail": detail})
     state = _read_state()
     if state.get("registry_pid"):
         alive = _pid_alive(state["registry_pid"])
         components.append({"name": "registry", "state": "running" if alive else "stopped",
-                           "detail": f"127.0.0.1:{state.get('registry_port')}"})
+                           "detail": f"127.0.0.1:{state.get('registry_port')}" + (
+                               "" if alive else " is gone; mme-rep cluster up restarts it, "
+                               "keeping every image")})
     running = bool(components) and all(c["state"] == "running" for c in components)
     nodes: list[dict[str, Any]] = []
     server = None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import secrets
 
-from mmerep import templates
+from mmerep import envlock, revisions, templates
 from mmerep.environments.events import latest_warning, with_warnings
 from mmerep.environments.model import (
     PSA_LABELS,
@@ -37,15 +37,31 @@ from mmerep.kube import Kube
 
 def deploy(kube: Kube, rendered: Rendered, *, timeout: float = 300.0, rollback: bool = True,
            force: bool = False, on_progress: OnWorkloadStatuses | None = None,
-           on_plan: OnPlan | None = None) -> DeployResult:
+           on_plan: OnPlan | None = None, lock_wait: float = 0.0) -> DeployResult:
     """Validate on the server, apply what changed, wait; roll back a rollout that fails.
 
     ``force`` takes over fields another field manager owns (server-side apply's force),
-    instead of failing with a conflict.
+    instead of failing with a conflict. ``lock_wait``: seconds to wait while another
+    command changes the environment (see ``envlock``).
     """
-    # 1. Where it goes, and what is there already (read once: the dry run compares
-    #    with it, and the prune works from it; a namespace just made holds nothing).
+    # 1. Where it goes, and what is there already.
     created_namespace = ensure_namespace(kube, rendered.namespace)
+    # durability: one change per environment at a time; a true record of how it ended
+    ns, env = rendered.namespace, rendered.env_name
+    with envlock.hold(kube, ns, env, f"deploy {rendered.image}", wait=lock_wait), \
+            revisions.outcome_recorded(kube, ns, env, "deploy"):
+        revisions.settle_interrupted(kube, ns, env)
+        return _deploy_locked(kube, rendered, created_namespace, timeout=timeout,
+                              rollback=rollback, force=force, on_progress=on_progress,
+                              on_plan=on_plan)
+
+
+def _deploy_locked(kube: Kube, rendered: Rendered, created_namespace: bool, *,
+                   timeout: float, rollback: bool, force: bool,
+                   on_progress: OnWorkloadStatuses | None,
+                   on_plan: OnPlan | None) -> DeployResult:
+    # What is there already, read once: the dry run compares with it, and the prune works
+    # from it; a namespace just made holds nothing.
     parts = [] if created_namespace else live_parts(kube, rendered.namespace,
                                                    rendered.env_name)
     records = sorted((p for p in parts if p["metadata"].get("labels", {}).get(RECORD_LABEL)),
@@ -74,6 +90,7 @@ def deploy(kube: Kube, rendered: Rendered, *, timeout: float = 300.0, rollback: 
 
     # 3. Apply the new revision and drop what it no longer has.
     revision = current + 1
+    record = revisions.create(kube, build_record(rendered, revision, "deploying"))  # durability
     kube.apply_all([*generated, *with_revision(objects, revision)], compare=False,
                    force=force)
     for name, replicas in rescale:  # the operator said so explicitly: --set executors=N
@@ -89,8 +106,8 @@ def deploy(kube: Kube, rendered: Rendered, *, timeout: float = 300.0, rollback: 
                                timeout=timeout, on_progress=on_progress)
 
     # 5. Record it.
+    revisions.set_status(kube, record, "deployed")  # durability: before superseding the old
     supersede_deployed(kube, records)
-    kube.apply(build_record(rendered, revision, "deployed"))
     return DeployResult("installed" if current == 0 else "upgraded", revision, changes)
 
 
@@ -100,7 +117,8 @@ def recover_failed_rollout(kube: Kube, rendered: Rendered, revision: int, record
     """Record the failure, then roll back to the last good revision (or remove a first
     install); always raises, saying what was done."""
     reason = exc.message + latest_warning(kube, rendered)
-    kube.apply(build_record(rendered, revision, "failed", reason))
+    revisions.set_status(kube, build_record(rendered, revision, "failed"), "failed",
+                         reason)  # durability
     if not rollback:
         raise KubeTimeout(reason, hint="fix the cause and deploy again, or "
                           f"mme-rep env rollback {rendered.env_name}") from exc
@@ -117,8 +135,20 @@ def recover_failed_rollout(kube: Kube, rendered: Rendered, revision: int, record
 
 
 def rollback_to(kube: Kube, namespace: str, env_name: str, revision: int | None = None, *,
-                timeout: float = 300.0, on_progress: OnWorkloadStatuses | None = None) -> int:
+                timeout: float = 300.0, on_progress: OnWorkloadStatuses | None = None,
+                lock_wait: float = 0.0) -> int:
     """Re-apply a recorded revision (default: the one before the current) as a new one."""
+    # durability: one change per environment at a time; a true record of how it ended
+    with envlock.hold(kube, namespace, env_name, f"rollback to {revision or 'previous'}",
+                      wait=lock_wait), revisions.outcome_recorded(kube, namespace, env_name,
+                                                                  "rollback"):
+        revisions.settle_interrupted(kube, namespace, env_name)
+        return _rollback_locked(kube, namespace, env_name, revision, timeout=timeout,
+                                on_progress=on_progress)
+
+
+def _rollback_locked(kube: Kube, namespace: str, env_name: str, revision: int | None, *,
+                     timeout: float, on_progress: OnWorkloadStatuses | None) -> int:
     records = read_records(kube, namespace, env_name)
     if not records:
         raise UsageError(f"environment {env_name} has no history in namespace {namespace}",
@@ -136,12 +166,14 @@ def rollback_to(kube: Kube, namespace: str, env_name: str, revision: int | None 
     rendered = rendered_from_record(chosen)
     new_revision = current + 1
     objects, _ = settle_replicas(kube, rendered)  # a rollback never undoes a scale
+    record = revisions.create(kube, build_record(rendered, new_revision, "deploying",  # durability
+                                                 f"rollback to {revision}"))
     kube.apply_all([*generated_secrets(kube, rendered),
                     *with_revision(objects, new_revision)], force=True)
     prune(kube, rendered)
     kube.wait_for(rendered.workload_objects(), timeout=timeout, on_progress=on_progress)
+    revisions.set_status(kube, record, "deployed")  # durability: before superseding the old
     supersede_deployed(kube, records)
-    kube.apply(build_record(rendered, new_revision, "deployed", f"rollback to {revision}"))
     return new_revision
 
 
@@ -218,12 +250,16 @@ def check_pods_admitted(kube: Kube, rendered: Rendered) -> None:
         kube.wait_exists("v1", "ServiceAccount", "default", rendered.namespace, timeout=60,
                          hint="kube-controller-manager makes it for every namespace; "
                          "is it running?")
+    # Like the service account, a PriorityClass made with the rest may not exist yet.
+    made = {o["metadata"]["name"] for o in rendered.objects if o["kind"] == "PriorityClass"}
 
     def check(obj: Obj) -> None:
         template = obj["spec"]["template"]
         spec = dict(template["spec"])
         if (spec.get("serviceAccountName") or "default") not in present:
             spec["serviceAccountName"] = "default"
+        if spec.get("priorityClassName") in made:
+            del spec["priorityClassName"]
         pod = {"apiVersion": "v1", "kind": "Pod",
                "metadata": {"name": f"{obj['metadata']['name']}-admission-check",
                             "namespace": rendered.namespace,

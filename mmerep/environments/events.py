@@ -36,6 +36,17 @@ def latest_warning(kube: Kube, rendered: Rendered) -> str:
     return f" (latest warning: {last['involvedObject']['name']}: {last.get('message', '')})"
 
 
+def started_counts(kube: Kube, rendered: Rendered, names: list[str]) -> dict[str, int]:
+    """Per waiting workload, its pods that started (running, past the start-up probe):
+    "started" but not "ready" means the service itself does not answer yet."""
+    from mmerep.workload_policy import pod_started
+
+    pods = kube.list_objects("v1", "Pod", rendered.namespace,
+                             label_selector=f"app.kubernetes.io/instance={rendered.env_name}")
+    return {name: sum(1 for p in pods if belongs_to({"involvedObject": p["metadata"]}, name)
+                      and pod_started(p)) for name in names}
+
+
 def with_warnings(kube: Kube, rendered: Rendered, on_progress: OnWorkloadStatuses | None,
                   after: float = 2.0, every: float = 2.0) -> OnWorkloadStatuses | None:
     """Progress that also carries each waiting workload's latest warning event.
@@ -48,6 +59,7 @@ def with_warnings(kube: Kube, rendered: Rendered, on_progress: OnWorkloadStatuse
     started = time.monotonic()
     fetched = 0.0
     notes: dict[str, str] = {}
+    started_pods: dict[str, int] = {}
 
     def progress(statuses: list[WorkloadStatus]) -> None:
         nonlocal fetched
@@ -60,7 +72,9 @@ def with_warnings(kube: Kube, rendered: Rendered, on_progress: OnWorkloadStatuse
                 mine = [e for e in events if belongs_to(e, s.name)]
                 if mine:
                     notes[s.name] = f"{mine[-1].get('reason')}: {mine[-1].get('message')}"
-        on_progress([dataclasses.replace(s, note="" if s.ready else notes.get(s.name, ""))
-                     for s in statuses])
+            started_pods.update(started_counts(kube, rendered, [s.name for s in waiting]))
+        on_progress([dataclasses.replace(s, note="" if s.ready else notes.get(s.name, ""),
+                                         started=s.ready_pods if s.ready else
+                                         started_pods.get(s.name)) for s in statuses])
 
     return progress

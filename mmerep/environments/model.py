@@ -21,11 +21,12 @@ MANAGED_KINDS = (
     ("v1", "Service"), ("v1", "ConfigMap"), ("v1", "Secret"), ("v1", "ServiceAccount"),
     ("rbac.authorization.k8s.io/v1", "Role"), ("rbac.authorization.k8s.io/v1", "RoleBinding"),
     ("networking.k8s.io/v1", "NetworkPolicy"), ("networking.k8s.io/v1", "Ingress"),
-    ("v1", "PersistentVolumeClaim"),
+    ("v1", "PersistentVolumeClaim"), ("policy/v1", "PodDisruptionBudget"),
 )
 CLUSTER_KINDS = (
     ("rbac.authorization.k8s.io/v1", "ClusterRole"),
     ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"),
+    ("scheduling.k8s.io/v1", "PriorityClass"),
 )
 WORKLOAD_KINDS = ("Deployment", "DaemonSet", "StatefulSet")
 

@@ -3,6 +3,7 @@ deleting them all."""
 
 from __future__ import annotations
 
+from mmerep import envlock
 from mmerep.environments.model import (
     CLUSTER_KINDS,
     MANAGED_KINDS,
@@ -49,8 +50,19 @@ def prune(kube: Kube, rendered: Rendered, parts: list[Obj] | None = None) -> Non
 
 
 def delete_environment(kube: Kube, namespace: str, env_name: str, *, purge: bool = False,
-                       wait: bool = True, timeout: float = 120.0) -> list[str]:
+                       wait: bool = True, timeout: float = 120.0, lock_wait: float = 0.0
+                       ) -> list[str]:
     """Delete every part; data volumes (PVCs) stay unless ``purge``. Returns what went."""
+    if kube.get("v1", "Namespace", namespace) is None:  # durability: no namespace, no lock
+        raise UsageError(f"environment {env_name} not found in namespace {namespace}",
+                         hint="mme-rep env list shows what is deployed")
+    with envlock.hold(kube, namespace, env_name, "delete", wait=lock_wait):  # durability
+        return _delete_locked(kube, namespace, env_name, purge=purge, wait=wait,
+                              timeout=timeout)
+
+
+def _delete_locked(kube: Kube, namespace: str, env_name: str, *, purge: bool, wait: bool,
+                   timeout: float) -> list[str]:
     parts = [o for o in live_parts(kube, namespace, env_name)
              if purge or o["kind"] != "PersistentVolumeClaim"]
     if not parts:

@@ -9,7 +9,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from mmerep import templates
+from mmerep import revisions, templates
 from mmerep.environments.model import RECORD_LABEL, Obj, Rendered
 from mmerep.errors import UsageError
 from mmerep.kube import Kube
@@ -63,10 +63,7 @@ def good_records(records: list[Obj]) -> list[Obj]:
 
 
 def set_record_status(kube: Kube, record: Obj, status: str, note: str = "") -> None:
-    record = {**record, "data": {**record["data"], "status": status, "note": note}}
-    record["metadata"] = {k: v for k, v in record["metadata"].items()
-                          if k in ("name", "namespace", "labels")}
-    kube.apply(record, force=True)
+    revisions.set_status(kube, record, status, note)  # durability: patch status, not rewrite
 
 
 def supersede_deployed(kube: Kube, records: list[Obj]) -> None:
@@ -100,6 +97,7 @@ def history(kube: Kube, namespace: str, env_name: str) -> list[dict[str, Any]]:
         st = str(r["data"]["status"])
         return "superseded" if st == "deployed" and revision_of(r) != live else st
 
-    return [{"revision": revision_of(r), "status": status(r),
+    rows = [{"revision": revision_of(r), "status": status(r),
              "time": r["data"]["time"], "template": r["data"]["template"],
              "image": r["data"]["image"], "note": r["data"].get("note", "")} for r in records]
+    return revisions.explain_in_progress(kube, namespace, env_name, rows)  # durability

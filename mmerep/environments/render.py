@@ -10,6 +10,7 @@ from mmerep.errors import UsageError
 from mmerep.grammar import oci
 from mmerep.profiles import Profile, image_reference, resolved_registry
 from mmerep.quantity import format_cpu, format_memory, parse_cpu, parse_memory
+from mmerep.workload_policy import policy_context
 
 
 def env_name_from_image(image: str) -> str:
@@ -46,8 +47,6 @@ def render_environment(profile: Profile, template_name: str, image: str, *,
         "name": env_name,
         "namespace": profile.namespace,
         "image": reference,
-        "uid": templates.STANDARD_UID,
-        "gid": templates.STANDARD_UID,
         "node_selector": dict(profile.node_selector or {}),
         "tolerations": list(profile.tolerations or []),
         "storage_classes": dict(profile.storage_classes or {}),
@@ -59,6 +58,7 @@ def render_environment(profile: Profile, template_name: str, image: str, *,
         "defaults": {"cpu": requests.get("cpu") or "1", "memory": requests.get("memory") or "2Gi",
                      "cpu_limit": limits.get("cpu") or None,
                      "memory_limit": limits.get("memory") or None},
+        **policy_context(profile, env_name, values),
     }
     objects = templates.render_manifests(template, context, filters={
         "cores": _cores, "mebibytes": _mebibytes})

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from mmerep import envlock, revisions
 from mmerep.environments.deploy import generated_secrets, with_revision
 from mmerep.environments.model import RECORD_LABEL, Obj, OnWorkloadStatuses, Rendered, kind_and_name
 from mmerep.environments.parts import live_parts
@@ -98,9 +99,17 @@ def stuck_reason(pod: Obj) -> str | None:
 
 
 def repair(kube: Kube, namespace: str, env_name: str, *, new_pool_password: bool = False,
-           timeout: float = 300.0, on_progress: OnWorkloadStatuses | None = None
-           ) -> RepairReport:
+           timeout: float = 300.0, on_progress: OnWorkloadStatuses | None = None,
+           lock_wait: float = 0.0) -> RepairReport:
     """Put the current revision back; returns what was done and what could not be."""
+    current_revision(kube, namespace, env_name)  # a clear error before taking the lock
+    with envlock.hold(kube, namespace, env_name, "repair", wait=lock_wait):
+        return _repair_locked(kube, namespace, env_name, new_pool_password=new_pool_password,
+                              timeout=timeout, on_progress=on_progress)
+
+
+def _repair_locked(kube: Kube, namespace: str, env_name: str, *, new_pool_password: bool,
+                   timeout: float, on_progress: OnWorkloadStatuses | None) -> RepairReport:
     rendered, revision, _ = current_revision(kube, namespace, env_name)
     report = RepairReport(env_name, revision)
     renewed = _secrets(kube, rendered, report, new_pool_password)
@@ -126,10 +135,20 @@ def repair(kube: Kube, namespace: str, env_name: str, *, new_pool_password: bool
 
 
 def reinstall(kube: Kube, namespace: str, env_name: str, *, timeout: float = 300.0,
-              on_progress: OnWorkloadStatuses | None = None) -> tuple[int, list[str]]:
+              on_progress: OnWorkloadStatuses | None = None,
+              lock_wait: float = 0.0) -> tuple[int, list[str]]:
     """Delete every part but the generated secrets, the data volumes (PVCs) and the
     history, then deploy the current revision again (recorded as a new revision).
     Returns the new revision and what was kept."""
+    current_revision(kube, namespace, env_name)
+    with envlock.hold(kube, namespace, env_name, "reinstall", wait=lock_wait), \
+            revisions.outcome_recorded(kube, namespace, env_name, "reinstall"):
+        return _reinstall_locked(kube, namespace, env_name, timeout=timeout,
+                                 on_progress=on_progress)
+
+
+def _reinstall_locked(kube: Kube, namespace: str, env_name: str, *, timeout: float,
+                      on_progress: OnWorkloadStatuses | None) -> tuple[int, list[str]]:
     rendered, revision, records = current_revision(kube, namespace, env_name)
     secret_names = {f"{env_name}-{short}" for short in rendered.secrets}
 
@@ -144,10 +163,12 @@ def reinstall(kube: Kube, namespace: str, env_name: str, *, timeout: float = 300
     kube.wait_gone(doomed, timeout=timeout)
     new_revision = revision_of(records[-1]) + 1
     fresh = dataclasses.replace(rendered, explicit=())
+    record = revisions.create(kube, build_record(fresh, new_revision, "deploying",
+                                                 f"reinstall of revision {revision}"))
     kube.apply_all([*generated_secrets(kube, fresh), *with_revision(fresh.objects, new_revision)],
                    force=True, compare=False)
     kube.wait_for(fresh.workload_objects(), timeout=timeout, on_progress=on_progress)
+    revisions.set_status(kube, record, "deployed")
     supersede_deployed(kube, records)
-    kube.apply(build_record(fresh, new_revision, "deployed", f"reinstall of revision {revision}"))
     return new_revision, sorted(kind_and_name(o) for o in parts if kept(o)
                                 and not o["metadata"].get("labels", {}).get(RECORD_LABEL))

@@ -12,6 +12,7 @@ from mmerep.environments.parts import live_parts
 from mmerep.environments.synclocal_nodes import synclocal_line
 from mmerep.errors import UsageError
 from mmerep.kube import Kube, workload_status
+from mmerep.workload_policy import pod_health
 
 
 def _age(timestamp: str | None) -> float | None:
@@ -48,6 +49,7 @@ def environment_status(kube: Kube, namespace: str, env_name: str) -> dict[str, A
                              label_selector=f"app.kubernetes.io/instance={env_name}")
     services = {o["metadata"]["name"]: o for o in parts if o["kind"] == "Service"}
     components = []
+    stopped: list[dict[str, Any]] = []  # pods Kubernetes evicted or failed, with the reason
     for obj in parts:
         if obj["kind"] not in WORKLOAD_KINDS:
             continue
@@ -63,9 +65,13 @@ def environment_status(kube: Kube, namespace: str, env_name: str) -> dict[str, A
         ports = [f"{p['port']}/{p.get('protocol', 'TCP').lower()}"
                  for p in (svc or {}).get("spec", {}).get("ports", [])]
         containers = obj["spec"]["template"]["spec"]["containers"]
+        health = pod_health(mine)
+        stopped.extend({"component": component, **s} for s in health.pop("stopped"))
         components.append({
             "name": obj["metadata"]["name"], "kind": obj["kind"], "component": component,
-            "state": "Active" if st.ready else "Progressing",
+            "state": "Active" if st.ready else "Starting" if (
+                health["started"] >= st.desired > health["serving"]) else "Progressing",
+            **health,
             "image": containers[0]["image"], "desired": st.desired, "ready": st.ready_pods,
             "pods": len(mine), "restarts": restarts,
             "age_seconds": int(min(ages)) if ages else None, "ports": ports,
@@ -77,7 +83,8 @@ def environment_status(kube: Kube, namespace: str, env_name: str) -> dict[str, A
          "time": event_time(e) or None, "count": e.get("count", 1)}
         for e in warning_events(kube, namespace) if belongs_to(e, env_name)][-10:]
     data: dict[str, Any] = {"namespace": namespace, "name": env_name,
-                            "components": components, "warnings": warnings}
+                            "components": components, "warnings": warnings,
+                            "stopped": stopped}
     if any(c["component"] == "synclocal" for c in components):
         data["synclocal"] = synclocal_line(kube)
     state = next((o for o in parts if o["kind"] == "ConfigMap"

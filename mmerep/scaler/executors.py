@@ -248,10 +248,15 @@ def with_resources(deployment: Obj, res: Resources) -> Obj:
     """The executor Deployment (as rendered) with new requests and limits (pure)."""
     out = copy.deepcopy(deployment)
     container = out["spec"]["template"]["spec"]["containers"][0]
-    container["resources"] = {"requests": {"cpu": res.cpu, "memory": res.memory}}
-    limits = {k: v for k, v in (("cpu", res.cpu_limit), ("memory", res.memory_limit)) if v}
+    resources = container.setdefault("resources", {})
+    # Only CPU and memory: other resources (ephemeral storage, ...) stay as rendered.
+    resources["requests"] = {**resources.get("requests", {}), "cpu": res.cpu,
+                             "memory": res.memory}
+    limits = {k: v for k, v in resources.get("limits", {}).items() if k not in ("cpu", "memory")}
+    limits.update({k: v for k, v in (("cpu", res.cpu_limit), ("memory", res.memory_limit)) if v})
+    resources.pop("limits", None)
     if limits:
-        container["resources"]["limits"] = limits
+        resources["limits"] = limits
     return out
 
 

@@ -104,7 +104,8 @@ def test_slot_size_follows_the_pod_not_the_node() -> None:
     assert "NUM_CPUS = $ENV(MMEREP_CPUS:4)" in text
     assert "MEMORY = $ENV(MMEREP_MEMORY_MB:16384)" in text
     executor = cfg["Deployment/sentinel3-executor"]["spec"]["template"]["spec"]["containers"][0]
-    assert executor["resources"]["requests"] == {"cpu": "4", "memory": "16Gi"}
+    assert executor["resources"]["requests"] == {"cpu": "4", "memory": "16Gi",
+                                                 "ephemeral-storage": "20Gi"}
     # The pod's own requests reach the startd, so a vscale resizes the slot as well.
     env = {e["name"]: e.get("valueFrom", {}).get("resourceFieldRef") for e in executor["env"]}
     assert env["MMEREP_CPUS"] == {"containerName": "startd", "resource": "requests.cpu",
@@ -143,9 +144,12 @@ def test_scaler_rbac_is_least_privilege() -> None:
     role = by_name(render())["Role/sentinel3-scaler"]
     for rule in role["rules"]:
         assert "*" not in rule["verbs"] and "*" not in rule["resources"]
-        assert "delete" not in rule["verbs"]
+        # delete only for its own lease (released after a vscale)
+        assert "delete" not in rule["verbs"] or rule["resources"] == ["leases"]
         if rule["resources"] == ["pods"]:
             assert set(rule["verbs"]) == {"get", "list", "watch", "patch"}
+        elif "resourceNames" not in rule and rule["resources"] == ["leases"]:
+            assert rule["verbs"] == ["create"]  # vscale takes the environment's lease
         elif "resourceNames" not in rule:
             # vscale's revision record: read the history, add a record; nothing else.
             assert rule["resources"] == ["configmaps"]

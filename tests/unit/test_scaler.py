@@ -82,11 +82,12 @@ def test_resources_are_kept_as_the_user_wrote_them() -> None:
 
 def test_vscale_object_changes_only_the_resources() -> None:
     deployment = {"spec": {"replicas": 2, "template": {"spec": {"containers": [
-        {"name": "startd", "resources": {"requests": {"cpu": "1", "memory": "10G"},
+        {"name": "startd", "resources": {"requests": {"cpu": "1", "memory": "10G",
+                                                      "ephemeral-storage": "20Gi"},
                                          "limits": {"memory": "10G"}}}]}}}}
     out = ex.with_resources(deployment, ex.Resources("2", "8G"))
     assert out["spec"]["template"]["spec"]["containers"][0]["resources"] == {
-        "requests": {"cpu": "2", "memory": "8G"}}
+        "requests": {"cpu": "2", "memory": "8G", "ephemeral-storage": "20Gi"}}
     assert deployment["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
     limited = ex.with_resources(deployment, ex.Resources("2", "8G", "4", "16G"))
     assert limited["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"] == {
