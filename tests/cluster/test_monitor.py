@@ -209,10 +209,17 @@ def test_a_pool_that_does_not_answer_deletes_nothing(kube: Kube, env_ns: str,
 
 
 def _parts(kube: Kube, namespace: str) -> dict[str, str]:
-    """Every live part of the environment with its resourceVersion."""
+    """Every live part of the environment with what a change would alter: everything but
+    its status (controllers update that, e.g. a disruption budget's as pods come and go)."""
     from mmerep.environments.parts import live_parts
 
-    return {f"{o['kind']}/{o['metadata']['name']}": o["metadata"]["resourceVersion"]
+    def content(obj: dict) -> str:
+        meta = {k: v for k, v in obj["metadata"].items()
+                if k not in ("resourceVersion", "managedFields")}
+        return json.dumps({**{k: v for k, v in obj.items() if k != "status"},
+                           "metadata": meta}, sort_keys=True)
+
+    return {f"{o['kind']}/{o['metadata']['name']}": content(o)
             for o in live_parts(kube, namespace, ENV)}
 
 
