@@ -133,11 +133,16 @@ def status(
     def as_table(d: dict[str, Any]) -> Any:
         from datetime import UTC, datetime
 
+        from rich.console import Group
+        from rich.text import Text
+
+        head = Text(f"monitor of {env_arg}: {_observed(d['observed'])}", overflow="fold")
+        if not d["findings"]:
+            return Group(head, Text("no findings (no frozen job, no broken executor)"))
         rows = [(datetime.fromtimestamp(float(f.get("time", 0)), UTC).strftime("%H:%M:%SZ"),
                  f.get("kind"), f.get("job") or f.get("pod"), f.get("action"),
                  f.get("message")) for f in d["findings"]]
-        return table(f"monitor of {env_arg}: {_observed(d['observed'])}",
-                     ["time", "kind", "what", "action", "message"], rows)
+        return Group(head, table(None, ["time", "kind", "what", "action", "message"], rows))
 
     render(data, output, as_table)
 

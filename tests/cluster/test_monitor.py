@@ -346,6 +346,17 @@ def test_repair_and_reinstall_from_the_command_line(kube: Kube, env_ns: str, ima
         "context": "mmerep-local", "kubeconfig": str(local.kubeconfig_path()),
         "namespace": env_ns, "registry": local.registry_address(), "project": "mme-rep"}}}))
     env = {**os.environ, "MMEREP_PROFILES": str(profiles), "COLUMNS": "200"}
+    pool = MemoryPool()
+    pool.set_executors(running_executors(kube, env_ns))
+    pool.submit(2)
+    pool.schedule()
+    Monitor(kube, env_ns, ENV, pool, synclocal_urls=list).run_once()
+    out = _cli(env, "monitor", "status", "-F", "dev-s3", ENV, "-o", "json")
+    assert out.returncode == 0, out.stderr
+    seen = json.loads(out.stdout)["observed"]
+    assert (seen["jobs"], seen["running"], seen["executors"], seen["missing"]) == (2, 1, 1, 0)
+    out = _cli(env, "monitor", "status", "-F", "dev-s3", ENV)
+    assert "2 jobs (1 running, 0 held), 1 executors (1 busy, 0 missing)" in out.stdout
     kube.delete("v1", "Service", f"{ENV}-collector", env_ns)
     out = _cli(env, "env", "repair", "-F", "dev-s3", ENV, "-o", "json")
     assert out.returncode == 0, out.stderr
