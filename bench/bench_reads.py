@@ -21,7 +21,8 @@ import time
 from pathlib import Path
 
 import yaml
-from private_cluster import private_cluster
+
+from testkit.private_cluster import private_cluster
 
 NAMESPACE = "bench-reads"
 

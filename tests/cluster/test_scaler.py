@@ -32,7 +32,7 @@ pytestmark = pytest.mark.cluster
 ENV = "sentinel3"
 EXECUTOR = f"{ENV}-executor"
 # Small executors, so 310 of them fit on the session's 4 simulated nodes (16 CPU each).
-SMALL = {"executor_cpu": "100m", "executor_memory": "128Mi"}
+SMALL = {"executor_cpu": "100m", "executor_memory": "128Mi", "scratch": "1Gi"}
 
 
 @pytest.fixture(scope="module")
