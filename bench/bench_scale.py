@@ -63,8 +63,13 @@ def _kubectl_run(kubectl: str, kubeconfig: str, namespace: str) -> float:
 
 def _mmerep_run(env: dict[str, str]) -> float:
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "mmerep", "scaler", "-F", "bench", ENV, "scale",
-                    str(TARGET)], check=True, capture_output=True, env=env)
+    # --stall 60: on a loaded machine the scheduler may pause for seconds; the summary
+    # would then honestly report Pending executors, which is not what is measured here.
+    out = subprocess.run([sys.executable, "-m", "mmerep", "scaler", "-F", "bench", ENV,
+                          "scale", str(TARGET), "--stall", "60"], capture_output=True,
+                         text=True, env=env)
+    if out.returncode != 0:
+        raise RuntimeError(f"mme-rep scaler failed: {out.stdout}{out.stderr}")
     return time.perf_counter() - start
 
 
