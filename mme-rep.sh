@@ -49,7 +49,7 @@ case "${1:-}" in
     fi
     ensure_venv test
     cd "$here"
-    echo "== ruff" && "$venv/bin/ruff" check mmerep tests bench testkit
+    echo "== ruff" && "$venv/bin/ruff" check mmerep provisioner tests bench testkit
     echo "== mypy" && "$venv/bin/mypy"
     echo "== import contracts" && "$venv/bin/lint-imports" --no-cache
     echo "== cluster binaries" && run_mmerep cluster build

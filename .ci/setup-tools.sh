@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the pipeline tests (tests/pipeline) and bench/bench_pipeline.py need, when
-# missing: buildah, skopeo, rsync, git and prometheus (with promtool) from apt; gitlab-ci-local 4.65.x from npm into
+# missing: buildah, skopeo, rsync, git and prometheus (with promtool) from apt; for the SSH tests (tests/cluster/test_ssh.py)
+# OpenSSH's server and client (and nc for bench/bench_ssh.py), and, when run as root, the unprivileged user
+# `mmerep-ssh` their sshd runs as (sshd runs non-root, as in the pods); gitlab-ci-local 4.65.x from npm into
 # mme-rep's cache (<cache>/npm, where the tests look; <cache> is $MMEREP_CACHE_DIR, else
 # $XDG_CACHE_HOME/mme-rep, else ~/.cache/mme-rep). Idempotent and quiet: prints nothing
 # when everything is there. Trivy is not installed (not available here): the tests run
@@ -24,6 +26,12 @@ done
 if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
   missing+=(prometheus)
 fi
+[ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+command -v ssh >/dev/null 2>&1 && command -v ssh-keygen >/dev/null 2>&1 \
+  && command -v scp >/dev/null 2>&1 || missing+=(openssh-client)
+command -v nc >/dev/null 2>&1 || missing+=(netcat-openbsd)  # bench ssh: the kubectl recipe
+# The provisioner's tests give each simulated node loop-mounted XFS images as disks.
+command -v mkfs.xfs >/dev/null 2>&1 || [ -x /usr/sbin/mkfs.xfs ] || missing+=(xfsprogs)
 if [ "${#missing[@]}" -gt 0 ]; then
   sudo=""
   if [ "$(id -u)" -ne 0 ]; then
@@ -58,3 +66,9 @@ case "$current" in
     "$gcl" --version >/dev/null 2>&1 || die "gitlab-ci-local did not install at $gcl (log: $log)"
     ;;
 esac
+
+# The SSH tests run sshd as an unprivileged user; as root, that is this one.
+if [ "$(id -u)" -eq 0 ] && ! id mmerep-ssh >/dev/null 2>&1; then
+  useradd --system --create-home --home-dir /var/lib/mmerep-ssh --shell /bin/sh mmerep-ssh \
+    >>"$log" 2>&1 || die "useradd mmerep-ssh failed (log: $log)"
+fi

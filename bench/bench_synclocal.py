@@ -1,6 +1,9 @@
 """Benchmark: synclocal stage (verification on) against `cp -r` and `rsync -a`.
 
-Cases: (a) 4 large files and (b) many 64 KiB files; full size 4 x 1 GiB and 20,000 x
+Tools: `cp -r`, `rsync -a`, the command `mme-rep synclocal stage` run as a process (the
+headline; once on a pseudo-terminal, so its progress bar is drawn, once with its output
+redirected) and the same engine called in-process (beside it). Cases: (a) 4 large files
+and (b) many 64 KiB files; full size 4 x 1 GiB and 20,000 x
 64 KiB, ``--quick`` 4 x 32 MiB and 2,000 x 64 KiB. Every tool copies into a fresh
 destination. Before every run the source is flushed and dropped from the page cache
 with posix_fadvise(DONTNEED), which touches only these files (unlike
@@ -17,12 +20,17 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import fcntl
 import mmap
 import os
+import resource
 import shutil
+import statistics
+import struct
 import subprocess
 import sys
 import tempfile
+import termios
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -107,111 +115,212 @@ def syncfs(path: Path) -> None:
         os.close(fd)
 
 
+def _command(src: Path, dest: Path, jobs: int | None) -> list[str]:
+    """`mme-rep synclocal stage` as users type it: the command's own defaults unless
+    ``--jobs`` is given to the benchmark."""
+    cmd = [sys.executable, "-m", "mmerep", "synclocal", "stage", str(src), "--to", str(dest)]
+    return cmd + (["--jobs", str(jobs)] if jobs else [])
+
+
 def _cli_available() -> bool:
     out = subprocess.run([sys.executable, "-m", "mmerep", "synclocal", "stage", "--help"],
                          capture_output=True, text=True)
     return out.returncode == 0 and "--to" in out.stdout
 
 
-def tools(jobs: int) -> dict[str, Callable[[Path, Path], None] | None]:
+def run_on_terminal(cmd: list[str], columns: int = 100) -> bytes:
+    """Run ``cmd`` with stdin, stdout and stderr on a new pseudo-terminal, as in an
+    interactive shell, reading what it draws until it exits; returns those bytes."""
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, columns, 0, 0))
+    env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": str(columns)}
+    for var in ("NO_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE"):
+        env.pop(var, None)
+    try:
+        proc = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave, env=env,
+                                start_new_session=True)
+    finally:
+        os.close(slave)
+    out = bytearray()
+    try:
+        while True:
+            try:
+                data = os.read(master, 1 << 16)
+            except OSError:  # EIO: every descriptor of the terminal's other side is closed
+                break
+            if not data:
+                break
+            out += data
+    finally:
+        os.close(master)
+    if proc.wait() != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed on a terminal:\n"
+                           f"{out.decode(errors='replace')[-2000:]}")
+    return bytes(out)
+
+
+def bar_frames(screen: bytes) -> int:
+    """How often a drawn progress bar line was redrawn (rich clears the line each time)."""
+    return screen.count(b"\x1b[2K")
+
+
+Tool = Callable[[Path, Path], "dict[str, object] | None"]
+
+
+def tools(jobs: int | None) -> dict[str, Tool | None]:
     def engine(src: Path, dest: Path) -> None:
         layout = Layout(dest)
+        opts = StageOptions(jobs=jobs) if jobs else StageOptions()
         with writer_lock(layout):
-            report = stage_dataset(layout, src.name, [str(src)], StageOptions(jobs=jobs))
+            report = stage_dataset(layout, src.name, [str(src)], opts)
         report.raise_for_failures()
 
-    def cli(src: Path, dest: Path) -> None:
-        subprocess.run([sys.executable, "-m", "mmerep", "synclocal", "stage", str(src),
-                        "--to", str(dest), "--jobs", str(jobs)], check=True,
-                       stdout=subprocess.DEVNULL)
+    def redirected(src: Path, dest: Path) -> None:
+        out = subprocess.run(_command(src, dest, jobs), capture_output=True, text=True)
+        if out.returncode != 0:
+            raise RuntimeError(f"synclocal stage failed: {out.stderr.strip()}")
 
+    def terminal(src: Path, dest: Path) -> dict[str, object]:
+        return {"bar_frames": bar_frames(run_on_terminal(_command(src, dest, jobs)))}
+
+    cli = _cli_available()
     return {
-        "cp -r": lambda s, d: subprocess.run(["cp", "-r", str(s), f"{d}/"], check=True),
-        "rsync -a": (lambda s, d: subprocess.run(["rsync", "-a", str(s), f"{d}/"], check=True))
+        "cp -r": lambda s, d: subprocess.run(["cp", "-r", str(s), f"{d}/"], check=True) and None,
+        "rsync -a": (lambda s, d: subprocess.run(["rsync", "-a", str(s), f"{d}/"],
+                                                 check=True) and None)
         if shutil.which("rsync") else None,
-        "synclocal": engine,
-        "synclocal (CLI process)": cli if _cli_available() else None,
+        TERMINAL: terminal if cli else None,
+        REDIRECTED: redirected if cli else None,
+        ENGINE: engine,
     }
 
 
-def run_case(work: Path, case: str, count: int, size: int, jobs: int, repeat: int,
+TERMINAL = "mme-rep synclocal stage (terminal)"
+REDIRECTED = "mme-rep synclocal stage (redirected)"
+ENGINE = "engine in-process"
+COMMANDS = (TERMINAL, REDIRECTED)
+
+
+def _cpu() -> float:
+    """CPU seconds of this process and of every child it has waited for (the tools, the
+    engine's worker processes)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(
+        resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def run_case(work: Path, case: str, count: int, size: int, jobs: int | None, repeat: int,
              drop_caches: bool) -> list[dict]:
-    """Every tool ``repeat`` times, interleaved (tool after tool, round after round), so
-    a drift in the machine's disk speed spreads over all of them; the best run counts."""
+    """Every tool ``repeat`` times, interleaved: round after round, each tool once per
+    round, the order rotated each round so that no tool always follows the same one (the
+    previous tool's deleted files are still being discarded by the file system). Each
+    tool's median counts, and each ratio is the median of the rounds' own ratios: tools
+    run seconds apart share the machine's load at that moment."""
     src = work / case / "src"
     paths = make_source(src, count, size)
     total = count * size
     available = tools(jobs)
     rows: dict[str, dict] = {}
-    best: dict[str, tuple[float, float]] = {}
+    runs: dict[str, list[tuple[float, float, float]]] = {}
     for tool, fn in available.items():
         rows[tool] = {"case": case, "tool": tool, "files": count, "bytes": total}
         if fn is None:
             rows[tool]["note"] = "unavailable (not installed)" if "rsync" in tool else \
-                "unavailable (`mme-rep synclocal` not registered in the CLI yet)"
+                "unavailable (`mme-rep synclocal` not registered in the CLI)"
+        else:
+            runs[tool] = []
+    order = list(runs)
     for i in range(repeat):
-        for tool, fn in available.items():
-            if fn is None:
-                continue
-            dest = work / case / f"dst-{tool.split()[0]}-{i}"
+        k = i % len(order)
+        for tool in order[k:] + order[:k]:
+            fn = available[tool]
+            assert fn is not None
+            dest = work / case / f"dst-{i}"
             dest.mkdir()
             method = drop_from_cache(paths, drop_caches)
             rows[tool]["source_cached_before"] = round(cached_fraction(paths), 3)
             rows[tool]["cache_drop"] = method
+            c0 = _cpu()
             t0 = time.perf_counter()
-            fn(src, dest)
+            extra = fn(src, dest)
             t1 = time.perf_counter()
+            c1 = _cpu()
             syncfs(dest)
             t2 = time.perf_counter()
+            rows[tool].update(extra or {})
             copied = sum(f.stat().st_size for f in (dest / "src").rglob("*") if f.is_file())
             if copied != total:
                 raise RuntimeError(f"{tool} copied {copied} of {total} bytes")
-            if tool not in best or t2 - t0 < best[tool][1]:
-                best[tool] = (t1 - t0, t2 - t0)
+            runs[tool].append((t1 - t0, t2 - t0, c1 - c0))
             shutil.rmtree(dest)
             syncfs(work)  # the deletion's writes land before the next tool starts
-    for tool, (copy_s, synced_s) in best.items():
+    for tool, got in runs.items():
+        copy_s, synced_s, cpu_s = (statistics.median(x) for x in zip(*got, strict=True))
         rows[tool].update(copy_s=round(copy_s, 3), copy_sync_s=round(synced_s, 3),
-                          mb_per_s=round(total / copy_s / 1e6),
-                          mb_per_s_synced=round(total / synced_s / 1e6), runs=repeat)
+                          cpu_s=round(cpu_s, 2), mb_per_s=round(total / copy_s / 1e6),
+                          mb_per_s_synced=round(total / synced_s / 1e6), runs=repeat,
+                          copy_s_all=[round(g[0], 3) for g in got],
+                          synced_s_all=[round(g[1], 3) for g in got])
     shutil.rmtree(work / case)
     return list(rows.values())
 
 
-def run(quick: bool, *, jobs: int = 8, repeat: int = 1, base: str | None = None,
+def run(quick: bool, *, jobs: int | None = None, repeat: int = 3, base: str | None = None,
         drop_caches: bool = False) -> list[dict]:
     large, small = (32 * MiB, 2_000) if quick else (1024 * MiB, 20_000)
     work = Path(tempfile.mkdtemp(prefix="mmerep-bench-", dir=base))
     try:
-        return (run_case(work, "a: 4 large files", 4, large, jobs, repeat, drop_caches)
+        rows = (run_case(work, "a: 4 large files", 4, large, jobs, repeat, drop_caches)
                 + run_case(work, f"b: {small} x 64 KiB", small, 64 * 1024, jobs, repeat,
                            drop_caches))
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    return rows + [{"ratio": line} for line in ratios(rows)]
+
+
+TARGETS = (("a", "cp -r", 1.5), ("b", "rsync -a", 2.0), ("b", "cp -r", None))
+
+
+def _round_ratio(baseline: list[float], ours: list[float]) -> float:
+    return statistics.median(b / o for b, o in zip(baseline, ours, strict=True))
 
 
 def ratios(rows: list[dict]) -> list[str]:
+    """Throughput against the baseline: the median over rounds of baseline time / our
+    time (copy + syncfs), the command's first (the headline), the engine's beside it."""
     lines = []
-    for case, baseline, target in (("a", "cp -r", 0.9), ("b", "rsync -a", 2.0),
-                                   ("b", "cp -r", None)):
+    for case, baseline, target in TARGETS:
         by = {r["tool"]: r for r in rows if r["case"].startswith(case)}
-        ours, base = by.get("synclocal", {}), by.get(baseline, {})
-        if "copy_s" not in ours or "copy_s" not in base:
-            lines.append(f"({case}) synclocal / {baseline}: n/a ({base.get('note', 'missing')})")
+        base = by.get(baseline, {})
+        if "copy_s_all" not in base:
+            lines.append(f"({case}) vs {baseline}: n/a ({base.get('note', 'missing')})")
             continue
-        r1 = base["copy_s"] / ours["copy_s"]
-        r2 = base["copy_sync_s"] / ours["copy_sync_s"]
-        goal = f", target >= {target}x: {'met' if r2 >= target else 'NOT met'}" if target else ""
-        lines.append(f"({case}) synclocal / {baseline} throughput: {r1:.2f}x copy, "
-                     f"{r2:.2f}x copy+sync{goal}")
+        parts = []
+        met = []
+        for tool in (*COMMANDS, ENGINE):
+            ours = by.get(tool, {})
+            if "copy_s_all" not in ours:
+                parts.append(f"{tool}: n/a")
+                continue
+            r = _round_ratio(base["synced_s_all"], ours["synced_s_all"])
+            rc = _round_ratio(base["copy_s_all"], ours["copy_s_all"])
+            parts.append(f"{tool}: {r:.2f}x (copy alone {rc:.2f}x)")
+            if tool in COMMANDS and target:
+                met.append(r >= target)
+        goal = (f"; target >= {target}x for the command: "
+                f"{'met' if met and all(met) else 'NOT met'}") if target else ""
+        lines.append(f"({case}) vs {baseline}, throughput with syncfs: " + "; ".join(parts)
+                     + goal)
     return lines
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="4 x 32 MiB and 2,000 x 64 KiB")
-    ap.add_argument("--jobs", type=int, default=8)
-    ap.add_argument("--repeat", type=int, default=1, help="runs per tool; the best is kept")
+    ap.add_argument("--jobs", type=int, default=None,
+                    help="pass --jobs to synclocal (default: its own default)")
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="rounds (each tool once per round); medians are reported")
     ap.add_argument("--dir", default=None, help="where to create the files (default: $TMPDIR)")
     ap.add_argument("--drop-caches", action="store_true",
                     help=f"write {DROP_CACHES} (system-wide) instead of per-file fadvise")
@@ -219,21 +328,24 @@ def main() -> None:
     writable = os.access(DROP_CACHES, os.W_OK)
     rows = run(args.quick, jobs=args.jobs, repeat=args.repeat, base=args.dir,
                drop_caches=args.drop_caches and writable)
-    print(f"{'case':22} {'tool':24} {'copy s':>8} {'MB/s':>6} {'+sync s':>8} {'MB/s':>6} "
-          f"{'src cached':>10}")
+    print(f"{'case':20} {'tool':37} {'copy s':>7} {'MB/s':>5} {'+sync s':>7} {'MB/s':>5} "
+          f"{'cpu s':>6} {'src cached':>10}  copy s per round")
     for r in rows:
         if "copy_s" in r:
-            print(f"{r['case']:22} {r['tool']:24} {r['copy_s']:8.3f} {r['mb_per_s']:6d} "
-                  f"{r['copy_sync_s']:8.3f} {r['mb_per_s_synced']:6d} "
-                  f"{r['source_cached_before']:10.0%}")
+            print(f"{r['case']:20} {r['tool']:37} {r['copy_s']:7.2f} {r['mb_per_s']:5d} "
+                  f"{r['copy_sync_s']:7.2f} {r['mb_per_s_synced']:5d} {r['cpu_s']:6.2f} "
+                  f"{r['source_cached_before']:10.0%}  "
+                  + " ".join(f"{x:.2f}" for x in r["copy_s_all"])
+                  + (f"  (bar drawn {r['bar_frames']} times)" if "bar_frames" in r else ""))
+        elif "note" in r:
+            print(f"{r['case']:20} {r['tool']:37} {r['note']}")
         else:
-            print(f"{r['case']:22} {r['tool']:24} {r['note']}")
-    for line in ratios(rows):
-        print(line)
+            print(r["ratio"])
     how = "drop_caches" if args.drop_caches and writable else "posix_fadvise(DONTNEED) per file"
-    print(f"page cache: source dropped before each run with {how}; {DROP_CACHES} is "
-          f"{'writable' if writable else 'not writable'}; synclocal verifies (XXH3-128), "
-          f"jobs={args.jobs}, cpus={os.cpu_count()}")
+    print(f"medians of {args.repeat} interleaved rounds; page cache: source dropped before "
+          f"each run with {how}; synclocal verifies (XXH3-128), "
+          f"jobs={args.jobs or 'default'}, cpus={os.cpu_count()}; cpu s = user + system "
+          f"time of the tool's processes")
     with contextlib.suppress(OSError):
         print(f"load average: {os.getloadavg()[0]:.2f} (other work on the machine skews times)")
 

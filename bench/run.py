@@ -16,8 +16,10 @@ import bench_cluster
 import bench_env
 import bench_monitor
 import bench_pipeline
+import bench_provisioner
 import bench_reads
 import bench_scale
+import bench_ssh
 import bench_startup
 import bench_synclocal
 
@@ -31,6 +33,8 @@ BENCHMARKS = {
     "monitor": bench_monitor.run,
     "synclocal": lambda: bench_synclocal.run(False),
     "synclocal-quick": lambda: bench_synclocal.run(True),
+    "provisioner": bench_provisioner.run,
+    "ssh": bench_ssh.run,
 }
 
 

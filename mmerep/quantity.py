@@ -21,8 +21,6 @@ from mmerep.errors import UsageError
 CPU_FORMS = "use e.g. 500m, 1, 2.5"
 MEMORY_FORMS = "use e.g. 512Mi, 10G, 8Gi"
 SIZE_FORMS = "use e.g. 200M (10^6 bytes), 512Mi (2^20 bytes), 10G, 8Gi or 4096"
-# For --help texts: what a size means, said the same way everywhere.
-SIZE_HELP = "k/M/G/T are powers of 10 (10G = 10^9 bytes), Ki/Mi/Gi/Ti powers of 2 (8Gi = 2^33)"
 
 _QUANTITY = re.compile(
     r"(?P<sign>[+-]?)(?P<number>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"

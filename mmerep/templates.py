@@ -145,6 +145,25 @@ def coerce_parameters(template: Template, given: Mapping[str, Any]) -> dict[str,
     return values
 
 
+# libyaml's safe loader where PyYAML was built with it: ten times the pure-Python one.
+SAFE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _bytecode_cache() -> Any:
+    """Compiled templates kept across commands (compiling them is most of a render);
+    Jinja2 checks each against its source, so an edited template is compiled again."""
+    import jinja2
+
+    from mmerep.paths import cache_dir
+
+    directory = cache_dir() / "jinja"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return jinja2.FileSystemBytecodeCache(str(directory))
+
+
 def render_manifests(template: Template, context: Mapping[str, Any],
                      filters: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
     """Render every ``manifests/*.yaml.j2`` (files starting with ``_`` are macros)."""
@@ -153,7 +172,8 @@ def render_manifests(template: Template, context: Mapping[str, Any],
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(template.path / "manifests")),
         undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
-        keep_trailing_newline=True, autoescape=False)  # noqa: S701 (YAML, not HTML)
+        keep_trailing_newline=True, autoescape=False,  # noqa: S701 (YAML, not HTML)
+        bytecode_cache=_bytecode_cache())
     env.filters.update(filters or {})
     objects: list[dict[str, Any]] = []
     files = sorted(p.name for p in (template.path / "manifests").glob("*.yaml.j2")
@@ -161,7 +181,7 @@ def render_manifests(template: Template, context: Mapping[str, Any],
     for fname in files:
         try:
             text = env.get_template(fname).render(**context)
-            docs = [d for d in yaml.safe_load_all(text) if d]
+            docs = [d for d in yaml.load_all(text, Loader=SAFE_LOADER) if d]
         except jinja2.UndefinedError as exc:
             raise UsageError(f"template {template.name}/{fname}: {exc.message}") from exc
         except yaml.YAMLError as exc:

@@ -45,7 +45,7 @@ def cluster(cluster_state: Path) -> Iterator[object]:
 def kube(cluster: object) -> Kube:
     from mmerep.cluster import local
 
-    return local.connect()  # type: ignore[no-any-return]
+    return local.connect()
 
 
 @pytest.fixture()

@@ -31,16 +31,16 @@ GROUPS = {
     "cluster": ("mmerep.cli.cluster", "A local Kubernetes cluster (KWOK-simulated nodes, "
                 "real control plane, local registry)"),
     "synclocal": ("mmerep.cli.synclocal", "Stage input data onto a node's local SSD"),
+    "provisioner": ("mmerep.cli.provisioner", "The node-local SSD volume provisioner"),
+    "ssh": ("mmerep.cli.ssh", "Reach an environment's scheduler over SSH through a "
+            "port-forward."),
     "scaler": ("mmerep.cli.scaler", "Scale an environment's executors and drive the "
                "autoscaler."),
     "monitor": ("mmerep.cli.monitor", "Watch an environment's jobs and executors, and react."),
 }
 # Features not in this version: help lists them apart, and using one exits 2 saying so.
 # A feature's work moves its name from here to GROUPS.
-PLANNED = {
-    "ssh": "SSH to an environment's scheduler through a port-forward.",
-    "provisioner": "The node-local SSD volume provisioner.",
-}
+PLANNED: dict[str, str] = {}
 
 
 def group_app(name: str) -> typer.Typer:
@@ -75,8 +75,9 @@ class LazyGroup(TyperGroup):
     def format_commands(self, ctx: Any, formatter: Any) -> None:
         with formatter.section("Commands"):
             formatter.write_dl([(name, short) for name, (_, short) in GROUPS.items()])
-        with formatter.section("Not available in this version"):
-            formatter.write_dl(list(PLANNED.items()))
+        if PLANNED:
+            with formatter.section("Not available in this version"):
+                formatter.write_dl(list(PLANNED.items()))
 
 
 class NotAvailable(TyperCommand):

@@ -35,6 +35,14 @@ def demo(nodes: int = DEMO_NODES) -> None:
     scaler_in_pod(kube, profile.namespace, rendered.env_name)
     render(environments.environment_status(kube, profile.namespace, "sentinel3"),
            OutputFormat.table, status_table)
+    from mmerep.errors import MmerepError
+    from mmerep.ssh.demo import ssh_into_scheduler
+
+    try:  # a real sshd stands in for the simulated pod's while the real ssh connects
+        cmd, said = ssh_into_scheduler(kube, profile, "sentinel3", local.state_dir() / "ssh")
+        console.print(f"[green]5. ssh[/]: {' '.join(cmd)}\n   -> {said}", soft_wrap=True)
+    except MmerepError as exc:
+        console.print(f"[yellow]5. ssh skipped[/]: {exc}", soft_wrap=True)
     console.print(f"\nUse it: export KUBECONFIG={info.kubeconfig}\n"
                   "        ./mme-rep.sh env status sentinel3 / env history sentinel3\n"
                   "        ./mme-rep.sh scaler sentinel3 [scale N | vscale CPU MEM | daemon on]\n"

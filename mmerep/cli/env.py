@@ -64,9 +64,11 @@ def _target(profile_name: str, profiles_file: str | None) -> tuple[Profile, Kube
 
 def _short_image(image: str) -> str:
     """Without the registry host and with a short digest, as operators read it."""
+    from mmerep.grammar.oci import split_host
+
     name, _, digest = image.partition("@")
-    host, _, path = name.partition("/")
-    if path and ("." in host or ":" in host or host == "localhost"):
+    host, path = split_host(name)
+    if host:
         name = ".../" + path
     return f"{name}@{digest[:19]}" if digest else name
 
@@ -145,7 +147,9 @@ def deploy(
     name: str | None = typer.Option(None, "--name", help="Environment name (default: the "
                                     "image name)."),
     sets: list[str] = typer.Option([], "--set", help="Template parameter KEY=VALUE "
-                                   "(repeatable)."),
+                                   "(repeatable), e.g. executor_memory=8G. Sizes: k/M/G/T are "
+                                   "powers of 10 (8G = 8*10^9 bytes), Ki/Mi/Gi/Ti powers of 2 "
+                                   "(8Gi = 8*2^30)."),
     no_resolve: bool = typer.Option(False, "--no-resolve", help="Do not pin the tag to a "
                                     "digest through the registry (offline use)."),
     timeout: float = typer.Option(300, "--timeout", min=1, help="Seconds to wait for "
@@ -411,3 +415,31 @@ def reinstall_cmd(
                               on_progress=live.update)
     console.print(f"[green]{name} reinstalled[/]: revision {revision} deployed again as "
                   f"revision {new}; kept {', '.join(kept) or 'nothing'}")
+
+
+@app.command("open")
+def open_cmd(
+    env_name: str = typer.Argument(..., help="Environment name (a web one, e.g. jupyter)."),
+    profile_name: str = ProfileOption,
+    profiles_file: str | None = ProfilesFileOption,
+    port: int = typer.Option(0, "--port", min=0, max=65535, help="Local port (default: any "
+                             "free one)."),
+) -> None:
+    """Open a web environment on a local port, through the API server's port-forward.
+
+    Prints the local address with its token and forwards until Ctrl-C.
+    Example: mme-rep env open -F dev-s3 notebooks
+    """
+    from mmerep.cli.output import console, err_console
+    from mmerep.ssh import forward
+
+    profile, kube = _target(profile_name, profiles_file)
+    endpoint, target, path, token = forward.web_target(kube, profile, env_name)
+
+    def listening(local_port: int) -> None:
+        query = f"?token={token}" if token else ""
+        console.print(f"{env_name}: http://127.0.0.1:{local_port}{path}{query}", soft_wrap=True)
+        err_console.print(f"(forwarding to pod {target.pod} port {target.port}; Ctrl-C stops)")
+
+    forward.serve(endpoint, target, local_port=port, on_listen=listening,
+                  on_error=lambda message: err_console.print(f"[red]error:[/] {message}"))

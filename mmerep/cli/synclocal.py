@@ -53,9 +53,9 @@ def stage(
                                        "or 190Mi (M = 10^6 bytes, Mi = 2^20)."),
 ) -> None:
     """Copy SOURCE... into TO (a user command; the daemon does the same from a manifest)."""
+    import gc
     import glob
 
-    from mmerep.cli.output import console
     from mmerep.errors import UsageError
     from mmerep.quantity import parse_size
     from mmerep.synclocal import StageOptions, SyncError, stage_dataset, writer_lock
@@ -78,19 +78,27 @@ def stage(
     opts = StageOptions(jobs=jobs, verify=verify, recheck=recheck,
                         bwlimit=parse_size(bwlimit, "--bwlimit") if bwlimit else None)
     reports = []
-    with writer_lock(layout), _progress_bar() as on_progress:
-        opts.progress = on_progress
-        for name, srcs in groups.items():
-            reports.append(stage_dataset(layout, name, srcs, opts))
+    # What start-up made (the CLI framework's objects, many times the engine's own) lives
+    # until the process ends: keep the collector from walking it again and again while
+    # the engine allocates an entry per file.
+    gc.freeze()
+    try:
+        with writer_lock(layout), _progress_bar() as on_progress:
+            opts.progress = on_progress
+            for name, srcs in groups.items():
+                reports.append(stage_dataset(layout, name, srcs, opts))
+    finally:
+        gc.unfreeze()
     errors: list[SyncError] = []
     for report in reports:  # after the bar is gone, so the lines stay readable
         rate = f", {report.throughput / 1e6:.0f} MB/s" if report.bytes_copied else ""
-        console.print(
-            f"{'[green]complete[/]' if report.complete else '[red]incomplete[/]'} "
+        _print_status(
+            "complete" if report.complete else "incomplete",
+            "green" if report.complete else "red",
             f"{report.dataset}: {report.files_copied} copied "
             f"({human_size(report.bytes_copied)}), {report.files_skipped} already staged, "
             f"{report.files_removed} removed in {report.seconds:.2f}s{rate}"
-            + (" (checksums recorded)" if verify else " (not verified)"), soft_wrap=True)
+            + (" (checksums recorded)" if verify else " (not verified)"))
         try:
             report.raise_for_failures()
         except SyncError as exc:
@@ -99,10 +107,34 @@ def stage(
         raise errors[0]
 
 
+def _no_terminal(stream: Any) -> bool:
+    """True when rich would not treat ``stream`` as a terminal either (no tty, no
+    FORCE_COLOR or TTY_COMPATIBLE=1): the command then needs no rich at all, whose import
+    is a fifth of its start-up."""
+    import os
+
+    return (not stream.isatty() and "FORCE_COLOR" not in os.environ
+            and os.environ.get("TTY_COMPATIBLE") != "1")
+
+
+def _print_status(word: str, colour: str, rest: str) -> None:
+    import sys
+
+    if _no_terminal(sys.stdout):
+        print(f"{word} {rest}", flush=True)  # what rich prints there, without its import
+        return
+    from mmerep.cli.output import console
+
+    console.print(f"[{colour}]{word}[/] {rest}", soft_wrap=True, markup=True)
+
+
 def _progress_bar() -> Any:
     """A rich progress bar on an interactive stderr; otherwise a callback that does nothing."""
     import contextlib
+    import sys
 
+    if _no_terminal(sys.stderr):
+        return contextlib.nullcontext(None)
     from mmerep.cli.output import err_console
 
     if not err_console.is_terminal:
@@ -118,9 +150,12 @@ def _progress_bar() -> Any:
 
     @contextlib.contextmanager
     def bar() -> Any:
+        # Drawn when the engine reports (at most every StageOptions.progress_interval),
+        # not by rich's own refresh thread, which redraws 10 times a second whether or not
+        # anything changed and takes CPU from the copy.
         with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
                       TransferSpeedColumn(), TimeRemainingColumn(), console=err_console,
-                      transient=True) as progress:
+                      transient=True, auto_refresh=False) as progress:
             tasks: dict[str, Any] = {}
 
             def update(p: Any) -> None:
@@ -129,6 +164,7 @@ def _progress_bar() -> Any:
                 progress.update(tasks[p.dataset], completed=p.bytes_done,
                                 total=max(p.bytes_total, p.bytes_done),
                                 description=f"{p.dataset} {p.files_done}/{p.files_total}")
+                progress.refresh()
 
             yield update
 

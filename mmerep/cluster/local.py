@@ -19,13 +19,16 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from mmerep.cluster import build, versions
-from mmerep.errors import ClusterError, KubeError
+from mmerep.errors import ClusterError, KubeError, KubeTimeout
 from mmerep.paths import state_dir
+
+if TYPE_CHECKING:
+    from mmerep.kube import Kube
 
 NAME = "mmerep-local"
 CONTEXT = "mmerep-local"
@@ -178,11 +181,21 @@ def kwokctl_config(binaries: dict[str, Path]) -> list[dict[str, Any]]:
             "nodeLeaseDurationSeconds": NODE_LEASE_SECONDS // 5,
             **ports,
         },
-        # One instance of each: no leader election, so a restarted controller-manager or
-        # scheduler works at once instead of waiting out its killed predecessor's lease.
         "componentsPatches": [
-            {"name": name, "extraArgs": [{"key": "leader-elect", "value": "false"}]}
-            for name in ("kube-controller-manager", "kube-scheduler")],
+            # One instance of each: no leader election, so a restarted controller-manager
+            # or scheduler works at once instead of waiting out its killed predecessor's
+            # lease.
+            *({"name": name, "extraArgs": [{"key": "leader-elect", "value": "false"}]}
+              for name in ("kube-controller-manager", "kube-scheduler")),
+            # PodTemplates (which nothing here uses) are served from etcd, not the watch
+            # cache, and etcd's history is compacted every few seconds: so a watch that
+            # resumes from an old resourceVersion gets a real 410 Gone, as on a busy
+            # cluster (tests/cluster/test_real_cluster.py). Other kinds keep their cache.
+            {"name": "kube-apiserver", "extraArgs": [
+                {"key": "etcd-compaction-interval", "value": "5s"},
+                {"key": "watch-cache-sizes", "value": "podtemplates#0"},
+            ]},
+        ],
     }]
 
 
@@ -342,7 +355,7 @@ def _start_registry(binaries: dict[str, Path], state: dict[str, Any]) -> None:
     raise ClusterError(f"the registry did not listen on 127.0.0.1:{port} within 20s")
 
 
-def connect(**kw: Any) -> Any:
+def connect(**kw: Any) -> Kube:
     """A ``Kube`` gateway to the local cluster."""
     from mmerep.kube import Kube
 
@@ -427,12 +440,21 @@ def up(spec: ClusterSpec | None = None, progress: OnStep = _quiet, *,
     _start_registry(binaries, state)
     progress(f"ensuring {spec.nodes} simulated nodes")
     try:
+        _restart_dead_components(binaries, progress)
         ready = _ensure_nodes(spec, progress)
         # Ready means a pod would be admitted: admission needs the namespace's default
         # ServiceAccount, which the controller manager makes after start (kind waits too).
         progress("waiting for the control plane to admit pods")
-        connect().wait_exists("v1", "ServiceAccount", "default", "default", timeout=120,
-                              hint=f"see {kwok_cluster_dir() / 'logs'}")
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                connect().wait_exists("v1", "ServiceAccount", "default", "default",
+                                      timeout=10, hint=f"see {kwok_cluster_dir() / 'logs'}")
+                break
+            except KubeTimeout:
+                if time.monotonic() > deadline:
+                    raise
+                _restart_dead_components(binaries, progress)
     except KubeError as exc:
         raise ClusterError(f"the cluster started but does not answer: {exc}",
                            hint=f"see {kwok_cluster_dir() / 'logs'}") from exc
@@ -442,6 +464,20 @@ def up(spec: ClusterSpec | None = None, progress: OnStep = _quiet, *,
     return ClusterInfo(NAME, kube.host, CONTEXT, kubeconfig_path(),
                        f"127.0.0.1:{state['registry_port']}", ready,
                        time.monotonic() - started, already, restarted)
+
+
+def _restart_dead_components(binaries: dict[str, Path], progress: OnStep) -> None:
+    """A component that exited while the cluster came up is started again. On a loaded
+    machine kube-controller-manager gives up when the API server is not healthy within
+    its own start-up window, and nothing else would restart it."""
+    dead = tuple(n for n, (_, alive) in component_states().items() if not alive)
+    if not dead:
+        return
+    progress(f"restarting {', '.join(dead)}, which exited while starting")
+    _forget_dead_pids()
+    _run_kwokctl(["start", "cluster", "--name", NAME, "--wait", "120s"], binaries,
+                 "kwokctl start cluster")
+    _wait_components(dead)
 
 
 def _release_dead_node_leases(before: float) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import secrets
 
-from mmerep import envlock, revisions, templates
+from mmerep import envlock, revisions, sshkeys, templates
 from mmerep.environments.events import latest_warning, with_warnings
 from mmerep.environments.model import (
     PSA_LABELS,
@@ -21,7 +21,7 @@ from mmerep.environments.model import (
     Rendered,
     kind_and_name,
 )
-from mmerep.environments.parts import delete_environment, live_parts, prune
+from mmerep.environments.parts import delete_environment, live_parts, prunable, prune
 from mmerep.environments.records import (
     build_record,
     good_records,
@@ -31,7 +31,7 @@ from mmerep.environments.records import (
     supersede_deployed,
 )
 from mmerep.environments.replicas import settle_replicas
-from mmerep.errors import KubeError, KubeTimeout, UsageError
+from mmerep.errors import KubeConflict, KubeError, KubeTimeout, UsageError
 from mmerep.kube import Kube
 
 
@@ -51,6 +51,8 @@ def deploy(kube: Kube, rendered: Rendered, *, timeout: float = 300.0, rollback: 
     with envlock.hold(kube, ns, env, f"deploy {rendered.image}", wait=lock_wait), \
             revisions.outcome_recorded(kube, ns, env, "deploy"):
         revisions.settle_interrupted(kube, ns, env)
+        # A command that held the lock before this one may have deployed since.
+        created_namespace = created_namespace and not read_records(kube, ns, env)
         return _deploy_locked(kube, rendered, created_namespace, timeout=timeout,
                               rollback=rollback, force=force, on_progress=on_progress,
                               on_plan=on_plan)
@@ -74,14 +76,18 @@ def _deploy_locked(kube: Kube, rendered: Rendered, created_namespace: bool, *,
 
     # 2. The API server and admission judge everything before anything is written.
     try:
-        dry = kube.apply_all([*generated, *with_revision(objects, max(current, 1))],
-                             dry_run=True, force=force, live=live)
-        check_pods_admitted(kube, rendered)
+        planned = [*generated, *with_revision(objects, max(current, 1))]
+        # The two judgements are independent: both at once (the dry run's error first).
+        dry, _ = kube.map(lambda judge: judge(), [
+            lambda: kube.apply_all(planned, dry_run=True, force=force, live=live),
+            lambda: check_pods_admitted(kube, rendered)])
     except KubeError:
         if created_namespace:  # leave nothing behind on bad input
             remove_namespace(kube, rendered.namespace)
         raise
     changes = [(r.action, kind_and_name(r.obj)) for r in dry if r.changed]
+    # A part this revision no longer has is a change too (else "unchanged" would keep it).
+    changes += [("deleted", kind_and_name(p)) for p in prunable(rendered, parts)]
     changes += [("scaled", f"Deployment/{name}") for name, _ in rescale]
     if on_plan:
         on_plan(changes)
@@ -188,7 +194,10 @@ def ensure_namespace(kube: Kube, namespace: str) -> bool:
     """Create the namespace (Pod Security ``restricted``) if missing; True if it was made."""
     if kube.get("v1", "Namespace", namespace) is not None:
         return False
-    kube.apply(namespace_object(namespace))
+    try:
+        kube.create(namespace_object(namespace))
+    except KubeConflict:  # durability: another command made it at the same moment
+        return False
     return True
 
 
@@ -210,18 +219,51 @@ def generated_secrets(kube: Kube | None, rendered: Rendered, *,
             existing = live.get(("Secret", name))
         else:
             existing = kube.get("v1", "Secret", name, rendered.namespace) if kube else None
-        data = dict((existing or {}).get("data") or {})
+        # SSH host keys (ssh_host_<type>_key) are key pairs made by ssh-keygen.
+        data = sshkeys.fill_host_keys(dict((existing or {}).get("data") or {}), keys)
         for key in keys:
             if key not in data:
                 data[key] = base64.b64encode(secrets.token_urlsafe(32).encode()).decode()
+        kept = [k for k in data if k in keys or k.removesuffix(".pub") in keys]
+        labels = templates.standard_labels(rendered.env_name, rendered.template, short)
         out.append({
             "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-            "metadata": {"name": name, "namespace": rendered.namespace,
-                         "labels": templates.standard_labels(rendered.env_name,
-                                                             rendered.template, short)},
-            "data": {k: data[k] for k in keys},
+            "metadata": {"name": name, "namespace": rendered.namespace, "labels": labels},
+            "data": {k: data[k] for k in kept},
         })
-    return out
+        if any(sshkeys.is_host_key(k) for k in keys):
+            out.append(sshkeys.known_hosts_configmap(
+                rendered.env_name, rendered.namespace, data, _ssh_components(rendered),
+                labels))
+    return out + _authorized_keys(kube, rendered, live)
+
+
+def _ssh_components(rendered: Rendered) -> list[str]:
+    """Components whose Service has a port named ssh."""
+    return sorted({o["metadata"]["labels"].get("app.kubernetes.io/component", "")
+                   for o in rendered.objects if o["kind"] == "Service"
+                   and any(p.get("name") == "ssh" for p in o["spec"].get("ports", []))})
+
+
+def _authorized_keys(kube: Kube | None, rendered: Rendered,
+                     live: dict[tuple[str, str], Obj] | None) -> list[Obj]:
+    """Seeded from the parameter at first deploy; owned by `mme-rep ssh keys` after that."""
+    if "authorized_keys" not in rendered.params:
+        return []
+    name = sshkeys.authorized_keys_name(rendered.env_name)
+    if live is not None:
+        existing = live.get(("ConfigMap", name))
+    else:
+        existing = kube.get("v1", "ConfigMap", name, rendered.namespace) if kube else None
+    text = ((existing or {}).get("data") or {}).get("authorized_keys")
+    if text is None:
+        text = rendered.params.get("authorized_keys") or ""
+        keys = [sshkeys.check_public_key(k) for k in sshkeys.parse_authorized_keys(text)]
+    else:
+        keys = sshkeys.parse_authorized_keys(text)
+    return [sshkeys.authorized_keys_configmap(
+        rendered.env_name, rendered.namespace, keys,
+        templates.standard_labels(rendered.env_name, rendered.template, "ssh"))]
 
 
 def with_revision(objects: list[Obj], revision: int) -> list[Obj]:

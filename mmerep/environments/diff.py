@@ -9,6 +9,7 @@ import yaml
 
 from mmerep.environments.deploy import with_revision
 from mmerep.environments.model import Obj, Rendered, kind_and_name
+from mmerep.environments.parts import live_parts, prunable
 from mmerep.environments.records import read_records, revision_of
 from mmerep.environments.replicas import settle_replicas
 from mmerep.kube import Kube
@@ -44,4 +45,7 @@ def diff(kube: Kube, rendered: Rendered) -> list[dict[str, Any]]:
         text = "\n".join(difflib.unified_diff(old, new, "live", "deploy", lineterm=""))
         out.append({"action": result.action, "object": kind_and_name(result.obj),
                     "diff": text})
+    # What the deploy would prune (a part this revision no longer has).
+    out += [{"action": "deleted", "object": kind_and_name(p), "diff": ""} for p in
+            prunable(rendered, live_parts(kube, rendered.namespace, rendered.env_name))]
     return out

@@ -15,10 +15,13 @@ from mmerep.environments.model import (
 )
 from mmerep.errors import UsageError
 from mmerep.kube import Kube
+from mmerep.sshkeys import KEPT_LABEL
 
 
-def live_parts(kube: Kube, namespace: str, env_name: str) -> list[Obj]:
-    """Every object of the environment now in the cluster (records included)."""
+def live_parts(kube: Kube, namespace: str, env_name: str,
+               kinds: tuple[tuple[str, str], ...] | None = None) -> list[Obj]:
+    """Every object of the environment now in the cluster (records included), or only
+    those of ``kinds`` (apiVersion, kind)."""
     namespaced = selector(env_name)
     cluster_wide = f"{namespaced},mme-rep/namespace={namespace}"
 
@@ -27,8 +30,19 @@ def live_parts(kube: Kube, namespace: str, env_name: str) -> list[Obj]:
             return kube.list_objects(kind[0], kind[1], label_selector=cluster_wide)
         return kube.list_objects(kind[0], kind[1], namespace, label_selector=namespaced)
 
-    found: list[list[Obj]] = kube.map(parts_of, [*MANAGED_KINDS, *CLUSTER_KINDS])
+    found: list[list[Obj]] = kube.map(parts_of, list(kinds or (*MANAGED_KINDS, *CLUSTER_KINDS)),
+                                      workers=16)
     return [obj for objs in found for obj in objs]
+
+
+def prunable(rendered: Rendered, parts: list[Obj]) -> list[Obj]:
+    """The parts ``prune`` would delete: not in ``rendered``, not a record, secret or PVC."""
+    keep = {(o["kind"], o["metadata"]["name"]) for o in rendered.objects}
+    return [obj for obj in parts
+            if (obj["kind"], obj["metadata"]["name"]) not in keep
+            and not obj["metadata"].get("labels", {}).get(RECORD_LABEL)
+            and not obj["metadata"].get("labels", {}).get(KEPT_LABEL)
+            and obj["kind"] not in ("Secret", "PersistentVolumeClaim")]
 
 
 def prune(kube: Kube, rendered: Rendered, parts: list[Obj] | None = None) -> None:
@@ -36,15 +50,9 @@ def prune(kube: Kube, rendered: Rendered, parts: list[Obj] | None = None) -> Non
 
     ``parts``: the environment's objects as listed before this revision was applied.
     """
-    keep = {(o["kind"], o["metadata"]["name"]) for o in rendered.objects}
     if parts is None:
         parts = live_parts(kube, rendered.namespace, rendered.env_name)
-    for obj in parts:
-        labels = obj["metadata"].get("labels", {})
-        key = (obj["kind"], obj["metadata"]["name"])
-        if key in keep or labels.get(RECORD_LABEL) or obj["kind"] in ("Secret",
-                                                                      "PersistentVolumeClaim"):
-            continue
+    for obj in prunable(rendered, parts):
         kube.delete(obj["apiVersion"], obj["kind"], obj["metadata"]["name"],
                     obj["metadata"].get("namespace"), propagation="Background")
 

@@ -116,6 +116,7 @@ def pin_digest(reference: str) -> str:
 
     if "@sha256:" in reference:
         return reference
+    # image_reference() put the profile's registry first, even one without a "." or ":".
     host, _, rest = reference.partition("/")
     repo, _, tag = rest.rpartition(":")
     digest = RegistryClient(host).resolve(repo, tag)

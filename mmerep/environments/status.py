@@ -14,6 +14,9 @@ from mmerep.errors import UsageError
 from mmerep.kube import Kube, workload_status
 from mmerep.workload_policy import pod_health
 
+STATUS_KINDS = (("apps/v1", "Deployment"), ("apps/v1", "DaemonSet"), ("apps/v1", "StatefulSet"),
+                ("v1", "Service"))
+
 
 def _age(timestamp: str | None) -> float | None:
     if not timestamp:
@@ -41,12 +44,15 @@ def list_environments(kube: Kube, namespace: str | None) -> list[dict[str, Any]]
 
 def environment_status(kube: Kube, namespace: str, env_name: str) -> dict[str, Any]:
     """Components with their pods, restarts and ports; recent warning events."""
-    parts = live_parts(kube, namespace, env_name)
+    # What the status shows, read at once: workloads and services, pods, warning events.
+    parts, pods, events = kube.map(lambda read: read(), [
+        lambda: live_parts(kube, namespace, env_name, STATUS_KINDS),
+        lambda: kube.list_objects("v1", "Pod", namespace,
+                                  label_selector=f"app.kubernetes.io/instance={env_name}"),
+        lambda: warning_events(kube, namespace)])
     if not parts:
         raise UsageError(f"environment {env_name} not found in namespace {namespace}",
                          hint="mme-rep env list shows what is deployed")
-    pods = kube.list_objects("v1", "Pod", namespace,
-                             label_selector=f"app.kubernetes.io/instance={env_name}")
     services = {o["metadata"]["name"]: o for o in parts if o["kind"] == "Service"}
     components = []
     stopped: list[dict[str, Any]] = []  # pods Kubernetes evicted or failed, with the reason
@@ -81,7 +87,7 @@ def environment_status(kube: Kube, namespace: str, env_name: str) -> dict[str, A
         {"object": f"{e['involvedObject'].get('kind')}/{e['involvedObject'].get('name')}",
          "reason": e.get("reason"), "message": e.get("message"),
          "time": event_time(e) or None, "count": e.get("count", 1)}
-        for e in warning_events(kube, namespace) if belongs_to(e, env_name)][-10:]
+        for e in events if belongs_to(e, env_name)][-10:]
     data: dict[str, Any] = {"namespace": namespace, "name": env_name,
                             "components": components, "warnings": warnings,
                             "stopped": stopped}

@@ -32,6 +32,15 @@ def has_host(image: str) -> bool:
     return bool(slash) and ("." in first or ":" in first or first == "localhost")
 
 
+def split_host(image: str) -> tuple[str, str]:
+    """``harbor.example.org/p/sentinel3:v1`` -> (``harbor.example.org``, ``p/sentinel3:v1``);
+    ("", image) when the first part is no host."""
+    if not has_host(image):
+        return "", image
+    host, _, rest = image.partition("/")
+    return host, rest
+
+
 def image_name(image: str) -> str | None:
     """The last part of the repository: ``harbor/p/t/sentinel3:v1@sha256:..`` ->
     ``sentinel3``; None when ``image`` is no reference."""

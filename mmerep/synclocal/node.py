@@ -13,11 +13,14 @@ import json
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from mmerep.grammar.names import LABEL_NAME
 from mmerep.synclocal.cache import DatasetInfo
+
+if TYPE_CHECKING:
+    from mmerep.kube import Kube
 
 LABEL_PREFIX = "synclocal.mme-rep"
 ANNOTATION = "synclocal.mme-rep/datasets"
@@ -77,7 +80,7 @@ def status_line(nodes: Sequence[Mapping[str, Any]]) -> str:
     return f"synclocal: datasets complete on nodes: {parts}"
 
 
-def kube_node_reporter(node_name: str, kube: Any = None) -> Reporter:
+def kube_node_reporter(node_name: str, kube: Kube | None = None) -> Reporter:
     """Patch this node through the gateway (in-cluster service account by default)."""
     path = f"/api/v1/nodes/{quote(node_name)}"
 

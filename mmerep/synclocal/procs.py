@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
 import json
 import os
 import selectors
@@ -125,6 +126,12 @@ def copy_in_processes(files: Sequence[SourceFile], nprocs: int, *, tmp_dir: str,
     partial: dict[int, bytes] = {}
     reported: set[int] = set()
     rate = max(1, bwlimit // nprocs) if bwlimit else None
+    # Objects that exist at the fork are never collected in the workers: a collection
+    # would write to every one of them and copy the parent's whole heap page by page
+    # (a command's heap, with its CLI framework loaded, is several times the engine's).
+    # The parent thaws them after the last fork, unless its caller had frozen its own.
+    thaw = gc.get_freeze_count() == 0
+    gc.freeze()
     try:
         for w in range(nprocs):
             r, wfd = os.pipe()
@@ -139,6 +146,9 @@ def copy_in_processes(files: Sequence[SourceFile], nprocs: int, *, tmp_dir: str,
                     os._exit(code)
             os.close(wfd)
             pids.append(pid)
+            if w == nprocs - 1 and thaw:
+                thaw = False
+                gc.unfreeze()
             partial[r] = b""
             sel.register(r, selectors.EVENT_READ)
         while partial and not stop.is_set():
@@ -163,6 +173,8 @@ def copy_in_processes(files: Sequence[SourceFile], nprocs: int, *, tmp_dir: str,
                         kind = _kind(msg[2])
                         on_failure(Failure(f.path, msg[3], kind))
     finally:
+        if thaw:  # a fork failed
+            gc.unfreeze()
         stopped = bool(partial)
         for pid in pids:
             if stopped:

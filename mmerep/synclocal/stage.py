@@ -64,6 +64,9 @@ class StageOptions:
     chunk_size: int = DEFAULT_CHUNK
     bwlimit: int | None = None
     progress: OnStageProgress | None = None
+    # At most one progress call per interval (and a last one at the end): a caller that
+    # redraws a terminal on each call costs CPU that the copy itself needs.
+    progress_interval: float = 0.2
     piece_hook: PieceHook | None = None  # between pieces; tests change a source here
     make_room: Callable[[int], None] | None = None  # the daemon evicts to fit this many bytes
     cancel: threading.Event | None = None  # set it to stop soon (SIGTERM in the daemon)
@@ -129,6 +132,7 @@ class _Run:
         self._files_done = 0
         self._bytes_done = 0
         self._last_tick = 0.0
+        self._tick_lock = threading.Lock()
 
     def new_copy(self, f: SourceFile) -> FileCopy:
         tmp = f"{self.tmp}/{next(self._names):08x}-{os.path.basename(f.rel)[:60]}"
@@ -153,12 +157,17 @@ class _Run:
     def tick(self, force: bool = False) -> None:
         if self.opts.progress is None:
             return
-        now = time.monotonic()
-        if not force and now - self._last_tick < 0.1:
-            return
-        self._last_tick = now
-        self.opts.progress(StageProgress(self.report.dataset, self._files_done, self.files_todo,
-                                    self._bytes_done, self.bytes_todo))
+        interval = self.opts.progress_interval
+        if not force and time.monotonic() - self._last_tick < interval:
+            return  # the common case, decided without a lock
+        # Checked again under the lock: several workers pass the first test at once.
+        with self._tick_lock:
+            now = time.monotonic()
+            if not force and now - self._last_tick < interval:
+                return
+            self._last_tick = now
+            self.opts.progress(StageProgress(self.report.dataset, self._files_done,
+                                             self.files_todo, self._bytes_done, self.bytes_todo))
 
     def copy_small(self, f: SourceFile, buf: bytearray) -> None:
         tmp = f"{self.tmp}/{next(self._names):08x}-{os.path.basename(f.rel)[:60]}"

@@ -44,7 +44,7 @@ def target(kube: Kube, tmp_path: Path) -> Iterator[dict[str, Any]]:
         "namespace": namespace, "registry": local.registry_address(), "project": "mme-rep",
         "requests": {"cpu": "100m", "memory": "128Mi"}}}}))
     env = {**os.environ, "MMEREP_PROFILES": str(tmp_path / "profiles.yaml"), "COLUMNS": "200"}
-    yield {"namespace": namespace, "env": env}
+    yield {"namespace": namespace, "env": env, "profiles": str(tmp_path / "profiles.yaml")}
     kube.delete("v1", "Namespace", namespace, propagation="Background")
 
 
@@ -189,14 +189,15 @@ def test_ctrl_c_leaves_a_record_saying_so_and_the_next_deploy_converges(
 
 
 def live_parts(kube: Kube, namespace: str) -> set[str]:
+    """The environment's parts but its records and what is kept on purpose (ssh keys)."""
     return {f"{o['kind']}/{o['metadata']['name']}"
             for o in parts.live_parts(kube, namespace, ENV)
-            if not o["metadata"].get("labels", {}).get(environments.RECORD_LABEL)}
+            if not o["metadata"].get("labels", {}).get(environments.RECORD_LABEL)
+            and not o["metadata"].get("labels", {}).get("mme-rep/kept")}
 
 
-def expected_parts(namespace: str, tag: str, sets: tuple[str, ...]) -> tuple[set[str], str]:
-    profile = dataclasses.replace(get_profile("local"), namespace=namespace,
-                                  requests={"cpu": "100m", "memory": "128Mi"})
+def expected_parts(profiles: str, tag: str, sets: tuple[str, ...]) -> tuple[set[str], str]:
+    profile = get_profile("t", profiles)  # the profile the CLI deployed with
     params = dict(s.split("=", 1) for s in ("executors=1", *sets))
     rendered = environments.render_environment(profile, "htcondor-batch", f"{ENV}:{tag}",
                                                params=params)
@@ -222,23 +223,36 @@ def test_deploys_killed_at_random_points_converge_when_run_again(kube: Kube,
     assert calibrate.returncode == 0, calibrate.stderr
     full = time.monotonic() - started
     converged, slowest, kill_points = 0, 0.0, []
+    phases = {"before any change": 0, "mid-deploy": 0, "after it finished": 0}
     for trial in range(trials):
         killed_variant = rng.choice(variants)
-        at = rng.uniform(0.0, full * 1.1)
-        kill_points.append(round(at, 2))
+        known = len(records(kube, ns))
         proc = subprocess.Popen(deploy_cmd(killed_variant[0], *killed_variant[1]),
                                 env=target["env"], stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
+        if rng.random() < 0.5:  # anywhere in the run, start-up included
+            at = rng.uniform(0.0, full * 1.1)
+            kill_points.append(f"{at:.1f}s")
+        else:  # once it has begun to change things: during the apply, the wait, the record
+            deadline = time.monotonic() + 120
+            while len(records(kube, ns)) == known and proc.poll() is None:
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            at = rng.uniform(0.0, 1.0)
+            kill_points.append(f"record+{at:.1f}s")
         time.sleep(at)
         proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        rc = proc.wait()
+        left = [r["data"]["status"] for r in records(kube, ns)[known:]]
+        phases["after it finished" if rc == 0 else "mid-deploy" if "deploying" in left
+               else "before any change"] += 1
         tag, sets = rng.choice(variants)
         t0 = time.monotonic()
         again = subprocess.run(deploy_cmd(tag, *sets), env=target["env"], capture_output=True,
                                text=True, timeout=300)
         took = time.monotonic() - t0
-        assert again.returncode == 0, f"trial {trial} (killed at {at:.2f}s): {again.stderr}"
-        wanted, image = expected_parts(ns, tag, sets)
+        assert again.returncode == 0, f"trial {trial} (killed {kill_points[-1]}): {again.stderr}"
+        wanted, image = expected_parts(target["profiles"], tag, sets)
         assert live_parts(kube, ns) == wanted, f"trial {trial}: orphaned or missing objects"
         history = records(kube, ns)
         statuses = [r["data"]["status"] for r in history]
@@ -251,7 +265,27 @@ def test_deploys_killed_at_random_points_converge_when_run_again(kube: Kube,
         assert kube.get("coordination.k8s.io/v1", "Lease", envlock.lease_name(ENV), ns) is None
         converged += 1
         slowest = max(slowest, took)
-    print(f"\nkill trials: {trials} (seed 16, kill points {kill_points}s into a {full:.1f}s "
-          f"deploy), converged: {converged}, slowest convergence: {slowest:.1f}s, "
+    print(f"\nkill trials: {trials} (seed 16, killed {phases}; kill points {kill_points} "
+          f"into a {full:.1f}s deploy), converged: {converged}, slowest convergence: "
+          f"{slowest:.1f}s, "
           f"revisions: {len(records(kube, ns))}, of them interrupted by a kill: "
           f"{[r['data']['status'] for r in records(kube, ns)].count('interrupted')}")
+
+
+def test_dropping_a_part_is_a_change_not_unchanged(kube: Kube, namespace: str) -> None:
+    push("v7")
+    profile = dataclasses.replace(get_profile("local"), namespace=namespace)
+
+    def render(synclocal: str) -> environments.Rendered:
+        return environments.render_environment(profile, "htcondor-batch", f"{ENV}:v7",
+                                               params={"executors": 1, "synclocal": synclocal})
+
+    environments.deploy(kube, render("true"), timeout=120)
+    without = render("false")
+    planned = {(c["action"], c["object"]) for c in environments.diff(kube, without)}
+    assert ("deleted", f"DaemonSet/{ENV}-synclocal") in planned
+    result = environments.deploy(kube, without, timeout=120)
+    assert result.action == "upgraded" and ("deleted", f"DaemonSet/{ENV}-synclocal") in \
+        result.changes
+    assert kube.get("apps/v1", "DaemonSet", f"{ENV}-synclocal", namespace) is None
+    assert environments.deploy(kube, without, timeout=120).action == "unchanged"

@@ -174,7 +174,8 @@ def test_scaler_script_is_mounted_at_configs() -> None:
 def test_generated_secrets_are_not_in_the_rendered_objects() -> None:
     rendered = render()
     assert not [o for o in rendered.objects if o["kind"] == "Secret"]
-    assert rendered.secrets == {"pool": ("password",)}
+    assert rendered.secrets == {"pool": ("password",),
+                                "ssh-hostkeys": ("ssh_host_ed25519_key", "ssh_host_ecdsa_key")}
     made = environments.generated_secrets(None, rendered)
     assert made[0]["metadata"]["name"] == "sentinel3-pool" and made[0]["data"]["password"]
 

@@ -1,0 +1,222 @@
+"""Benchmark: 1,000 claims with their pods on 20 simulated nodes, provisioned by the
+local-SSD provisioner, against the same 1,000 claims bound to pre-created static local
+PVs (no provisioner: what the scheduler and the PV controller cost on their own).
+
+Reports: time until every claim is bound (each way), the ratio, and the provisioner's own
+latency (the scheduler's node choice seen -> PV created), p50 and p99, from its
+Prometheus histogram as ``histogram_quantile`` would compute it. Disks are loop-mounted
+XFS images when run as root with mkfs.xfs, else plain directories (``--any-dir``).
+
+    python bench/bench_provisioner.py [--claims 1000 --nodes 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+MiB = 1 << 20
+NAME = "bench.local-ssd.mme-rep.io"
+NS = "bench-provisioner"
+LOGS = Path(tempfile.gettempdir()) / "mmerep-bench-provisioner-logs"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _mount(image: Path, mnt: Path, size: int) -> bool:
+    mkfs = shutil.which("mkfs.xfs") or "/usr/sbin/mkfs.xfs"
+    if os.geteuid() != 0 or not os.path.exists(mkfs):
+        mnt.mkdir(parents=True, exist_ok=True)
+        return False
+    with image.open("wb") as f:
+        f.truncate(size)
+    subprocess.run([mkfs, "-q", str(image)], check=True, capture_output=True)
+    mnt.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-o", "loop", str(image), str(mnt)], check=True,
+                   capture_output=True)
+    return True
+
+
+def _quantile(q: float, buckets: list[tuple[float, float]]) -> float:
+    """Prometheus' histogram_quantile over cumulative (upper bound, count) pairs."""
+    total = buckets[-1][1]
+    rank = q * total
+    prev_bound, prev_count = 0.0, 0.0
+    for bound, count in buckets:
+        if count >= rank:
+            if bound == float("inf"):
+                return prev_bound
+            span = count - prev_count
+            return prev_bound + (bound - prev_bound) * ((rank - prev_count) / span if span else 0)
+        prev_bound, prev_count = bound, count
+    return prev_bound
+
+
+def _latency(port: int) -> tuple[float, float, int]:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    buckets = []
+    for line in text.splitlines():
+        if line.startswith("local_ssd_provision_seconds_bucket"):
+            le = line.split('le="')[1].split('"')[0]
+            buckets.append((float(le), float(line.rsplit(" ", 1)[1])))
+    buckets.sort()
+    return _quantile(0.5, buckets), _quantile(0.99, buckets), int(buckets[-1][1])
+
+
+def _pod(i: int, claim: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"job-{i:04d}",
+                                                            "namespace": NS},
+            "spec": {"containers": [{"name": "job", "image": "busybox", "volumeMounts": [
+                {"name": "s", "mountPath": "/scratch"}]}],
+                     "nodeSelector": {"mme-rep/local-ssd": "true"},
+                     "volumes": [{"name": "s", "persistentVolumeClaim": {"claimName": claim}}]}}
+
+
+def _claim(name: str, cls: str, size: int) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": {"name": name, "namespace": NS},
+            "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": cls,
+                     "resources": {"requests": {"storage": str(size)}}}}
+
+
+def _burst(kube: Any, claims: int, cls: str, size: int, timeout: float) -> float:
+    """Create the claims and pods (8 at a time), return seconds until all are bound."""
+    started = time.monotonic()
+    kube.map(lambda i: (kube.create(_claim(f"c{i:04d}", cls, size)),
+                        kube.create(_pod(i, f"c{i:04d}"))), list(range(claims)))
+    while True:
+        items = kube.list_objects("v1", "PersistentVolumeClaim", NS)
+        done = sum(1 for c in items if c.get("status", {}).get("phase") == "Bound")
+        if done == claims:
+            return time.monotonic() - started
+        if time.monotonic() - started > timeout:
+            raise RuntimeError(f"only {done}/{claims} claims bound after {timeout:.0f}s")
+        time.sleep(0.25)
+
+
+def _clear(kube: Any) -> None:
+    """Pods, claims and PVs gone (collections deleted at once, no grace), namespace kept."""
+    opts = {"kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": 0}
+    kube.request("DELETE", f"/api/v1/namespaces/{NS}/pods", body=opts)
+    kube.request("DELETE", f"/api/v1/namespaces/{NS}/persistentvolumeclaims", body=opts)
+    deadline = time.monotonic() + 300
+    while (kube.list_objects("v1", "Pod", NS) or kube.list_objects(
+            "v1", "PersistentVolumeClaim", NS)) and time.monotonic() < deadline:
+        time.sleep(1)
+    kube.request("DELETE", "/api/v1/persistentvolumes", body=opts)
+    while kube.list_objects("v1", "PersistentVolume") and time.monotonic() < deadline:
+        time.sleep(1)
+
+
+def run(claims: int = 1000, nodes: int = 20) -> list[dict[str, Any]]:
+    from mmerep.cluster import local
+    from provisioner import objects as o
+    from testkit.private_cluster import private_cluster
+
+    with private_cluster("mmerep-bench-prov-") as work:
+        local.up(local.ClusterSpec(nodes=nodes))
+        kube = local.connect()
+        kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
+        names = [f"{local.NODE_PREFIX}{i}" for i in range(1, nodes + 1)]
+        mounts, procs = [], []
+        size = 2 * MiB
+        per_node = -(-claims // nodes) * size * 3 + 300 * MiB
+        real = False
+        try:
+            for node in names:
+                mnt = work / "nodes" / node / "disk0"
+                real = _mount(work / f"{node}.img", mnt, per_node)
+                if real:
+                    mounts.append(mnt)
+            cls = o.storage_class("bench-local-ssd", "Delete", NAME)
+            kube.apply(cls)
+            port = _free_port()
+            kc = ["--kubeconfig", str(local.kubeconfig_path()), "--context", local.CONTEXT,
+                  "--namespace", NS, "--name", NAME]
+            logs = LOGS  # kept after the run, for a look at what the controller did
+            shutil.rmtree(logs, ignore_errors=True)
+            logs.mkdir(parents=True)
+            py = [sys.executable, "-m", "mmerep", "provisioner", "run"]
+            procs.append(subprocess.Popen([*py, "controller", *kc, "--metrics-port", str(port),
+                                           "--verbose"],
+                                          stdout=(logs / "controller.log").open("wb"),
+                                          stderr=subprocess.STDOUT))
+            for node in names:
+                procs.append(subprocess.Popen(
+                    [*py, "agent", *kc, "--node", node, "--root", str(work / "nodes" / node),
+                     *([] if real else ["--any-dir"])],
+                    stdout=(logs / f"agent-{node}.log").open("wb"), stderr=subprocess.STDOUT))
+            deadline = time.monotonic() + 120
+            while len(kube.list_objects("storage.k8s.io/v1", "CSIStorageCapacity", NS)) < nodes:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("agents and controller did not publish capacity")
+                time.sleep(0.5)
+            dynamic = _burst(kube, claims, "bench-local-ssd", size, 600)
+            p50, p99, count = _latency(port)
+            for p in procs:
+                p.terminate()
+            for p in procs:
+                p.wait(30)
+            procs.clear()
+            _clear(kube)
+            # The baseline: the same claims against pre-created static local PVs.
+            kube.apply({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+                        "metadata": {"name": "bench-static-local"},
+                        "provisioner": "kubernetes.io/no-provisioner",
+                        "volumeBindingMode": "WaitForFirstConsumer"})
+            pvs = []
+            for i in range(claims):
+                node = names[i % nodes]
+                pvs.append({"apiVersion": "v1", "kind": "PersistentVolume",
+                            "metadata": {"name": f"static-{i:04d}"},
+                            "spec": {"capacity": {"storage": str(size)},
+                                     "accessModes": ["ReadWriteOnce"],
+                                     "persistentVolumeReclaimPolicy": "Retain",
+                                     "storageClassName": "bench-static-local",
+                                     "local": {"path": f"/mnt/static/{i}"},
+                                     "nodeAffinity": {"required": {"nodeSelectorTerms": [
+                                         {"matchExpressions": [{
+                                             "key": "kubernetes.io/hostname",
+                                             "operator": "In", "values": [node]}]}]}}}})
+            kube.map(kube.create, pvs)
+            static = _burst(kube, claims, "bench-static-local", size, 600)
+        finally:
+            for p in procs:
+                p.kill()
+            for mnt in mounts:
+                subprocess.run(["umount", str(mnt)], capture_output=True, check=False)
+    return [{"case": f"{claims} claims+pods on {nodes} nodes",
+             "provisioner_all_bound_s": f"{dynamic:.1f}",
+             "static_pvs_all_bound_s": f"{static:.1f}",
+             "ratio": f"{dynamic / static:.2f}x",
+             "own_latency_p50_ms": f"{p50 * 1000:.1f}",
+             "own_latency_p99_ms": f"{p99 * 1000:.1f}",
+             "samples": count, "disks": "xfs loop" if real else "directories"}]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--claims", type=int, default=1000)
+    parser.add_argument("--nodes", type=int, default=20)
+    args = parser.parse_args()
+    for row in run(args.claims, args.nodes):
+        print("  ".join(f"{k}={v}" for k, v in row.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # testkit
+    sys.exit(main())

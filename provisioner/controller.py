@@ -1,0 +1,676 @@
+"""The controller: one active instance (a Lease decides) turns claims whose node the
+scheduler chose into reservations and PersistentVolumes, frees space when volumes go,
+publishes what each node can still give, and moves claims off lost nodes.
+
+Everything it knows is rebuilt from the API at start (ledgers, PVs, claims), so it can be
+killed at any point: a reservation without its PV is completed or released, a PV
+created twice is the same PV (``pvc-<claim uid>``), and a ledger write carries the
+resourceVersion it read, so no stale writer ever gives the same bytes twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from mmerep.errors import KubeConflict, KubeError, KubeNotFound
+from mmerep.kube import Kube
+from provisioner import DEFAULT_NAME
+from provisioner import objects as o
+from provisioner.ledger import Lost, NodeLedger, plan
+from provisioner.metrics import ControllerMetrics
+from provisioner.store import Lease, Report, Store, now_iso, parse_time, report_from_configmap
+
+log = logging.getLogger(__name__)
+Obj = dict[str, Any]
+COMPONENT = "local-ssd-provisioner"
+
+
+@dataclass
+class Settings:
+    namespace: str = "mmerep-provisioner"
+    name: str = DEFAULT_NAME
+    identity: str = ""
+    lease_duration: float = 15.0
+    node_grace: float = 300.0  # NotReady this long counts as lost
+    agent_stale: float = 120.0  # an agent report older than this: no new volumes there
+    resync: float = 30.0
+    workers: int = 16
+    orphan_age: float = 30.0  # a reservation without PV or pending claim this old is freed
+
+
+def watch_forever(kube: Kube, api_version: str, kind: str, handle: Callable[[str, Obj], None],
+                  stop: threading.Event, *, namespace: str | None = None,
+                  label_selector: str | None = None, all_namespaces: bool = False) -> None:
+    """List, then watch; on any failure log it and start again (with back-off)."""
+    delay = 0.5
+    while not stop.is_set():
+        try:
+            stream: Iterator[Obj] = kube.watch(
+                api_version, kind, namespace, label_selector=label_selector, timeout=300,
+                all_namespaces=all_namespaces)
+            for event in stream:
+                if stop.is_set():
+                    return
+                handle(event["type"], event["object"])
+                delay = 0.5
+        except KubeError as exc:
+            log.warning("watch %s: %s; again in %.1fs", kind, exc, delay)
+            stop.wait(delay)
+            delay = min(delay * 2, 10)
+        except Exception:  # a bug in a handler must not end the watch silently
+            log.exception("watch %s failed; again in %.1fs", kind, delay)
+            stop.wait(delay)
+            delay = min(delay * 2, 10)
+
+
+class Controller:
+    def __init__(self, kube: Kube, settings: Settings,
+                 metrics: ControllerMetrics | None = None) -> None:
+        self.kube = kube
+        self.s = settings
+        self.s.identity = settings.identity or f"{socket.gethostname()}-{os.getpid()}"
+        self.metrics = metrics or ControllerMetrics()
+        self.store = Store(kube, settings.namespace, settings.name)
+        self.lease = Lease(kube, settings.namespace, f"{settings.name}-controller",
+                           self.s.identity, settings.lease_duration)
+        self.stop = threading.Event()
+        self.leading = threading.Event()
+        self._lock = threading.RLock()
+        self._cv = threading.Condition(self._lock)
+        self.classes: dict[str, Obj] = {}
+        self.reports: dict[str, Report] = {}
+        self.pvs: dict[str, Obj] = {}
+        self.nodes: dict[str, Obj] = {}
+        self._pending: dict[str, dict[str, Obj]] = defaultdict(dict)
+        self._releases: dict[str, set[str]] = defaultdict(set)
+        self._busy: set[str] = set()
+        self._ledgers: dict[str, tuple[NodeLedger, str | None]] = {}
+        self._node_locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
+        self._seen: dict[str, float] = {}
+        self._warned: set[tuple[str, str]] = set()
+        self._capacity_dirty: set[str] = set()
+        self._published: dict[tuple[str, str], tuple[int, int]] = {}
+        self._events: list[Obj] = []
+        self._lost_done: set[str] = set()
+        self._threads: list[threading.Thread] = []
+
+    # -- running -------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Wait for the lease, then work until stopped or the lease is lost."""
+        log.info("controller %s for %s waiting for lease %s/%s", self.s.identity, self.s.name,
+                 self.s.namespace, self.lease.name)
+        while not self.stop.is_set() and not self._safe_acquire():
+            self.stop.wait(max(0.5, self.s.lease_duration / 4))
+        if self.stop.is_set():
+            return
+        self.leading.set()
+        self.metrics.leader.set(1)
+        log.info("controller %s leads", self.s.identity)
+        try:
+            self._start()
+            last_renew = time.monotonic()
+            next_resync = time.monotonic() + self.s.resync
+            while not self.stop.wait(min(1.0, self.s.lease_duration / 3)):
+                if self._safe_acquire():
+                    last_renew = time.monotonic()
+                elif time.monotonic() - last_renew > self.s.lease_duration * 2 / 3:
+                    log.error("lost the lease; stopping so another instance can lead")
+                    break
+                if time.monotonic() >= next_resync:
+                    self._guard(self.reconcile)
+                    next_resync = time.monotonic() + self.s.resync
+        finally:
+            self.stop.set()
+            self.metrics.leader.set(0)
+            with self._cv:
+                self._cv.notify_all()
+            self.lease.release()
+
+    def _safe_acquire(self) -> bool:
+        try:
+            return self.lease.try_acquire()
+        except KubeError as exc:
+            log.warning("lease: %s", exc)
+            return False
+
+    def _guard(self, fn: Callable[[], None]) -> None:
+        try:
+            fn()
+        except Exception:
+            log.exception("%s failed", getattr(fn, "__name__", fn))
+
+    def _thread(self, target: Callable[..., None], *args: Any, **kwargs: Any) -> None:
+        t = threading.Thread(target=target, args=args, kwargs=kwargs, daemon=True,
+                             name=getattr(target, "__name__", "worker"))
+        t.start()
+        self._threads.append(t)
+
+    def _watch(self, api_version: str, kind: str, handle: Callable[[str, Obj], None],
+               **kwargs: Any) -> None:
+        self._thread(watch_forever, self.kube, api_version, kind, handle, self.stop, **kwargs)
+
+    def _start(self) -> None:
+        self.kube.apply(o.csi_driver(self.s.name), compare=False)
+        selector = f"{o.LABEL_PROVISIONER}={self.s.name}"
+        self._watch("storage.k8s.io/v1", "StorageClass", self._on_class)
+        self._watch("v1", "ConfigMap", self._on_report, namespace=self.s.namespace,
+                    label_selector=self.store.report_selector())
+        self._watch("v1", "Node", self._on_node)
+        self._watch("v1", "PersistentVolume", self._on_pv, label_selector=selector)
+        # Classes, reports, nodes and volumes first: claims are judged against them.
+        self._initial_sync()
+        self.reconcile()
+        self._watch("v1", "PersistentVolumeClaim", self._on_claim, all_namespaces=True)
+        for _ in range(self.s.workers):
+            self._thread(self._worker)
+        self._thread(self._publisher)
+
+    def _initial_sync(self) -> None:
+        for sc in self.kube.list_objects("storage.k8s.io/v1", "StorageClass"):
+            self._on_class("ADDED", sc)
+        for cm in self.kube.list_objects("v1", "ConfigMap", self.s.namespace,
+                                         label_selector=self.store.report_selector()):
+            self._on_report("ADDED", cm)
+        for node in self.kube.list_objects("v1", "Node"):
+            self._on_node("ADDED", node)
+        for pv in self.kube.list_objects("v1", "PersistentVolume",
+                                         label_selector=f"{o.LABEL_PROVISIONER}={self.s.name}"):
+            self._on_pv("ADDED", pv)
+
+    # -- watch handlers ---------------------------------------------------------------------
+
+    def _on_class(self, kind: str, sc: Obj) -> None:
+        name = sc["metadata"]["name"]
+        with self._lock:
+            if kind == "DELETED" or sc.get("provisioner") != self.s.name:
+                self.classes.pop(name, None)
+            else:
+                self.classes[name] = sc
+
+    def _on_report(self, kind: str, cm: Obj) -> None:
+        rep = report_from_configmap(cm)
+        if rep is None:
+            return
+        with self._lock:
+            if kind == "DELETED":
+                self.reports.pop(rep.node, None)
+            else:
+                self.reports[rep.node] = rep
+            self._capacity_dirty.add(rep.node)
+            self._cv.notify_all()
+
+    def _on_node(self, kind: str, node: Obj) -> None:
+        name = node["metadata"]["name"]
+        with self._lock:
+            if kind == "DELETED":
+                self.nodes.pop(name, None)
+            else:
+                if name not in self.nodes and name in self._lost_done:
+                    log.warning("node %s is back; its local-ssd volumes were released when it "
+                                "was lost, so its agent will wipe their directories as "
+                                "orphans", name)
+                    self._lost_done.discard(name)
+                self.nodes[name] = node
+        if kind == "DELETED" and self.leading.is_set():
+            self._thread(self._guarded_node_lost, name, "deleted")
+
+    def _on_pv(self, kind: str, pv: Obj) -> None:
+        name = pv["metadata"]["name"]
+        node = o.pv_node(pv)
+        with self._lock:
+            if kind == "DELETED":
+                self.pvs.pop(name, None)
+                uid = (pv["spec"].get("claimRef") or {}).get("uid")
+                if node and uid:
+                    self._releases[node].add(uid)
+                    self._cv.notify_all()
+            else:
+                self.pvs[name] = pv
+
+    def _on_claim(self, kind: str, claim: Obj) -> None:
+        meta = claim["metadata"]
+        uid = meta["uid"]
+        if kind == "DELETED":
+            with self._lock:
+                self._seen.pop(uid, None)
+                for batch in self._pending.values():
+                    batch.pop(uid, None)
+            return
+        spec = claim.get("spec", {})
+        with self._lock:
+            sc = self.classes.get(spec.get("storageClassName") or "")
+        if sc is None or spec.get("volumeName") or meta.get("deletionTimestamp"):
+            return
+        if (claim.get("status") or {}).get("phase") == "Bound":
+            return
+        opts, problem = o.class_options(sc)
+        if problem is None:
+            problem = o.claim_problem(claim, self._largest_disk())
+        if problem is None and opts is not None and not opts.wait_for_consumer:
+            problem = (f"StorageClass {opts.name} binds Immediately; a node-local volume needs "
+                       "volumeBindingMode: WaitForFirstConsumer")
+        if problem is not None:
+            self.metrics.failures.labels("invalid").inc()
+            self._warn_once(claim, "ProvisioningFailed", problem)
+            return
+        node = (meta.get("annotations") or {}).get(o.ANN_SELECTED_NODE)
+        if not node:
+            return
+        with self._lock:
+            self._seen.setdefault(uid, time.monotonic())
+            self._pending[node][uid] = claim
+            self._cv.notify_all()
+
+    def _largest_disk(self) -> int | None:
+        with self._lock:
+            sizes = [d.allocatable for r in self.reports.values() for d in r.disks]
+        return max(sizes) if sizes else None
+
+    # -- the work: reserve, create, hand back, release ---------------------------------------
+
+    def _worker(self) -> None:
+        while not self.stop.is_set():
+            with self._cv:
+                node = next((n for n in list(self._pending) + list(self._releases)
+                             if n not in self._busy and (self._pending.get(n)
+                                                         or self._releases.get(n))), None)
+                if node is None:
+                    self._cv.wait(1.0)
+                    continue
+                batch = self._pending.pop(node, {})
+                releases = self._releases.pop(node, set())
+                self._busy.add(node)
+            try:
+                self.process_node(node, batch, releases)
+            except Exception:
+                log.exception("provisioning on %s failed; retrying", node)
+                with self._cv:  # put the work back, after a pause
+                    for uid, claim in batch.items():
+                        self._pending[node].setdefault(uid, claim)
+                    self._releases[node] |= releases
+                self.stop.wait(1.0)
+            finally:
+                with self._cv:
+                    self._busy.discard(node)
+                    self._cv.notify_all()
+
+    def _ledger(self, node: str, fresh: bool = False) -> tuple[NodeLedger, str | None]:
+        cached = None if fresh else self._ledgers.get(node)
+        if cached is None:
+            cached = self.store.read_ledger(node)
+            self._ledgers[node] = cached
+        return cached
+
+    def _write(self, node: str, change: Callable[[NodeLedger], NodeLedger | None]) -> NodeLedger:
+        """Apply ``change`` to the node's ledger and write it, re-reading on conflicts."""
+        for attempt in range(8):
+            ledger, version = self._ledger(node, fresh=attempt > 0)
+            new = change(ledger)
+            if new is None:
+                return ledger
+            try:
+                version = self.store.write_ledger(new, version)
+            except KubeConflict:
+                continue
+            self._ledgers[node] = (new, version)
+            return new
+        raise KubeConflict(f"the ledger of {node} kept changing under us")
+
+    def process_node(self, node: str, batch: dict[str, Obj], releases: set[str]) -> None:
+        with self._node_locks[node]:
+            if releases:
+                self._release(node, releases)
+            if batch:
+                self._provision(node, batch)
+        with self._lock:
+            self._capacity_dirty.add(node)
+
+    def _release(self, node: str, uids: set[str]) -> None:
+        def drop(ledger: NodeLedger) -> NodeLedger | None:
+            gone = uids & set(ledger.reservations)
+            if not gone:
+                return None
+            return NodeLedger(node, {}, {u: r for u, r in ledger.reservations.items()
+                                         if u not in gone}, ledger.lost)
+
+        before = set(self._ledger(node)[0].reservations)
+        after = self._write(node, drop)
+        freed = before - set(after.reservations)
+        self.metrics.released.inc(len(freed & uids))
+        for uid in sorted(freed & uids):
+            log.info("released the reservation of claim %s on %s", uid, node)
+
+    def _provision(self, node: str, batch: dict[str, Obj]) -> None:
+        with self._lock:
+            report = self.reports.get(node)
+        fresh_claims = {u: c for u, c in batch.items() if self._still_wanted(c, node)}
+        if not fresh_claims:
+            return
+        if report is None or time.time() - report.heartbeat > self.s.agent_stale:
+            why = (f"no local-ssd agent reports disks on node {node}" if report is None else
+                   f"the local-ssd agent on {node} has not reported for "
+                   f"{time.time() - report.heartbeat:.0f}s")
+            for claim in fresh_claims.values():
+                self._hand_back(claim, why, "no-agent")
+            return
+        wanted = [(u, o.claim_key(c), o.claim_size(c)) for u, c in fresh_claims.items()]
+        result: dict[str, Any] = {}
+
+        def reserve(ledger: NodeLedger) -> NodeLedger | None:
+            p = plan(ledger.with_disks(report.disks), wanted, time.time())
+            result["plan"] = p
+            return p.ledger if p.new else None
+
+        t0 = time.monotonic()
+        with self._lock:
+            oldest = min((self._seen.get(u, t0) for u in fresh_claims), default=t0)
+        self._write(node, reserve)
+        t1 = time.monotonic()
+        p = result["plan"]
+        disks = {d.name: d for d in report.disks}
+
+        def create(uid: str) -> None:
+            claim = fresh_claims[uid]
+            res = p.placed[uid]
+            opts, _ = o.class_options(self.classes[claim["spec"]["storageClassName"]])
+            assert opts is not None
+            pv = o.persistent_volume(claim, opts, node, res.disk, disks[res.disk].path,
+                                     self.s.name)
+            with contextlib.suppress(KubeConflict):
+                self.kube.create(pv)  # 409: created before a restart, the same PV
+            with self._lock:
+                seen = self._seen.pop(uid, None)
+            if seen is not None:
+                self.metrics.latency.observe(time.monotonic() - seen)
+            self.metrics.provisioned.inc()
+            self._event(claim, "ProvisioningSucceeded",
+                        f"local volume {pv['metadata']['name']} ({res.size} bytes) on "
+                        f"{node} disk {res.disk}", warning=False)
+
+        self.kube.map(create, sorted(p.placed))
+        log.debug("%s: %d claim(s); queued %.0f ms, ledger %.0f ms, PVs %.0f ms", node,
+                  len(fresh_claims), (t0 - oldest) * 1000, (t1 - t0) * 1000,
+                  (time.monotonic() - t1) * 1000)
+        for uid, why in p.refused.items():
+            self._hand_back(fresh_claims[uid], why, "no-space")
+
+    def _still_wanted(self, claim: Obj, node: str) -> bool:
+        """The claim as queued may be old news: bound since, or sent elsewhere."""
+        meta = claim["metadata"]
+        name = o.pv_name(meta["uid"])
+        with self._lock:
+            if name in self.pvs:
+                self._seen.pop(meta["uid"], None)
+                return False
+        return (meta.get("annotations") or {}).get(o.ANN_SELECTED_NODE) == node
+
+    def _hand_back(self, claim: Obj, why: str, reason: str) -> None:
+        meta = claim["metadata"]
+        try:
+            self.kube.request(
+                "PATCH", f"/api/v1/namespaces/{meta['namespace']}/persistentvolumeclaims/"
+                f"{meta['name']}", body=o.without_selected_node(claim),
+                content_type="application/merge-patch+json",
+                what=f"hand back claim {o.claim_key(claim)}")
+        except (KubeConflict, KubeNotFound):
+            return  # changed or gone meanwhile: the watch brings the new state
+        with self._lock:
+            self._seen.pop(meta["uid"], None)
+        self.metrics.handbacks.labels(reason).inc()
+        log.info("handed claim %s back to the scheduler: %s", o.claim_key(claim), why)
+        self._event(claim, "Rescheduled", f"{why}; the scheduler will choose another node",
+                    warning=True)
+
+    # -- events and published capacity -------------------------------------------------------
+
+    def _warn_once(self, claim: Obj, reason: str, message: str) -> None:
+        key = (claim["metadata"]["uid"], message)
+        with self._lock:
+            if key in self._warned:
+                return
+            self._warned.add(key)
+        log.warning("claim %s: %s", o.claim_key(claim), message)
+        self._event(claim, reason, message, warning=True)
+
+    def _event(self, claim: Obj, reason: str, message: str, *, warning: bool) -> None:
+        with self._cv:
+            self._events.append(o.event(claim, reason, message, warning=warning,
+                                        component=COMPONENT, now=now_iso()))
+            self._cv.notify_all()
+
+    def _publisher(self) -> None:
+        """Events and capacity objects, off the provisioning path (they wait on nobody)."""
+        while not self.stop.is_set():
+            with self._cv:
+                if not self._events and not self._capacity_dirty:
+                    self._cv.wait(1.0)
+                events, self._events = self._events, []
+                dirty, self._capacity_dirty = set(self._capacity_dirty), set()
+            for ev in events:
+                try:
+                    self.kube.create(ev)
+                except KubeError as exc:
+                    log.warning("event not recorded: %s", exc)
+            for node in sorted(dirty):
+                self._guard(lambda n=node: self.publish_capacity(n))  # type: ignore[misc]
+            time.sleep(0.05)  # coalesce bursts into one write per node
+
+    def publish_capacity(self, node: str) -> None:
+        with self._lock:
+            report = self.reports.get(node)
+            classes = sorted(self.classes)
+            present = node in self.nodes
+        ledger = self._ledger(node)[0].with_disks(report.disks if report else [])
+        for d in ledger.disks:
+            self.metrics.capacity.labels(node, d).set(ledger.disks[d].allocatable)
+            self.metrics.reserved.labels(node, d).set(ledger.reserved(d))
+        for cls in classes:
+            if report is None or not present:
+                if self._published.pop((cls, node), None) is not None or report is None:
+                    self.kube.delete("storage.k8s.io/v1", "CSIStorageCapacity",
+                                     o.capacity_name(cls, node), self.s.namespace,
+                                     propagation="Background")
+                continue
+            now = (ledger.total_available(), ledger.largest_available())
+            if self._published.get((cls, node)) == now:
+                continue  # agents report every few seconds; the capacity rarely changes
+            self.kube.apply(o.storage_capacity(cls, node, now[0], now[1], self.s.namespace,
+                                               self.s.name), force=True, compare=False)
+            self._published[(cls, node)] = now
+
+    # -- reconciling with the API ----------------------------------------------------------
+
+    def reconcile(self) -> None:
+        """Compare ledgers with PVs and claims; finish or free what a crash left half done;
+        release lost nodes; re-create claims whose node was lost."""
+        pvs = {pv["metadata"]["name"]: pv for pv in self.kube.list_objects(
+            "v1", "PersistentVolume", label_selector=f"{o.LABEL_PROVISIONER}={self.s.name}")}
+        with self._lock:
+            self.pvs = dict(pvs)
+            nodes = dict(self.nodes)
+        ledgers = self.store.ledgers()
+        for node, (ledger, version) in ledgers.items():
+            with self._node_locks[node]:
+                self._ledgers[node] = (ledger, version)
+                self._reconcile_node(node, ledger, pvs)
+            if node not in nodes:
+                self._guarded_node_lost(node, "deleted")
+            elif self._not_ready_for(nodes[node]) > self.s.node_grace:
+                self._guarded_node_lost(node, "NotReady")
+        for pv in pvs.values():  # a PV whose reservation is missing: record it again
+            pv_at = o.pv_node(pv)
+            if pv_at and pv_at not in ledgers:
+                with self._node_locks[pv_at]:
+                    self._reconcile_node(pv_at, self._ledger(pv_at, fresh=True)[0], pvs)
+        with self._lock:
+            self._capacity_dirty.update(self.reports)
+            self._cv.notify_all()
+
+    def _reconcile_node(self, node: str, ledger: NodeLedger, pvs: dict[str, Obj]) -> None:
+        now = time.time()
+        on_node = {(pv["spec"].get("claimRef") or {}).get("uid"): pv for pv in pvs.values()
+                   if o.pv_node(pv) == node}
+        stale = set()
+        for uid, res in ledger.reservations.items():
+            if o.pv_name(uid) in pvs:
+                continue
+            ns, _, name = res.claim.partition("/")
+            claim = self.kube.get("v1", "PersistentVolumeClaim", name, ns)
+            if (claim and claim["metadata"]["uid"] == uid and not claim["spec"].get("volumeName")
+                    and (claim["metadata"].get("annotations") or {}).get(
+                        o.ANN_SELECTED_NODE) == node):
+                with self._lock:  # half done before a crash: finish it
+                    self._pending[node][uid] = claim
+                    self._cv.notify_all()
+            elif now - res.at > self.s.orphan_age or claim is None:
+                stale.add(uid)
+        missing = {u: pv for u, pv in on_node.items() if u and u not in ledger.reservations}
+
+        def fix(current: NodeLedger) -> NodeLedger | None:
+            reservations = {u: r for u, r in current.reservations.items() if u not in stale}
+            from provisioner.ledger import Reservation
+
+            for uid, pv in missing.items():
+                if uid in reservations:
+                    continue
+                ref = pv["spec"]["claimRef"]
+                log.warning("PV %s had no reservation on %s; recorded again",
+                            pv["metadata"]["name"], node)
+                reservations[uid] = Reservation(
+                    uid, f"{ref['namespace']}/{ref['name']}",
+                    (pv["metadata"].get("annotations") or {}).get(o.ANN_DISK, "?"),
+                    o.storage_bytes(pv["spec"]["capacity"]["storage"]) or 0, now)
+            if reservations == current.reservations:
+                return None
+            return NodeLedger(node, {}, reservations, current.lost)
+
+        if stale or missing:
+            for uid in sorted(stale):
+                log.info("freed reservation %s on %s (no volume and no claim waiting)", uid,
+                         node)
+            self.metrics.released.inc(len(stale))
+            self._write(node, fix)
+        if ledger.lost:
+            self._recreate_lost(node)
+
+    @staticmethod
+    def _not_ready_for(node: Obj) -> float:
+        for cond in (node.get("status") or {}).get("conditions") or []:
+            if cond.get("type") == "Ready":
+                if cond.get("status") == "True":
+                    return 0.0
+                since = parse_time(cond.get("lastTransitionTime"))
+                return time.time() - since if since else 0.0
+        return 0.0
+
+    # -- node loss ------------------------------------------------------------------------
+
+    def _guarded_node_lost(self, node: str, why: str) -> None:
+        try:
+            self.node_lost(node, why)
+        except Exception:
+            log.exception("handling the loss of node %s failed; the next resync retries", node)
+
+    def node_lost(self, node: str, why: str) -> None:
+        """Free a lost node's volumes and make their claims schedulable elsewhere.
+
+        Order matters for crash safety: the claims' copies are recorded in the ledger
+        first, then pods, claims and PVs are deleted, then the copies are created anew.
+        """
+        with self._node_locks[node]:
+            pvs = [pv for pv in self.kube.list_objects(
+                "v1", "PersistentVolume",
+                label_selector=f"{o.LABEL_PROVISIONER}={self.s.name},{o.LABEL_NODE}={node}")]
+            ledger, _ = self._ledger(node, fresh=True)
+            if not pvs and not ledger.reservations and not ledger.lost:
+                return
+            log.warning("node %s is lost (%s): releasing its %d local-ssd volume(s) and "
+                        "re-creating their claims so their pods can run elsewhere; data on "
+                        "that node is given up", node, why, len(pvs))
+            self.metrics.nodes_lost.inc()
+            claims = []
+            for pv in pvs:
+                ref = pv["spec"].get("claimRef") or {}
+                claim = self.kube.get("v1", "PersistentVolumeClaim", ref.get("name", ""),
+                                      ref.get("namespace"))
+                if claim and claim["metadata"]["uid"] == ref.get("uid"):
+                    claims.append(claim)
+            now = time.time()
+
+            def remember(current: NodeLedger) -> NodeLedger | None:
+                lost = dict(current.lost)
+                for c in claims:
+                    lost.setdefault(c["metadata"]["uid"], Lost(c["metadata"]["uid"], c, now))
+                return None if lost == current.lost else NodeLedger(
+                    node, {}, current.reservations, lost)
+
+            self._write(node, remember)
+            uses = {o.claim_key(c) for c in claims}
+            for pod in self.kube.list_objects("v1", "Pod", field_selector=f"spec.nodeName={node}",
+                                              all_namespaces=True):
+                vols = pod["spec"].get("volumes") or []
+                if any(f"{pod['metadata']['namespace']}/"
+                       f"{(v.get('persistentVolumeClaim') or {}).get('claimName')}" in uses
+                       for v in vols):
+                    self.kube.request(
+                        "DELETE", f"/api/v1/namespaces/{pod['metadata']['namespace']}/pods/"
+                        f"{pod['metadata']['name']}", body={"gracePeriodSeconds": 0},
+                        what=f"delete pod {pod['metadata']['name']} on lost node {node}")
+            for c in claims:
+                self._event(c, "NodeLost", f"node {node} is lost ({why}); this claim is "
+                            "re-created so the scheduler can place it elsewhere", warning=True)
+                self.kube.delete("v1", "PersistentVolumeClaim", c["metadata"]["name"],
+                                 c["metadata"]["namespace"], propagation="Background")
+            for pv in pvs:
+                self.kube.delete("v1", "PersistentVolume", pv["metadata"]["name"],
+                                 propagation="Background")
+            with self._lock:
+                self._lost_done.add(node)
+        self._thread(self._recreate_soon, node)
+
+    def _recreate_soon(self, node: str) -> None:
+        deadline = time.monotonic() + 120
+        while not self.stop.is_set() and time.monotonic() < deadline:
+            with self._node_locks[node]:
+                if not self._recreate_lost(node):
+                    return
+            self.stop.wait(0.3)
+
+    def _recreate_lost(self, node: str) -> bool:
+        """Create anew each lost claim whose old copy is gone; True while some remain."""
+        ledger, _ = self._ledger(node, fresh=True)
+        done = set()
+        for uid, lost in ledger.lost.items():
+            meta = lost.claim["metadata"]
+            current = self.kube.get("v1", "PersistentVolumeClaim", meta["name"],
+                                    meta["namespace"])
+            if current is not None and current["metadata"]["uid"] == uid:
+                continue  # still terminating (a pod may still hold it)
+            if current is None:
+                new = self.kube.create(o.recreated_claim(lost.claim))
+                self._event(new, "Rescheduled", f"re-created after node {node} was lost "
+                            f"(was {uid}); waiting for the scheduler", warning=False)
+            done.add(uid)
+        if done:
+            def forget(current: NodeLedger) -> NodeLedger | None:
+                lost = {u: v for u, v in current.lost.items() if u not in done}
+                return NodeLedger(node, {}, current.reservations, lost)
+            ledger = self._write(node, forget)
+        remaining = bool(ledger.lost)
+        with self._lock:
+            gone = node not in self.nodes
+        if not remaining and gone and not ledger.reservations:
+            self.store.delete_ledger(node, self._ledgers.get(node, (None, None))[1])
+            self._ledgers.pop(node, None)
+            self.store.delete_report(node)
+        return remaining
