@@ -97,8 +97,8 @@ def environment_status(kube: Kube, namespace: str, env_name: str) -> dict[str, A
                   and o["metadata"]["name"] == f"{env_name}-scaler-state"), None)
     if state is not None:
         data["scaler"] = scaler_line(state)
-    monitor = next((o for o in parts if o["kind"] == "ConfigMap"
-                    and o["metadata"]["name"] == f"{env_name}-monitor-state"), None)
+    # Read on its own: the parts read above are only the kinds the table shows.
+    monitor = kube.get("v1", "ConfigMap", f"{env_name}-monitor-state", namespace)
     if monitor is not None:
         data["monitor"] = monitor_findings(monitor)
     return data
