@@ -150,6 +150,10 @@ def status_table(data: dict[str, Any], width: int | None = None) -> Any:
         parts.append(Text(data["synclocal"], overflow="fold"))
     if data.get("scaler"):
         parts.append(Text(data["scaler"], overflow="fold"))
+    if data.get("monitor"):
+        parts.append(Text(data["monitor"]["line"], overflow="fold"))
+        parts += [Text(f"  {f.get('kind')}: {f.get('message')}", overflow="fold")
+                  for f in data["monitor"]["findings"]]
     if data.get("stopped"):
         parts.append(table("pods Kubernetes stopped", ["component", "pod", "reason", "message"],
                            [(s["component"], s["pod"], s["reason"], s["message"])
@@ -418,6 +422,84 @@ def delete_cmd(
                                                lock_wait=lock_wait)
     console.print(f"[green]{name} deleted[/]: {len(gone)} objects"
                   + ("" if purge else " (data volumes kept; --purge removes them)"))
+
+
+@app.command("repair")
+def repair_cmd(
+    name: str = typer.Argument(..., help="Environment name."),
+    profile_name: str = ProfileOption,
+    profiles_file: str | None = ProfilesFileOption,
+    new_pool_password: bool = typer.Option(
+        False, "--new-pool-password", help="If the pool secret is gone, make a new one (every "
+        "pool pod restarts); never done otherwise."),
+    timeout: float = typer.Option(300, "--timeout", min=1, help="Seconds to wait."),
+    output: OutputFormat = OutputOption,
+) -> None:
+    """Put the current revision back: re-apply what drifted or was deleted, regenerate
+    deleted generated secrets (not the pool password unless asked), restart pods stuck in
+    CrashLoopBackOff or image-pull errors. Exit 1 if something could not be fixed.
+
+    Example: mme-rep env repair -F dev-s3 sentinel3
+    """
+    from mmerep.cli.output import LiveWorkloads, console, render, table
+    from mmerep.environments.repair import current_revision, repair
+
+    profile, kube = _target(profile_name, profiles_file)
+    current_revision(kube, profile.namespace, name)  # a clear error before any live view
+    with LiveWorkloads(f"repairing {name}") as live:
+        report = repair(kube, profile.namespace, name, new_pool_password=new_pool_password,
+                        timeout=timeout, on_progress=live.update)
+    data = {"name": name, "revision": report.revision,
+            "done": [{"action": a, "object": o} for a, o in report.done],
+            "not_fixed": report.not_fixed}
+    if output is OutputFormat.table:
+        if report.done:
+            console.print(table(f"{name} revision {report.revision}: repaired",
+                                ["action", "object"], report.done))
+        else:
+            console.print(f"[green]{name}[/]: revision {report.revision} is intact; "
+                          "nothing to repair")
+        for line in report.not_fixed:
+            console.print(f"[red]not fixed[/]: {line}")
+    else:
+        render(data, output, lambda d: d)
+    if report.not_fixed:
+        raise typer.Exit(1)
+
+
+@app.command("reinstall")
+def reinstall_cmd(
+    name: str = typer.Argument(..., help="Environment name."),
+    profile_name: str = ProfileOption,
+    profiles_file: str | None = ProfilesFileOption,
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    timeout: float = typer.Option(300, "--timeout", min=1, help="Seconds to wait."),
+) -> None:
+    """Reinstall in one command: delete the environment and deploy its current revision
+    again, keeping the generated secrets (pool password), the data volumes and the history.
+    Running jobs are lost.
+
+    Example: mme-rep env reinstall -F dev-s3 sentinel3 --yes
+    """
+    from mmerep.cli.output import LiveWorkloads, console
+    from mmerep.environments.repair import current_revision, reinstall
+    from mmerep.errors import UsageError
+
+    profile, kube = _target(profile_name, profiles_file)
+    _, revision, _ = current_revision(kube, profile.namespace, name)
+    if not yes:
+        import sys
+
+        if not sys.stdin.isatty():
+            raise UsageError(f"reinstalling {name} deletes every pod and running job",
+                             hint="confirm with --yes")
+        typer.confirm(f"Delete {name} in {profile.namespace} (running jobs are lost) and "
+                      f"deploy revision {revision} again?", abort=True)
+    with LiveWorkloads(f"reinstalling {name}") as live:
+        new, kept = reinstall(kube, profile.namespace, name, timeout=timeout,
+                              on_progress=live.update)
+    console.print(f"[green]{name} reinstalled[/]: revision {revision} deployed again as "
+                  f"revision {new}; kept {', '.join(kept) or 'nothing'}")
 
 
 @app.command("open")
