@@ -29,6 +29,7 @@ from mmerep.environments import parts
 from mmerep.errors import EnvironmentBusy
 from mmerep.kube import Kube
 from mmerep.profiles import get_profile
+from mmerep.sshkeys import KEPT_LABEL
 
 pytestmark = pytest.mark.cluster
 ENV = "conc"
@@ -189,9 +190,12 @@ def test_ctrl_c_leaves_a_record_saying_so_and_the_next_deploy_converges(
 
 
 def live_parts(kube: Kube, namespace: str) -> set[str]:
+    """The parts a revision owns: not the records, nor what outlives revisions by design
+    (the SSH host and authorized keys, labelled as kept)."""
     return {f"{o['kind']}/{o['metadata']['name']}"
             for o in parts.live_parts(kube, namespace, ENV)
-            if not o["metadata"].get("labels", {}).get(environments.RECORD_LABEL)}
+            if not o["metadata"].get("labels", {}).get(environments.RECORD_LABEL)
+            and not o["metadata"].get("labels", {}).get(KEPT_LABEL)}
 
 
 def expected_parts(target: dict, tag: str, sets: tuple[str, ...]) -> tuple[set[str], str]:
