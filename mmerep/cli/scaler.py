@@ -96,7 +96,7 @@ def scaler(
     env: str | None = typer.Option(None, "--env", help="The environment (in the pod)."),
     minimum: int | None = typer.Option(None, "--min", min=0, help="daemon on: fewest executors."),
     maximum: int | None = typer.Option(None, "--max", min=0, help="daemon on: most executors."),
-    stall: float = typer.Option(10.0, "--stall", min=0.5,
+    stall: float = typer.Option(30.0, "--stall", min=0.5,
                                 help="scale: stop following after this many seconds "
                                 "without progress."),
     interval: float = typer.Option(15.0, "--interval", min=0.1,
@@ -208,8 +208,9 @@ def _scale(kube: Any, profile: Any, namespace: str, name: str, count_text: str, 
     if table:
         if err_console.is_terminal:
             err_console.print()
+        why = result.reason or "not scheduled yet: the scheduler is still working"
         print(f"Running {result.running}, Pending {result.pending}"
-              + (f" ({result.reason})" if result.pending and result.reason else "")
+              + (f" ({why})" if result.pending else "")
               + f" after {result.seconds:.1f}s")
     else:
         render({**dataclasses.asdict(result), "complete": result.complete}, output,
