@@ -52,18 +52,18 @@ def _split(args: list[str], env: str | None) -> tuple[str, str, list[str]]:
     return env, verb, rest
 
 
-def _connect(in_cluster: bool, profile_name: str, profiles_file: str | None) -> tuple[Any, Any,
-                                                                                         str]:
-    """The connection, the profile (None in the pod) and the namespace."""
+def _connect(in_cluster: bool, profile_name: str, profiles_file: str | None,
+             env: str) -> tuple[Any, Any, str]:
+    """The connection, the profile (None in the pod) and the namespace; with a profile
+    group, the member that holds ``env``."""
     from mmerep.kube import Kube
 
     if in_cluster:
         kube = Kube.in_cluster()
         return kube, None, kube.namespace
-    from mmerep.profiles import get_profile
+    from mmerep.cli.env import _target
 
-    profile = get_profile(profile_name, profiles_file)
-    kube = Kube.from_kubeconfig(profile.kubeconfig, profile.context, namespace=profile.namespace)
+    profile, kube = _target(profile_name, profiles_file, env)
     return kube, profile, profile.namespace
 
 
@@ -135,7 +135,7 @@ def scaler(
         raise UsageError("daemon needs on, off or run", hint="e.g. daemon on --min 2 --max 300")
     if minimum is not None and maximum is not None and minimum > maximum:
         raise UsageError(f"--min {minimum} is above --max {maximum}")
-    kube, profile, namespace = _connect(in_cluster, profile_name, profiles_file)
+    kube, profile, namespace = _connect(in_cluster, profile_name, profiles_file, name)
     try:
         if verb == "status":
             _status(kube, namespace, name, _pool(name, namespace, collector, pool_timeout),
