@@ -15,7 +15,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -42,6 +42,7 @@ from mmerep.kubehttp import (
     load_cached,
     save_cached,
 )
+from mmerep.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -151,22 +152,6 @@ def sort_for_apply(objs: Iterable[Obj]) -> list[Obj]:
 
 def sort_for_delete(objs: Iterable[Obj]) -> list[Obj]:
     return list(reversed(sort_for_apply(objs)))
-
-
-@dataclass
-class RetryPolicy:
-    """Back-off for transient failures: connection errors, 429 and 5xx."""
-
-    attempts: int = 6
-    initial: float = 0.2
-    maximum: float = 5.0
-    sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
-
-    def delays(self) -> Iterator[float]:
-        delay = self.initial
-        for _ in range(self.attempts - 1):
-            yield delay
-            delay = min(delay * 2, self.maximum)
 
 
 @dataclass(frozen=True)

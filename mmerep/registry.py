@@ -16,9 +16,8 @@ import logging
 import os
 import re
 import tarfile
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ import requests
 import requests.auth
 
 from mmerep.errors import RegistryError
+from mmerep.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -187,21 +187,8 @@ class RegistryAuth(requests.auth.AuthBase):
         return again
 
 
-@dataclass
-class RegistryRetry:
-    """Back-off for a registry's transient failures (connection errors, 429, 5xx), as the
-    Kubernetes gateway does for the API server: Retry-After on 429 is honoured."""
-
-    attempts: int = 6
-    initial: float = 0.2
-    maximum: float = 5.0
-    sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
-
-    def delays(self) -> Iterator[float]:
-        delay = self.initial
-        for _ in range(self.attempts - 1):
-            yield delay
-            delay = min(delay * 2, self.maximum)
+# The registry's back-off is the API server's (Retry-After on 429 honoured by the caller).
+RegistryRetry = RetryPolicy
 
 
 def _retry_after(resp: requests.Response) -> float | None:

@@ -20,6 +20,7 @@ from typing import Any
 
 from mmerep.condor import JobSample, JobState, Pool
 from mmerep.errors import CondorError, KubeError, MmerepError
+from mmerep.loops import every
 from mmerep.monitor import state as st
 from mmerep.monitor.datalake import ReadThroughput
 from mmerep.monitor.detection import (
@@ -265,16 +266,8 @@ class Monitor:
     def run(self) -> None:
         """Intervals at a fixed rate until ``stop`` is set; a failing interval is logged,
         counted and retried on the next one."""
-        next_run = time.monotonic()
-        while not self.stop.is_set():
-            try:
-                self.run_once()
-            except MmerepError as exc:
-                self.metrics.errors.labels(type(exc).__name__).inc()
-                log.error("interval failed: %s", exc)
-            next_run += self.interval
-            delay = next_run - time.monotonic()
-            if delay < 0:
-                next_run, delay = time.monotonic(), 0
-            if self.stop.wait(delay):
-                return
+        def failed(exc: MmerepError) -> None:
+            self.metrics.errors.labels(type(exc).__name__).inc()
+            log.error("interval failed: %s", exc)
+
+        every(self.interval, self.stop, self.run_once, failed)

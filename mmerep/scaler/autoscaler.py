@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from mmerep.condor import Pool
 from mmerep.errors import MmerepError
+from mmerep.loops import every
 from mmerep.quantity import parse_cpu, parse_memory
 from mmerep.scaler import state as st
 from mmerep.scaler.executors import executor_deployment
@@ -152,16 +153,8 @@ class Autoscaler:
     def run(self) -> None:
         """Intervals at a fixed rate until ``stop`` is set; a failing interval is logged,
         counted and retried on the next one."""
-        next_run = time.monotonic()
-        while not self.stop.is_set():
-            try:
-                self.run_once()
-            except MmerepError as exc:
-                self.metrics.errors.labels(type(exc).__name__).inc()
-                log.error("interval failed: %s", exc)
-            next_run += self.interval
-            delay = next_run - time.monotonic()
-            if delay < 0:  # a slow interval: start the next one now, do not pile up
-                next_run, delay = time.monotonic(), 0
-            if self.stop.wait(delay):
-                return
+        def failed(exc: MmerepError) -> None:
+            self.metrics.errors.labels(type(exc).__name__).inc()
+            log.error("interval failed: %s", exc)
+
+        every(self.interval, self.stop, self.run_once, failed)
