@@ -34,6 +34,8 @@ GROUPS = {
     "provisioner": ("mmerep.cli.provisioner", "The node-local SSD volume provisioner"),
     "ssh": ("mmerep.cli.ssh", "Reach an environment's scheduler over SSH through a "
             "port-forward."),
+    "console": ("mmerep.cli.console", "A web console in your browser: environments live, "
+                "scale, roll back, delete."),
 }
 # Features not in this version: help lists them apart, and using one exits 2 saying so.
 # A feature's work moves its name from here to GROUPS.

@@ -53,7 +53,11 @@ from mmerep.environments.records import (
     rendered_from_record,
 )
 from mmerep.environments.render import env_name_from_image, pin_digest, render_environment
-from mmerep.environments.status import environment_status, list_environments
+from mmerep.environments.status import (
+    environment_rows,
+    environment_status,
+    list_environments,
+)
 from mmerep.environments.synclocal_nodes import synclocal_line
 
 __all__ = [
@@ -73,6 +77,7 @@ __all__ = [
     "deploy",
     "diff",
     "env_name_from_image",
+    "environment_rows",
     "environment_status",
     "generated_secrets",
     "history",

@@ -1,0 +1,297 @@
+"""The web console on the local cluster: plain HTTP for its security, headless Chromium
+(Debian's chromium and chromium-driver, through Selenium) for what a user sees and does.
+
+Screenshots go to the test's tmp dir (kept by pytest under its basetemp).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from mmerep import environments
+from mmerep.cluster import local, sample
+from mmerep.console import Console, start_in_thread
+from mmerep.console.server import Running
+from mmerep.kube import Kube
+from mmerep.profiles import get_profile
+
+pytestmark = pytest.mark.cluster
+WAIT = 60.0  # a loaded machine: wait on conditions, generously
+
+
+def wait_until(check: Callable[[], Any], timeout: float = WAIT, what: str = "condition") -> Any:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout:.0f} s: {what}")
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def env_ns(cluster: local.ClusterInfo) -> Iterator[str]:
+    """A namespace with two environments: htcondor-batch (1 executor) and interactive."""
+    kube = local.connect()
+    ns = f"console-{uuid.uuid4().hex[:6]}"
+    profile = dataclasses.replace(get_profile("local"), namespace=ns)
+    for flavour in ("htcondor-batch", "interactive"):
+        sample.push_sample_image(cluster.registry, repo=f"mme-rep/{flavour}/sentinel3",
+                                 tag="v0.1.0")
+    environments.deploy(kube, environments.render_environment(
+        profile, "htcondor-batch", "sentinel3:v0.1.0", params={"executors": "1"}), timeout=240)
+    environments.deploy(kube, environments.render_environment(
+        profile, "interactive", "sentinel3:v0.1.0", name="shell"), timeout=240)
+    yield ns
+    kube.delete("v1", "Namespace", ns, propagation="Background")
+
+
+def start(kube: Kube, ns: str) -> Running:
+    return start_in_thread(Console(kube, ns, max_executors=50))
+
+
+@pytest.fixture()
+def console(env_ns: str) -> Iterator[Running]:
+    running = start(local.connect(), env_ns)
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    profile_dir = tempfile.mkdtemp(prefix="console-chromium-")
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--window-size=1280,1000",
+                 f"--user-data-dir={profile_dir}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    driver.set_page_load_timeout(WAIT)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def executors(kube: Kube, ns: str) -> int:
+    dep = kube.get("apps/v1", "Deployment", "sentinel3-executor", ns)
+    assert dep is not None
+    return int(dep["spec"]["replicas"])
+
+
+def text_of(browser: Any, css: str) -> str:
+    from selenium.webdriver.common.by import By
+
+    found = browser.find_elements(By.CSS_SELECTOR, css)
+    return str(found[0].text) if found else ""
+
+
+def live(browser: Any) -> bool:
+    return bool(browser.execute_script("return document.body.dataset.live === '1'"))
+
+
+# -- plain HTTP: nothing without the token, no action without the CSRF token -----------
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def http(url: str, *, cookie: str | None = None, form: dict[str, str] | None = None
+         ) -> tuple[int, dict[str, str], str]:
+    data = urllib.parse.urlencode(form).encode() if form is not None else None
+    req = urllib.request.Request(url, data=data)
+    if cookie:
+        req.add_header("Cookie", cookie)
+    opener = urllib.request.build_opener(NoRedirect)
+    try:
+        with opener.open(req, timeout=WAIT) as resp:
+            return resp.status, dict(resp.headers), resp.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, dict(err.headers), err.read().decode()
+
+
+def test_nothing_is_served_without_the_token_and_no_action_without_csrf(
+        console: Running, env_ns: str) -> None:
+    kube = local.connect()
+    base = console.base
+    for path in ("/", "/static/console.js", "/api/environments", "/events",
+                 f"/env/{env_ns}/sentinel3"):
+        status, _, body = http(base + path)
+        assert status == 403, path
+        assert "token" in body
+    assert http(base + "/?token=wrong")[0] == 403
+
+    status, headers, _ = http(console.url)  # the address the command prints
+    assert status == 303 and headers["Location"] == "/"  # the token leaves the address bar
+    cookie = headers["Set-Cookie"].split(";")[0]
+    assert "HttpOnly" in headers["Set-Cookie"] and "SameSite=strict" in headers["Set-Cookie"]
+    status, headers, body = http(base + "/", cookie=cookie)
+    assert status == 200 and "sentinel3" in body
+    csp = headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+    assert "<script>" not in body and " style=" not in body  # nothing inline
+    assert headers["Referrer-Policy"] == "no-referrer"
+
+    scale = f"{base}/env/{env_ns}/sentinel3/scale"
+    before = executors(kube, env_ns)
+    for form in ({"executors": "4"}, {"executors": "4", "csrf": "forged"}):
+        status, _, body = http(scale, cookie=cookie, form=form)
+        assert status == 403 and "CSRF" in body
+    status, _, _ = http(scale, form={"executors": "4", "csrf": console.console.csrf})
+    assert status == 403  # the CSRF token alone is not enough either
+    assert executors(kube, env_ns) == before
+
+    # No secret is rendered: the pool password appears in no page.
+    secret = kube.get("v1", "Secret", "sentinel3-pool", env_ns)
+    assert secret is not None
+    import base64
+
+    password = base64.b64decode(secret["data"]["password"]).decode()
+    _, _, page = http(f"{base}/env/{env_ns}/sentinel3", cookie=cookie)
+    assert "sentinel3-executor" in page and password not in page
+
+
+# -- in the browser ---------------------------------------------------------------------
+
+def env_list_json(ns: str) -> list[dict[str, Any]]:
+    out = subprocess.run([sys.executable, "-m", "mmerep", "env", "list", "-A", "-o", "json"],
+                         capture_output=True, text=True, timeout=120, check=True)
+    return [r for r in json.loads(out.stdout) if r["namespace"] == ns]
+
+
+def test_the_environments_table_matches_env_list(console: Running, env_ns: str, browser: Any,
+                                                tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.get(console.url)
+    wait_until(lambda: live(browser), what="the page is live")
+    expected = env_list_json(env_ns)
+    assert {r["name"] for r in expected} == {"sentinel3", "shell"}
+
+    def shown() -> list[dict[str, str]]:
+        rows = []
+        for tr in browser.find_elements(By.CSS_SELECTOR, "#envs tbody tr"):
+            cells = {td.get_attribute("class"): td for td in tr.find_elements(By.TAG_NAME, "td")}
+            rows.append({"namespace": cells["namespace"].text, "name": cells["name"].text,
+                         "template": cells["template"].text,
+                         "revision": int(cells["revision"].text),
+                         "status": cells["status"].text,
+                         "image": cells["image"].find_element(By.TAG_NAME, "span")
+                         .get_attribute("title"),
+                         "updated": cells["updated"].text, "pods": cells["pods"].text,
+                         "state": cells["state"].text})
+        return rows
+
+    rows = shown()
+    assert [{k: r[k] for k in expected[0]} for r in rows] == expected
+    by_name = {r["name"]: r for r in rows}
+    assert by_name["shell"]["pods"] == "1/1" and by_name["shell"]["state"] == "Active"
+    browser.save_screenshot(str(tmp_path / "environments.png"))
+
+
+def test_scale_from_the_page_and_the_page_follows_the_api(
+        console: Running, env_ns: str, browser: Any, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    kube = local.connect()
+    browser.get(console.url.replace("/?", f"/env/{env_ns}/sentinel3?"))
+    wait_until(lambda: live(browser), what="the page is live")
+    field = browser.find_element(By.ID, "executors")
+    field.clear()
+    field.send_keys("3")
+    browser.find_element(By.ID, "scale").click()
+    wait_until(lambda: "scaled sentinel3's executors to 3" in text_of(browser, "#message"),
+               what="the page confirms the scale")
+    assert executors(kube, env_ns) == 3  # the Deployment changed
+    desired = 'span.desired[data-w="sentinel3-executor"]'
+    ready = 'span.ready[data-w="sentinel3-executor"]'
+    wait_until(lambda: live(browser) and text_of(browser, desired) == "3",
+               what="the page shows 3 desired")
+    wait_until(lambda: text_of(browser, ready) == "3", what="the page shows 3 ready")
+
+    # A change made elsewhere (kubectl, the autoscaler) shows up live, without a reload.
+    kube.scale("Deployment", "sentinel3-executor", 2, namespace=env_ns)
+    wait_until(lambda: text_of(browser, desired) == "2", timeout=10,
+               what="the page follows a change made through the API")
+
+    # The plot: desired and ready executors over time, drawn as SVG.
+    def plotted() -> dict[str, str]:
+        paths = browser.find_elements(By.CSS_SELECTOR, "svg#plot path.series")
+        return {p.get_attribute("class").split()[1]: p.get_attribute("data-last")
+                for p in paths}
+
+    wait_until(lambda: plotted().get("desired") == "2", what="the plot shows 2 desired")
+    d = browser.find_element(By.CSS_SELECTOR, "svg#plot path.desired").get_attribute("d")
+    assert d.count("L") >= 3  # a line with steps, not an empty path
+    browser.save_screenshot(str(tmp_path / "environment.png"))
+
+    browser.get(console.base + "/")
+    wait_until(lambda: text_of(browser, 'tr[data-env$="/sentinel3"] td.pods').startswith(
+        f"{2 + 1 + 1 + 4}/"), what="the table counts 2 executors")
+
+
+def test_a_user_rbac_forbids_to_scale_sees_why_and_nothing_changes(
+        env_ns: str, browser: Any, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    admin = local.connect()
+    admin.apply({"apiVersion": "v1", "kind": "ServiceAccount",
+                 "metadata": {"name": "viewer", "namespace": env_ns}})
+    admin.apply({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                 "metadata": {"name": "viewer-view", "namespace": env_ns},
+                 "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                             "name": "view"},
+                 "subjects": [{"kind": "ServiceAccount", "name": "viewer",
+                               "namespace": env_ns}]})
+    token = admin.request(
+        "POST", f"/api/v1/namespaces/{env_ns}/serviceaccounts/viewer/token",
+        body={"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+              "spec": {"expirationSeconds": 3600}})["status"]["token"]
+    cfg = yaml.safe_load(local.kubeconfig_path().read_text())
+    cfg["users"] = [{"name": "viewer", "user": {"token": token}}]
+    cfg["contexts"][0]["context"]["user"] = "viewer"
+    path = tmp_path / "viewer.kubeconfig"
+    path.write_text(yaml.safe_dump(cfg))
+    viewer = Kube.from_kubeconfig(path, local.CONTEXT, namespace=env_ns)
+
+    running = start(viewer, env_ns)
+    try:
+        before = executors(admin, env_ns)
+        browser.get(running.url.replace("/?", f"/env/{env_ns}/sentinel3?"))
+        wait_until(lambda: live(browser), what="the page is live")  # viewing is allowed
+        field = browser.find_element(By.ID, "executors")
+        field.clear()
+        field.send_keys(str(before + 2))
+        browser.find_element(By.ID, "scale").click()
+        message = wait_until(lambda: text_of(browser, "#api-message"),
+                             what="the API server's message")
+        assert "Not allowed" in text_of(browser, "h1")
+        assert f'User "system:serviceaccount:{env_ns}:viewer" cannot patch resource ' \
+               '"deployments/scale"' in message
+        browser.save_screenshot(str(tmp_path / "forbidden.png"))
+        assert executors(admin, env_ns) == before
+    finally:
+        running.stop()
