@@ -17,11 +17,12 @@ import contextlib
 import hmac
 import json
 import secrets
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -61,6 +62,7 @@ class Console:
     port: int = 0
     token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     csrf: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    closing: threading.Event = field(default_factory=threading.Event)
 
     @property
     def cookie(self) -> str:  # per port: two consoles on one host keep their own
@@ -111,10 +113,22 @@ class Guard(BaseHTTPMiddleware):
         return response
 
 
+MAX_FORM_BYTES = 16 * 1024
+
+
+async def form_of(request: Request) -> dict[str, str]:
+    """A POSTed form (urlencoded, as the pages send it; first value of each field)."""
+    if not request.headers.get("content-type", "").startswith(
+            "application/x-www-form-urlencoded"):
+        return {}
+    body = await request.body()  # kept by Starlette: the endpoint reads it again
+    if len(body) > MAX_FORM_BYTES:
+        return {}
+    return {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
+
+
 async def _csrf_ok(request: Request, csrf: str) -> bool:
-    form = await request.form()  # starlette caches it: the endpoint reads it again
-    value = form.get("csrf")
-    return _same(value if isinstance(value, str) else None, csrf)
+    return _same((await form_of(request)).get("csrf"), csrf)
 
 
 def _error(c: Console, exc: MmerepError, back: str) -> HTMLResponse:
@@ -158,9 +172,8 @@ def create_app(console: Console) -> Starlette:
     async def action(request: Request) -> Response:
         ns, name, verb = (request.path_params["ns"], request.path_params["name"],
                           request.path_params["verb"])
-        form = await request.form()
+        fields = await form_of(request)
         back = views.env_url(ns, name)
-        fields = {k: v for k, v in form.items() if isinstance(v, str)}
         try:
             done = await asyncio.to_thread(_act, c, verb, ns, name, fields)
         except MmerepError as exc:
@@ -183,12 +196,17 @@ def create_app(console: Console) -> Starlette:
             queue = live.subscribe()
             try:
                 yield payload()
-                while True:
+                idle = 0.0
+                while not c.closing.is_set():  # ends with the server, not at its deadline
                     try:
-                        await asyncio.wait_for(queue.get(), KEEPALIVE_SECONDS)
+                        await asyncio.wait_for(queue.get(), 1.0)
                     except TimeoutError:
-                        yield ": keep-alive\n\n"
+                        idle += 1.0
+                        if idle >= KEEPALIVE_SECONDS:
+                            idle = 0.0
+                            yield ": keep-alive\n\n"
                         continue
+                    idle = 0.0
                     while not queue.empty():  # a burst of changes: one update
                         queue.get_nowait()
                     yield payload()

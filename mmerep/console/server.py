@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import uvicorn
 
@@ -28,11 +29,23 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _server(console: Console, sock: socket.socket) -> uvicorn.Server:
+class _Server(uvicorn.Server):
+    """Tells the live streams to end before uvicorn waits for open connections."""
+
+    def __init__(self, config: uvicorn.Config, console: Console) -> None:
+        super().__init__(config)
+        self.console = console
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        self.console.closing.set()
+        super().handle_exit(sig, frame)
+
+
+def _server(console: Console, sock: socket.socket) -> _Server:
     console.port = sock.getsockname()[1]
     config = uvicorn.Config(create_app(console), log_level="warning", access_log=False,
-                            timeout_graceful_shutdown=1, lifespan="on")
-    return uvicorn.Server(config)
+                            timeout_graceful_shutdown=5, lifespan="on")
+    return _Server(config, console)
 
 
 def serve(console: Console, host: str = "127.0.0.1", port: int = 0,
@@ -48,7 +61,8 @@ def serve(console: Console, host: str = "127.0.0.1", port: int = 0,
 class Running:
     """A console served from a thread; ``stop()`` ends it."""
 
-    def __init__(self, console: Console, server: uvicorn.Server, thread: threading.Thread):
+    def __init__(self, console: Console, server: uvicorn.Server,
+                 thread: threading.Thread) -> None:
         self.console = console
         self.server = server
         self.thread = thread
@@ -62,12 +76,12 @@ class Running:
         return f"http://127.0.0.1:{self.console.port}"
 
     def stop(self) -> None:
+        self.console.closing.set()
         self.server.should_exit = True
         self.thread.join(30)
 
 
-def start_in_thread(console: Console, host: str = "127.0.0.1", port: int = 0,
-                    timeout: float = 60.0) -> Running:
+def start_in_thread(console: Console, host: str = "127.0.0.1", port: int = 0) -> Running:
     sock = bind(host, port)
     server = _server(console, sock)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]},

@@ -94,7 +94,8 @@ def environment_page(status: dict[str, Any], history: list[dict[str, Any]], *, c
     comps = _table("components", ["role", "name", "kind", "state", "ready", "desired",
                                   "restarts", "ports"], (
         [escape(c["component"] or c["name"]), escape(c["name"]), escape(c["kind"]),
-         escape(c["state"]), f'<span class="ready" data-w="{escape(c["name"])}">{c["ready"]}'
+         f'<span class="state" data-w="{escape(c["name"])}">{escape(c["state"])}</span>',
+        f'<span class="ready" data-w="{escape(c["name"])}">{c["ready"]}'
          "</span>", f'<span class="desired" data-w="{escape(c["name"])}">{c["desired"]}</span>',
          str(c["restarts"]), escape(", ".join(c["ports"]) or "-")]
         for c in status["components"]))

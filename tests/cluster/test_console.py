@@ -102,10 +102,9 @@ def executors(kube: Kube, ns: str) -> int:
 
 
 def text_of(browser: Any, css: str) -> str:
-    from selenium.webdriver.common.by import By
-
-    found = browser.find_elements(By.CSS_SELECTOR, css)
-    return str(found[0].text) if found else ""
+    """The element's text, read in the page at once (live updates replace elements)."""
+    return str(browser.execute_script(
+        "const e = document.querySelector(arguments[0]); return e ? e.textContent : '';", css))
 
 
 def live(browser: Any) -> bool:
@@ -128,9 +127,13 @@ def http(url: str, *, cookie: str | None = None, form: dict[str, str] | None = N
     opener = urllib.request.build_opener(NoRedirect)
     try:
         with opener.open(req, timeout=WAIT) as resp:
-            return resp.status, dict(resp.headers), resp.read().decode()
+            return resp.status, lower(resp.headers), resp.read().decode()
     except urllib.error.HTTPError as err:
-        return err.code, dict(err.headers), err.read().decode()
+        return err.code, lower(err.headers), err.read().decode()
+
+
+def lower(headers: Any) -> dict[str, str]:
+    return {k.lower(): v for k, v in headers.items()}
 
 
 def test_nothing_is_served_without_the_token_and_no_action_without_csrf(
@@ -145,15 +148,15 @@ def test_nothing_is_served_without_the_token_and_no_action_without_csrf(
     assert http(base + "/?token=wrong")[0] == 403
 
     status, headers, _ = http(console.url)  # the address the command prints
-    assert status == 303 and headers["Location"] == "/"  # the token leaves the address bar
-    cookie = headers["Set-Cookie"].split(";")[0]
-    assert "HttpOnly" in headers["Set-Cookie"] and "SameSite=strict" in headers["Set-Cookie"]
+    assert status == 303 and headers["location"] == "/"  # the token leaves the address bar
+    cookie = headers["set-cookie"].split(";")[0]
+    assert "HttpOnly" in headers["set-cookie"] and "SameSite=strict" in headers["set-cookie"]
     status, headers, body = http(base + "/", cookie=cookie)
     assert status == 200 and "sentinel3" in body
-    csp = headers["Content-Security-Policy"]
+    csp = headers["content-security-policy"]
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp
     assert "<script>" not in body and " style=" not in body  # nothing inline
-    assert headers["Referrer-Policy"] == "no-referrer"
+    assert headers["referrer-policy"] == "no-referrer"
 
     scale = f"{base}/env/{env_ns}/sentinel3/scale"
     before = executors(kube, env_ns)
@@ -238,14 +241,17 @@ def test_scale_from_the_page_and_the_page_follows_the_api(
                what="the page follows a change made through the API")
 
     # The plot: desired and ready executors over time, drawn as SVG.
-    def plotted() -> dict[str, str]:
-        paths = browser.find_elements(By.CSS_SELECTOR, "svg#plot path.series")
-        return {p.get_attribute("class").split()[1]: p.get_attribute("data-last")
-                for p in paths}
+    def plotted() -> dict[str, list[str]]:  # read at once: each update redraws the plot
+        return dict(browser.execute_script(
+            "const out = {};"
+            "for (const p of document.querySelectorAll('svg#plot path.series'))"
+            "  out[p.classList[1]] = [p.dataset.last, p.getAttribute('d')];"
+            "return out;"))
 
-    wait_until(lambda: plotted().get("desired") == "2", what="the plot shows 2 desired")
-    d = browser.find_element(By.CSS_SELECTOR, "svg#plot path.desired").get_attribute("d")
-    assert d.count("L") >= 3  # a line with steps, not an empty path
+    wait_until(lambda: plotted().get("desired", [""])[0] == "2",
+               what="the plot shows 2 desired")
+    _, d = plotted()["desired"]
+    assert d.count("L") >= 5  # steps: 1, then 3, then 2 executors
     browser.save_screenshot(str(tmp_path / "environment.png"))
 
     browser.get(console.base + "/")
@@ -295,3 +301,28 @@ def test_a_user_rbac_forbids_to_scale_sees_why_and_nothing_changes(
         assert executors(admin, env_ns) == before
     finally:
         running.stop()
+
+
+def test_the_command_prints_an_address_that_serves_only_with_its_token(
+        cluster: local.ClusterInfo, tmp_path: Path) -> None:
+    import re
+
+    proc = subprocess.Popen([sys.executable, "-m", "mmerep", "console", "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        found = re.search(r"(http://127\.0\.0\.1:(\d+)/\?token=\S+)", line)
+        assert found, line
+        url, port = found.group(1), found.group(2)
+        assert "namespace mmerep" in line
+        assert http(f"http://127.0.0.1:{port}/")[0] == 403
+        status, headers, _ = http(url)
+        assert status == 303
+        status, _, body = http(f"http://127.0.0.1:{port}/",
+                               cookie=headers["set-cookie"].split(";")[0])
+        assert status == 200 and "Environments in namespace mmerep" in body
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    assert proc.returncode in (0, -15)

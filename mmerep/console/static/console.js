@@ -74,6 +74,9 @@
 
   function renderEnvironment(data) {
     for (const w of data.workloads) {
+      for (const cell of document.querySelectorAll("span.state[data-w]")) {
+        if (cell.dataset.w === w.name) cell.textContent = w.done ? "Active" : "Progressing";
+      }
       for (const field of ["ready", "desired"]) {
         for (const span of document.querySelectorAll("span." + field + "[data-w]")) {
           if (span.dataset.w === w.name) span.textContent = String(w[field]);
@@ -126,8 +129,11 @@
 
   function connect() {
     const url = document.body.dataset.events;
-    if (!url) return;
     const status = document.getElementById("live");
+    if (!url) {  // a page with nothing live (an error page)
+      status.textContent = "";
+      return;
+    }
     const source = new EventSource(url);
     source.addEventListener("open", () => {
       status.textContent = "live";
