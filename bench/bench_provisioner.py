@@ -18,16 +18,16 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-from private_cluster import private_cluster
-
 MiB = 1 << 20
 NAME = "bench.local-ssd.mme-rep.io"
 NS = "bench-provisioner"
+LOGS = Path(tempfile.gettempdir()) / "mmerep-bench-provisioner-logs"
 
 
 def _free_port() -> int:
@@ -124,6 +124,7 @@ def _clear(kube: Any) -> None:
 def run(claims: int = 1000, nodes: int = 20) -> list[dict[str, Any]]:
     from mmerep.cluster import local
     from provisioner import objects as o
+    from testkit.private_cluster import private_cluster
 
     with private_cluster("mmerep-bench-prov-") as work:
         local.up(local.ClusterSpec(nodes=nodes))
@@ -145,10 +146,12 @@ def run(claims: int = 1000, nodes: int = 20) -> list[dict[str, Any]]:
             port = _free_port()
             kc = ["--kubeconfig", str(local.kubeconfig_path()), "--context", local.CONTEXT,
                   "--namespace", NS, "--name", NAME]
-            logs = (work / "logs")
-            logs.mkdir()
+            logs = LOGS  # kept after the run, for a look at what the controller did
+            shutil.rmtree(logs, ignore_errors=True)
+            logs.mkdir(parents=True)
             py = [sys.executable, "-m", "mmerep", "provisioner", "run"]
-            procs.append(subprocess.Popen([*py, "controller", *kc, "--metrics-port", str(port)],
+            procs.append(subprocess.Popen([*py, "controller", *kc, "--metrics-port", str(port),
+                                           "--verbose"],
                                           stdout=(logs / "controller.log").open("wb"),
                                           stderr=subprocess.STDOUT))
             for node in names:
@@ -215,5 +218,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # testkit
     sys.exit(main())

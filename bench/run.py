@@ -17,6 +17,7 @@ import bench_env
 import bench_pipeline
 import bench_provisioner
 import bench_reads
+import bench_scale
 import bench_ssh
 import bench_startup
 import bench_synclocal
@@ -27,6 +28,7 @@ BENCHMARKS = {
     "env": bench_env.run,
     "reads": bench_reads.run,
     "pipeline": bench_pipeline.run,
+    "scale": bench_scale.run,
     "synclocal": lambda: bench_synclocal.run(False),
     "synclocal-quick": lambda: bench_synclocal.run(True),
     "provisioner": bench_provisioner.run,

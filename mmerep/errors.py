@@ -174,3 +174,13 @@ class ManifestError(SyncError):
 
 class Busy(SyncError):
     """Another synclocal process holds the root's lock."""
+
+
+# -- HTCondor (mmerep.condor) ---------------------------------------------------------------
+
+class CondorError(MmerepError):
+    """The HTCondor pool (collector or schedd) refused a request."""
+
+
+class CondorUnreachable(CondorError):
+    """The collector or schedd did not answer in time."""

@@ -551,7 +551,7 @@ class Kube:
 
     def apply(self, obj: Obj, *, force: bool = False, dry_run: bool = False,
               compare: bool = True, live: Mapping[tuple[str, str], Obj] | None = None,
-              ) -> ApplyResult:
+              field_manager: str = FIELD_MANAGER) -> ApplyResult:
         """Server-side apply one object as field manager ``mme-rep``.
 
         ``compare`` reads the object first to tell created/configured/unchanged; a caller
@@ -573,7 +573,7 @@ class Kube:
             body["metadata"] = {**obj["metadata"], "namespace": ns}
         after = self.request(
             "PATCH", res.path(ns, name), body=body, content_type="application/apply-patch+yaml",
-            query={"fieldManager": FIELD_MANAGER, "force": "true" if force else None,
+            query={"fieldManager": field_manager, "force": "true" if force else None,
                    "dryRun": "All" if dry_run else None},
             what=f"apply {kind_name_ns(body)}",
         )
@@ -619,11 +619,13 @@ class Kube:
         with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
             return list(pool.map(fn, items))
 
-    def create(self, obj: Obj, *, dry_run: bool = False) -> Obj:
+    def create(self, obj: Obj, *, dry_run: bool = False,
+               field_manager: str = FIELD_MANAGER) -> Obj:
         res = self._resource_of(obj)
         ns = self._namespace_of(obj, res)
         created: Obj = self.request(
-            "POST", res.path(ns), body=obj, query={"dryRun": "All" if dry_run else None},
+            "POST", res.path(ns), body=obj,
+            query={"dryRun": "All" if dry_run else None, "fieldManager": field_manager},
             what=f"{'check' if dry_run else 'create'} {kind_name_ns(obj)}")
         return created
 
@@ -690,16 +692,28 @@ class Kube:
                                   what=f"get scale of {kind}/{name}")
         return scale
 
-    def scale(self, kind: str, name: str, replicas: int, namespace: str | None = None) -> Obj:
+    def scale(self, kind: str, name: str, replicas: int, namespace: str | None = None, *,
+              field_manager: str = FIELD_MANAGER) -> Obj:
         """Set replicas through the scale subresource (needs only that RBAC permission)."""
         if replicas < 0:
             raise KubeInvalid(f"replicas must be 0 or more, not {replicas}")
         res = self.resource("apps/v1", kind)
         scaled: Obj = self.request(
             "PATCH", res.path(namespace or self.namespace, name, "scale"),
-            body={"spec": {"replicas": replicas}},
+            body={"spec": {"replicas": replicas}}, query={"fieldManager": field_manager},
             content_type="application/merge-patch+json", what=f"scale {kind}/{name}")
         return scaled
+
+    def patch(self, api_version: str, kind: str, name: str, patch: Obj,
+              namespace: str | None = None, *, field_manager: str = FIELD_MANAGER) -> Obj:
+        """A JSON merge patch (e.g. one annotation on a pod someone else manages)."""
+        res = self.resource(api_version, kind)
+        ns = (namespace or self.namespace) if res.namespaced else None
+        patched: Obj = self.request("PATCH", res.path(ns, name), body=patch,
+                                    query={"fieldManager": field_manager},
+                                    content_type="application/merge-patch+json",
+                                    what=f"patch {kind}/{name}")
+        return patched
 
     def evict(self, name: str, namespace: str | None = None) -> None:
         """Evict a pod through the Eviction API (policy/v1), as a node drain does: the API

@@ -93,7 +93,7 @@ def local_profile() -> Profile:
                    requests={"cpu": "1", "memory": "2Gi"},
                    storage_classes={"local-ssd": "mmerep-local-ssd"},
                    node_selector={"mme-rep/processing": "true"},
-                   ssh_domain="mmerep-local", max_executors=50, cluster_objects=True,
+                   ssh_domain="mmerep-local", max_executors=500, cluster_objects=True,
                    # Scratch stays an emptyDir until the local cluster runs the provisioner.
                    scratch_volume=False)
 

@@ -371,7 +371,11 @@ class Controller:
             result["plan"] = p
             return p.ledger if p.new else None
 
+        t0 = time.monotonic()
+        with self._lock:
+            oldest = min((self._seen.get(u, t0) for u in fresh_claims), default=t0)
         self._write(node, reserve)
+        t1 = time.monotonic()
         p = result["plan"]
         disks = {d.name: d for d in report.disks}
 
@@ -394,6 +398,9 @@ class Controller:
                         f"{node} disk {res.disk}", warning=False)
 
         self.kube.map(create, sorted(p.placed))
+        log.debug("%s: %d claim(s); queued %.0f ms, ledger %.0f ms, PVs %.0f ms", node,
+                  len(fresh_claims), (t0 - oldest) * 1000, (t1 - t0) * 1000,
+                  (time.monotonic() - t1) * 1000)
         for uid, why in p.refused.items():
             self._hand_back(fresh_claims[uid], why, "no-space")
 

@@ -35,9 +35,8 @@ def cluster_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 def cluster(cluster_state: Path) -> Iterator[object]:
     from mmerep.cluster import local
 
-    info = local.up(local.ClusterSpec(nodes=4))
-    try:
-        yield info
+    try:  # a start that fails half-way must not leave its processes behind
+        yield local.up(local.ClusterSpec(nodes=4))
     finally:
         local.down()
 

@@ -34,14 +34,14 @@ GROUPS = {
     "provisioner": ("mmerep.cli.provisioner", "The node-local SSD volume provisioner"),
     "ssh": ("mmerep.cli.ssh", "Reach an environment's scheduler over SSH through a "
             "port-forward."),
+    "scaler": ("mmerep.cli.scaler", "Scale an environment's executors and drive the "
+               "autoscaler."),
     "console": ("mmerep.cli.console", "A web console in your browser: environments live, "
                 "scale, roll back, delete."),
 }
 # Features not in this version: help lists them apart, and using one exits 2 saying so.
 # A feature's work moves its name from here to GROUPS.
-PLANNED = {
-    "scaler": "Scaling an environment's executors, and the autoscaler.",
-}
+PLANNED: dict[str, str] = {}
 
 
 def group_app(name: str) -> typer.Typer:
@@ -76,8 +76,9 @@ class LazyGroup(TyperGroup):
     def format_commands(self, ctx: Any, formatter: Any) -> None:
         with formatter.section("Commands"):
             formatter.write_dl([(name, short) for name, (_, short) in GROUPS.items()])
-        with formatter.section("Not available in this version"):
-            formatter.write_dl(list(PLANNED.items()))
+        if PLANNED:
+            with formatter.section("Not available in this version"):
+                formatter.write_dl(list(PLANNED.items()))
 
 
 class NotAvailable(TyperCommand):
@@ -134,7 +135,7 @@ def _root(
 
 
 @app.command("demo", hidden=True)
-def _demo(nodes: int = typer.Option(4, "--nodes", "-n", min=1, help="Simulated nodes.")) -> None:
+def _demo(nodes: int = typer.Option(48, "--nodes", "-n", min=1, help="Simulated nodes.")) -> None:
     """Bring the local cluster up, publish a sample image, deploy and scale an environment."""
     from mmerep.cli.demo import demo
 

@@ -117,6 +117,8 @@ def status_table(data: dict[str, Any], width: int | None = None) -> Any:
     parts.append(table(None, columns, rows))
     if data.get("synclocal"):
         parts.append(Text(data["synclocal"], overflow="fold"))
+    if data.get("scaler"):
+        parts.append(Text(data["scaler"], overflow="fold"))
     if data.get("stopped"):
         parts.append(table("pods Kubernetes stopped", ["component", "pod", "reason", "message"],
                            [(s["component"], s["pod"], s["reason"], s["message"])

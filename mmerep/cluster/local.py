@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from mmerep.cluster import build, versions
-from mmerep.errors import ClusterError, KubeError
+from mmerep.errors import ClusterError, KubeError, KubeTimeout
 from mmerep.paths import state_dir
 
 if TYPE_CHECKING:
@@ -440,12 +440,21 @@ def up(spec: ClusterSpec | None = None, progress: OnStep = _quiet, *,
     _start_registry(binaries, state)
     progress(f"ensuring {spec.nodes} simulated nodes")
     try:
+        _restart_dead_components(binaries, progress)
         ready = _ensure_nodes(spec, progress)
         # Ready means a pod would be admitted: admission needs the namespace's default
         # ServiceAccount, which the controller manager makes after start (kind waits too).
         progress("waiting for the control plane to admit pods")
-        connect().wait_exists("v1", "ServiceAccount", "default", "default", timeout=120,
-                              hint=f"see {kwok_cluster_dir() / 'logs'}")
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                connect().wait_exists("v1", "ServiceAccount", "default", "default",
+                                      timeout=10, hint=f"see {kwok_cluster_dir() / 'logs'}")
+                break
+            except KubeTimeout:
+                if time.monotonic() > deadline:
+                    raise
+                _restart_dead_components(binaries, progress)
     except KubeError as exc:
         raise ClusterError(f"the cluster started but does not answer: {exc}",
                            hint=f"see {kwok_cluster_dir() / 'logs'}") from exc
@@ -455,6 +464,20 @@ def up(spec: ClusterSpec | None = None, progress: OnStep = _quiet, *,
     return ClusterInfo(NAME, kube.host, CONTEXT, kubeconfig_path(),
                        f"127.0.0.1:{state['registry_port']}", ready,
                        time.monotonic() - started, already, restarted)
+
+
+def _restart_dead_components(binaries: dict[str, Path], progress: OnStep) -> None:
+    """A component that exited while the cluster came up is started again. On a loaded
+    machine kube-controller-manager gives up when the API server is not healthy within
+    its own start-up window, and nothing else would restart it."""
+    dead = tuple(n for n, (_, alive) in component_states().items() if not alive)
+    if not dead:
+        return
+    progress(f"restarting {', '.join(dead)}, which exited while starting")
+    _forget_dead_pids()
+    _run_kwokctl(["start", "cluster", "--name", NAME, "--wait", "120s"], binaries,
+                 "kwokctl start cluster")
+    _wait_components(dead)
 
 
 def _release_dead_node_leases(before: float) -> None:

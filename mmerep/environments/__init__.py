@@ -17,10 +17,13 @@ One module per job:
 - ``events``: warning events of waiting workloads
 - ``hints``: what the user is told to do next (``web_hint``)
 - ``synclocal_nodes``: the one reach into synclocal
+- ``replicas``: who owns a workload's replica count (the HPA pattern)
+- ``change``: one workload changed outside a deploy (vscale), recorded as a revision
 
 Callers use the names re-exported here (``environments.deploy(...)``).
 """
 
+from mmerep.environments.change import record_workload_change
 from mmerep.environments.deploy import (
     check_pods_admitted,
     deploy,
@@ -53,10 +56,12 @@ from mmerep.environments.records import (
     rendered_from_record,
 )
 from mmerep.environments.render import env_name_from_image, pin_digest, render_environment
+from mmerep.environments.replicas import REPLICAS_PARAM, replicas_owned_elsewhere, settle_replicas
 from mmerep.environments.status import (
     environment_rows,
     environment_status,
     list_environments,
+    scaler_line,
 )
 from mmerep.environments.synclocal_nodes import synclocal_line
 
@@ -65,6 +70,7 @@ __all__ = [
     "MANAGED_KINDS",
     "PSA_LABELS",
     "RECORD_LABEL",
+    "REPLICAS_PARAM",
     "WORKLOAD_KINDS",
     "DeployResult",
     "Obj",
@@ -88,9 +94,13 @@ __all__ = [
     "pin_digest",
     "read_records",
     "record_name",
+    "record_workload_change",
     "render_environment",
     "rendered_from_record",
+    "replicas_owned_elsewhere",
     "rollback_to",
+    "scaler_line",
+    "settle_replicas",
     "synclocal_line",
     "warning_events",
     "web_hint",

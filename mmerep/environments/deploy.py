@@ -30,6 +30,7 @@ from mmerep.environments.records import (
     revision_of,
     supersede_deployed,
 )
+from mmerep.environments.replicas import settle_replicas
 from mmerep.errors import KubeConflict, KubeError, KubeTimeout, UsageError
 from mmerep.kube import Kube
 
@@ -70,10 +71,12 @@ def _deploy_locked(kube: Kube, rendered: Rendered, created_namespace: bool, *,
     current = revision_of(records[-1]) if records else 0
     live = {(p["kind"], p["metadata"]["name"]): p for p in parts}
     generated = generated_secrets(kube, rendered, live=live)
+    # Replicas someone else (the scaler) owns are left out; see replicas.py.
+    objects, rescale = settle_replicas(kube, rendered, live=live)
 
     # 2. The API server and admission judge everything before anything is written.
     try:
-        planned = [*generated, *with_revision(rendered.objects, max(current, 1))]
+        planned = [*generated, *with_revision(objects, max(current, 1))]
         # The two judgements are independent: both at once (the dry run's error first).
         dry, _ = kube.map(lambda judge: judge(), [
             lambda: kube.apply_all(planned, dry_run=True, force=force, live=live),
@@ -85,6 +88,7 @@ def _deploy_locked(kube: Kube, rendered: Rendered, created_namespace: bool, *,
     changes = [(r.action, kind_and_name(r.obj)) for r in dry if r.changed]
     # A part this revision no longer has is a change too (else "unchanged" would keep it).
     changes += [("deleted", kind_and_name(p)) for p in prunable(rendered, parts)]
+    changes += [("scaled", f"Deployment/{name}") for name, _ in rescale]
     if on_plan:
         on_plan(changes)
     if not changes and records and records[-1]["data"]["status"] == "deployed":
@@ -93,8 +97,10 @@ def _deploy_locked(kube: Kube, rendered: Rendered, created_namespace: bool, *,
     # 3. Apply the new revision and drop what it no longer has.
     revision = current + 1
     record = revisions.create(kube, build_record(rendered, revision, "deploying"))  # durability
-    kube.apply_all([*generated, *with_revision(rendered.objects, revision)], compare=False,
+    kube.apply_all([*generated, *with_revision(objects, revision)], compare=False,
                    force=force)
+    for name, replicas in rescale:  # the operator said so explicitly: --set executors=N
+        kube.scale("Deployment", name, replicas, rendered.namespace)
     prune(kube, rendered, parts)
 
     # 4. Wait; a rollout that does not become ready is undone (see recover_failed_rollout).
@@ -165,10 +171,11 @@ def _rollback_locked(kube: Kube, namespace: str, env_name: str, revision: int | 
                          hint=f"mme-rep env history {env_name}")
     rendered = rendered_from_record(chosen)
     new_revision = current + 1
+    objects, _ = settle_replicas(kube, rendered)  # a rollback never undoes a scale
     record = revisions.create(kube, build_record(rendered, new_revision, "deploying",  # durability
                                                  f"rollback to {revision}"))
     kube.apply_all([*generated_secrets(kube, rendered),
-                    *with_revision(rendered.objects, new_revision)], force=True)
+                    *with_revision(objects, new_revision)], force=True)
     prune(kube, rendered)
     kube.wait_for(rendered.workload_objects(), timeout=timeout, on_progress=on_progress)
     revisions.set_status(kube, record, "deployed")  # durability: before superseding the old

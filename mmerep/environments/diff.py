@@ -11,6 +11,7 @@ from mmerep.environments.deploy import with_revision
 from mmerep.environments.model import Obj, Rendered, kind_and_name
 from mmerep.environments.parts import live_parts, prunable
 from mmerep.environments.records import read_records, revision_of
+from mmerep.environments.replicas import settle_replicas
 from mmerep.kube import Kube
 
 
@@ -29,7 +30,8 @@ def diff(kube: Kube, rendered: Rendered) -> list[dict[str, Any]]:
     if kube.get("v1", "Namespace", rendered.namespace) is None:
         return [{"action": "created", "object": kind_and_name(o), "diff": ""}
                 for o in rendered.objects]
-    planned = with_revision(rendered.objects, current)
+    objects, _ = settle_replicas(kube, rendered)  # replicas the scaler owns are no change
+    planned = with_revision(objects, current)
     out = []
     for result in kube.apply_all(planned, dry_run=True):
         if not result.changed:

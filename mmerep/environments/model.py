@@ -49,6 +49,7 @@ class Rendered:
     workloads: tuple[str, ...] = ()
     secrets: dict[str, tuple[str, ...]] = field(default_factory=dict)
     web: dict[str, Any] = field(default_factory=dict)
+    explicit: tuple[str, ...] = ()  # parameters the operator set (not defaults)
 
     def workload_objects(self) -> list[Obj]:
         return [o for o in self.objects if o["kind"] in WORKLOAD_KINDS]

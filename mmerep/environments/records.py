@@ -89,7 +89,15 @@ def history(kube: Kube, namespace: str, env_name: str) -> list[dict[str, Any]]:
     if not records:
         raise UsageError(f"environment {env_name} not found in namespace {namespace}",
                          hint="mme-rep env list shows what is deployed")
-    rows = [{"revision": revision_of(r), "status": r["data"]["status"],
+    live = max((revision_of(r) for r in records if r["data"]["status"] == "deployed"),
+               default=None)
+
+    def status(r: Obj) -> str:
+        # A revision written from inside the pool (vscale) cannot relabel the older one.
+        st = str(r["data"]["status"])
+        return "superseded" if st == "deployed" and revision_of(r) != live else st
+
+    rows = [{"revision": revision_of(r), "status": status(r),
              "time": r["data"]["time"], "template": r["data"]["template"],
              "image": r["data"]["image"], "note": r["data"].get("note", "")} for r in records]
     return revisions.explain_in_progress(kube, namespace, env_name, rows)  # durability

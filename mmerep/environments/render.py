@@ -52,6 +52,8 @@ def render_environment(profile: Profile, template_name: str, image: str, *,
         "storage_classes": dict(profile.storage_classes or {}),
         "ssh_domain": profile.ssh_domain,
         "ingress_domain": profile.ingress_domain,
+        "profile_limits": {"max_executors": profile.max_executors,
+                           "max_cpu": profile.max_cpu, "max_memory": profile.max_memory},
         "registry": resolved_registry(profile) if resolve else profile.registry,
         "defaults": {"cpu": requests.get("cpu") or "1", "memory": requests.get("memory") or "2Gi",
                      "cpu_limit": limits.get("cpu") or None,
@@ -64,7 +66,8 @@ def render_environment(profile: Profile, template_name: str, image: str, *,
     _check_pod_maxima(profile, template.name, objects)
     templates.label_objects(objects, env_name, profile.namespace, template.name, revision)
     return Rendered(env_name, profile.namespace, template.name, reference, values, objects,
-                    template.workloads, dict(template.secrets), dict(template.web))
+                    template.workloads, dict(template.secrets), dict(template.web),
+                    tuple(sorted(params or {})))
 
 
 def _check_limits(profile: Profile, values: dict[str, Any]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -97,4 +98,24 @@ def environment_status(kube: Kube, namespace: str, env_name: str) -> dict[str, A
             "warnings": warnings, "stopped": stopped}
     if any(c["component"] == "synclocal" for c in components):
         data["synclocal"] = synclocal_line(kube)
+    state = next((o for o in parts if o["kind"] == "ConfigMap"
+                  and o["metadata"]["name"] == f"{env_name}-scaler-state"), None)
+    if state is not None:
+        data["scaler"] = scaler_line(state)
     return data
+
+
+def scaler_line(state: Obj) -> str:
+    """The autoscaler's switch, bounds and last decision, from its state ConfigMap."""
+    data = state.get("data") or {}
+    line = (f"scaler: daemon {data.get('daemon') or 'off'}"
+            f" (min {data.get('min') or 0}, max {data.get('max') or 'profile limit'})")
+    try:
+        decisions = json.loads(data.get("decisions") or "[]")
+    except ValueError:
+        decisions = []
+    if decisions:
+        last = decisions[-1]
+        when = datetime.fromtimestamp(float(last.get("time", 0)), UTC).strftime("%H:%M:%SZ")
+        line += f"; last decision {when}: {last.get('reason', '')}"
+    return line

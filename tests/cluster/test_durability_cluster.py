@@ -1,7 +1,8 @@
 """The local cluster survives its components crashing, and goes back to a snapshot.
 
-These tests kill the session cluster's own processes with SIGKILL, so each ends with the
-cluster up again (``cluster up``), as a user would bring it back.
+These tests kill a cluster's processes with SIGKILL and bring it back with ``cluster
+up``, as a user would: on a private cluster of their own (own state directory, ports and
+processes), so the session's cluster, which every other test uses, is left alone.
 """
 
 from __future__ import annotations
@@ -23,10 +24,22 @@ from mmerep import environments, envlock
 from mmerep.cluster import local, sample
 from mmerep.kube import Kube
 from mmerep.profiles import get_profile
+from testkit.private_cluster import private_cluster
 
 pytestmark = pytest.mark.cluster
 CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler",
                  "kwok-controller")
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[local.ClusterInfo]:
+    with private_cluster("mmerep-durability-"):
+        yield local.up(local.ClusterSpec(nodes=2))
+
+
+@pytest.fixture()
+def kube(cluster: local.ClusterInfo) -> Kube:
+    return local.connect()  # type: ignore[no-any-return]
 
 
 @pytest.fixture()
@@ -140,7 +153,7 @@ def test_api_server_killed_mid_deploy_then_the_rerun_converges(
 
 @pytest.mark.timeout(1500)  # the first restore builds etcdutl
 def test_snapshot_restore_brings_back_a_deleted_environment(
-        kube: Kube, fresh_ns: str, tmp_path: Path) -> None:
+        kube: Kube, fresh_ns: str, tmp_path: Path, cluster: local.ClusterInfo) -> None:
     rendered = deploy(kube, fresh_ns, "snap")
     secret = kube.get("v1", "Secret", "snap-pool", fresh_ns)["data"]["password"]
     file = tmp_path / "known-good.db"

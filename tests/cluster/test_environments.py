@@ -315,10 +315,12 @@ def test_fields_another_tool_set_stop_a_deploy_unless_forced(
     params = {"synclocal": "false"}
     environments.deploy(kube, environments.render_environment(
         profile, "htcondor-batch", "sentinel3:v0.1.0", params=params), timeout=120)
+    # The executors' count may be set by others (the scaler: see test_scaler.py); any other
+    # field another tool takes, here the collector's count, stops a deploy.
     kube.request(  # someone scales with kubectl apply --server-side --force-conflicts
-        "PATCH", f"/apis/apps/v1/namespaces/{fresh_ns}/deployments/sentinel3-executor",
+        "PATCH", f"/apis/apps/v1/namespaces/{fresh_ns}/deployments/sentinel3-collector",
         body={"apiVersion": "apps/v1", "kind": "Deployment",
-              "metadata": {"name": "sentinel3-executor"}, "spec": {"replicas": 3}},
+              "metadata": {"name": "sentinel3-collector"}, "spec": {"replicas": 3}},
         content_type="application/apply-patch+yaml",
         query={"fieldManager": "kubectl", "force": "true"})
     upgrade = environments.render_environment(profile, "htcondor-batch", "sentinel3:v0.2.0",
@@ -327,8 +329,8 @@ def test_fields_another_tool_set_stop_a_deploy_unless_forced(
         environments.deploy(kube, upgrade, timeout=120)
     assert 'conflict with "kubectl"' in info.value.message
     assert info.value.hint and info.value.hint.endswith("mme-rep env deploy --force")
-    live = kube.get("apps/v1", "Deployment", "sentinel3-executor", fresh_ns)
+    live = kube.get("apps/v1", "Deployment", "sentinel3-collector", fresh_ns)
     assert live is not None and live["spec"]["replicas"] == 3  # nothing changed
     assert environments.deploy(kube, upgrade, timeout=120, force=True).action == "upgraded"
-    live = kube.get("apps/v1", "Deployment", "sentinel3-executor", fresh_ns)
-    assert live is not None and live["spec"]["replicas"] == 2
+    live = kube.get("apps/v1", "Deployment", "sentinel3-collector", fresh_ns)
+    assert live is not None and live["spec"]["replicas"] == 1

@@ -101,12 +101,37 @@ def test_standard_labels_on_everything(template: str) -> None:
 def test_slot_size_follows_the_pod_not_the_node() -> None:
     cfg = by_name(render(params={"executor_cpu": "4", "executor_memory": "16Gi"}))
     text = cfg["ConfigMap/sentinel3-condor"]["data"]["10-executor.conf"]
-    assert "NUM_CPUS = 4" in text and "MEMORY = 16384" in text
+    assert "NUM_CPUS = $ENV(MMEREP_CPUS:4)" in text
+    assert "MEMORY = $ENV(MMEREP_MEMORY_MB:16384)" in text
     executor = cfg["Deployment/sentinel3-executor"]["spec"]["template"]["spec"]["containers"][0]
     assert executor["resources"]["requests"] == {"cpu": "4", "memory": "16Gi",
                                                  "ephemeral-storage": "20Gi"}
+    # The pod's own requests reach the startd, so a vscale resizes the slot as well.
+    env = {e["name"]: e.get("valueFrom", {}).get("resourceFieldRef") for e in executor["env"]}
+    assert env["MMEREP_CPUS"] == {"containerName": "startd", "resource": "requests.cpu",
+                                  "divisor": "1"}
+    assert env["MMEREP_MEMORY_MB"]["resource"] == "requests.memory"
     defaults = by_name(render())["ConfigMap/sentinel3-condor"]["data"]["10-executor.conf"]
-    assert "NUM_CPUS = 2" in defaults and "MEMORY = 9536" in defaults  # 10G from the profile
+    assert "MMEREP_CPUS:2)" in defaults and "MMEREP_MEMORY_MB:9536)" in defaults  # 10G
+
+
+def test_executors_roll_without_losing_jobs() -> None:
+    deploy = by_name(render(params={"drain_grace_seconds": 7200}))["Deployment/sentinel3-executor"]
+    assert deploy["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    assert deploy["metadata"]["annotations"]["mme-rep/replicas-param"] == "executors"
+    pod = deploy["spec"]["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] == 7200
+    assert "condor_off -peaceful" in " ".join(pod["containers"][0]["lifecycle"]["preStop"][
+        "exec"]["command"])
+
+
+def test_scaler_state_carries_the_profile_limits_and_no_daemon_switch() -> None:
+    import json
+
+    state = by_name(render())["ConfigMap/sentinel3-scaler-state"]["data"]
+    assert json.loads(state["limits"]) == {"max_executors": 400, "max_cpu": None,
+                                           "max_memory": None}
+    assert "daemon" not in state  # the scaler owns it; a deploy never turns it off
 
 
 def test_profile_placement_reaches_every_pod() -> None:
@@ -119,11 +144,22 @@ def test_scaler_rbac_is_least_privilege() -> None:
     role = by_name(render())["Role/sentinel3-scaler"]
     for rule in role["rules"]:
         assert "*" not in rule["verbs"] and "*" not in rule["resources"]
-        assert "delete" not in rule["verbs"] and "create" not in rule["verbs"]
-        if rule["resources"] != ["pods"]:
+        # delete only for its own lease (released after a vscale)
+        assert "delete" not in rule["verbs"] or rule["resources"] == ["leases"]
+        if rule["resources"] == ["pods"]:
+            assert set(rule["verbs"]) == {"get", "list", "watch", "patch"}
+        elif "resourceNames" not in rule and rule["resources"] == ["leases"]:
+            assert rule["verbs"] == ["create"]  # vscale takes the environment's lease
+        elif "resourceNames" not in rule:
+            # vscale's revision record: read the history, add a record; nothing else.
+            assert rule["resources"] == ["configmaps"]
+            assert set(rule["verbs"]) == {"list", "create"}
+        else:
+            assert "create" not in rule["verbs"]
             assert rule["resourceNames"], rule  # only its own executor and state
     deploy = [r for r in role["rules"] if "deployments/scale" in r["resources"]]
     assert deploy[0]["resourceNames"] == ["sentinel3-executor"]
+    assert not [r for r in role["rules"] if "secrets" in r["resources"]]
 
 
 def test_scaler_script_is_mounted_at_configs() -> None:

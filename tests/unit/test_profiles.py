@@ -102,7 +102,7 @@ def test_missing_default_file_gives_only_the_builtin_local(tmp_path: Path) -> No
     assert local.requests == {"cpu": "1", "memory": "2Gi"}
     assert local.storage_classes == {"local-ssd": "mmerep-local-ssd"}
     assert local.node_selector == {"mme-rep/processing": "true"}
-    assert local.ssh_domain == "mmerep-local" and local.max_executors == 50
+    assert local.ssh_domain == "mmerep-local" and local.max_executors == 500
 
 
 def test_file_may_replace_local_and_its_registry_defaults_to_the_local_one(

@@ -1,0 +1,286 @@
+"""`mme-rep scaler ...`: scale an environment's executors, in the pod or from a shell."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from mmerep.cli.options import OutputFormat, OutputOption
+
+HELP = """Scale an environment's executors and drive the autoscaler.
+
+The same verbs from the operator's shell (a profile) and from /configs/scaler.sh in the
+scheduler pod (its service account, --in-cluster --env NAME):
+
+  status (or nothing)                     daemon, pool and executor sizes, requests
+  vscale CPU MEM [LIMIT_CPU LIMIT_MEM]    new requests/limits, rolled without killing jobs
+  scale N                                 N executors; waits until Running or stuck
+  daemon on|off [--min A --max B]         the queue-driven autoscaler
+  daemon run                              the autoscaler loop (the scheduler pod's sidecar)
+
+Examples:
+
+  mme-rep scaler -F dev-s3 sentinel3
+
+  mme-rep scaler -F dev-s3 sentinel3 vscale 2 8G
+
+  mme-rep scaler -F dev-s3 sentinel3 scale 310
+
+  mme-rep scaler -F dev-s3 sentinel3 daemon on --min 2 --max 300
+
+  /configs/scaler.sh scale 310            # in the scheduler pod
+"""
+
+app = typer.Typer(help=HELP, no_args_is_help=False)
+
+VERBS = ("status", "scale", "vscale", "daemon")
+
+
+def _split(args: list[str], env: str | None) -> tuple[str, str, list[str]]:
+    from mmerep.errors import UsageError
+
+    rest = list(args)
+    if env is None:
+        if not rest or rest[0] in VERBS:
+            raise UsageError("which environment?", hint="mme-rep scaler -F PROFILE ENV "
+                             "[status|scale N|vscale CPU MEM|daemon on|off]")
+        env = rest.pop(0)
+    verb = rest.pop(0) if rest else "status"
+    if verb not in VERBS:
+        raise UsageError(f"unknown verb '{verb}'", hint=f"use one of: {', '.join(VERBS)}")
+    return env, verb, rest
+
+
+def _connect(in_cluster: bool, profile_name: str, profiles_file: str | None) -> tuple[Any, Any,
+                                                                                         str]:
+    """The connection, the profile (None in the pod) and the namespace."""
+    from mmerep.kube import Kube
+
+    if in_cluster:
+        kube = Kube.in_cluster()
+        return kube, None, kube.namespace
+    from mmerep.profiles import get_profile
+
+    profile = get_profile(profile_name, profiles_file)
+    kube = Kube.from_kubeconfig(profile.kubeconfig, profile.context, namespace=profile.namespace)
+    return kube, profile, profile.namespace
+
+
+def _pool(env: str, namespace: str, collector: str | None, timeout: float) -> Any:
+    from mmerep.condor import BindingsPool
+
+    return BindingsPool(env, collector=collector or f"{env}-collector.{namespace}.svc:9618",
+                        timeout=timeout)
+
+
+def _forbidden(exc: Any) -> Any:
+    """A 403 as one line naming what is missing."""
+    from mmerep.errors import KubeForbidden
+
+    text = str(exc.message)
+    missing = text.split("cannot ", 1)[1].split(":")[0] if "cannot " in text else text
+    return KubeForbidden(f"not allowed: cannot {missing}",
+                         hint="the scaler's Role lacks this permission; redeploy the "
+                         "environment, or ask a cluster admin")
+
+
+@app.command(help=HELP, context_settings={"ignore_unknown_options": True})
+def scaler(
+    args: list[str] = typer.Argument(None, metavar="[ENV] [VERB] [ARGS]...",
+                                     help="Environment (unless --env), verb and its arguments."),
+    profile_name: str = typer.Option("local", "--profile", "-F", help="Deployment profile."),
+    profiles_file: str | None = typer.Option(None, "--profiles", help="Profiles file."),
+    in_cluster: bool = typer.Option(False, "--in-cluster",
+                                    help="Use the pod's service account (scaler.sh does)."),
+    env: str | None = typer.Option(None, "--env", help="The environment (in the pod)."),
+    minimum: int | None = typer.Option(None, "--min", min=0, help="daemon on: fewest executors."),
+    maximum: int | None = typer.Option(None, "--max", min=0, help="daemon on: most executors."),
+    stall: float = typer.Option(10.0, "--stall", min=0.5,
+                                help="scale: stop following after this many seconds "
+                                "without progress."),
+    interval: float = typer.Option(15.0, "--interval", min=0.1,
+                                   help="daemon run: seconds between decisions."),
+    cooldown: float = typer.Option(300.0, "--cooldown", min=0,
+                                   help="daemon run: seconds of low demand before shrinking."),
+    step: int = typer.Option(20, "--step", min=1,
+                             help="daemon run: most executors added/removed per interval."),
+    metrics_port: int | None = typer.Option(None, "--metrics-port", min=1, max=65535,
+                                            help="daemon run: serve Prometheus metrics."),
+    collector: str | None = typer.Option(None, "--collector",
+                                         help="HTCondor collector host:port (default: the "
+                                         "environment's collector Service)."),
+    pool_timeout: float = typer.Option(5.0, "--pool-timeout", min=0.5,
+                                       help="Seconds to wait for the pool."),
+    output: OutputFormat = OutputOption,
+) -> None:
+    """Scale an environment's executors and drive the autoscaler."""
+    from mmerep.errors import KubeForbidden, UsageError
+    from mmerep.scaler import executors as ex
+
+    name, verb, rest = _split(args or [], env)
+    if verb == "status" and rest:
+        raise UsageError(f"status takes no arguments, not {' '.join(rest)}")
+    # Shape of the arguments first: bad input never reaches the cluster.
+    if verb == "scale" and len(rest) != 1:
+        raise UsageError("scale needs one number", hint="e.g. scale 310")
+    if verb == "vscale" and len(rest) not in (2, 4):
+        raise UsageError("vscale needs CPU and MEM, optionally LIMIT_CPU and LIMIT_MEM",
+                         hint="e.g. vscale 2 8G, or vscale 2 8G 4 16G")
+    if verb == "vscale":
+        _resources(rest, ex.Limits())
+    if verb == "scale":
+        ex.parse_count(rest[0], ex.Limits())
+    if verb == "daemon" and (len(rest) != 1 or rest[0] not in ("on", "off", "run")):
+        raise UsageError("daemon needs on, off or run", hint="e.g. daemon on --min 2 --max 300")
+    if minimum is not None and maximum is not None and minimum > maximum:
+        raise UsageError(f"--min {minimum} is above --max {maximum}")
+    kube, profile, namespace = _connect(in_cluster, profile_name, profiles_file)
+    try:
+        if verb == "status":
+            _status(kube, namespace, name, _pool(name, namespace, collector, pool_timeout),
+                    output)
+        elif verb == "scale":
+            _scale(kube, profile, namespace, name, rest[0], stall, output)
+        elif verb == "vscale":
+            _vscale(kube, profile, namespace, name, rest, output)
+        elif rest[0] == "run":
+            _run_daemon(kube, namespace, name, _pool(name, namespace, collector, pool_timeout),
+                        interval, cooldown, step, metrics_port)
+        else:
+            _daemon(kube, profile, namespace, name, rest[0] == "on", minimum, maximum, output)
+    except KubeForbidden as exc:
+        raise _forbidden(exc) from None
+
+
+def _resources(rest: list[str], limits: Any) -> Any:
+    from mmerep.scaler import executors as ex
+
+    cpu, memory, *top = rest
+    return ex.parse_resources(cpu, memory, *(top or ["", ""]), limits=limits)
+
+
+def _status(kube: Any, namespace: str, name: str, pool: Any, output: OutputFormat) -> None:
+    import dataclasses
+
+    from mmerep.cli.output import render
+    from mmerep.scaler import executors as ex
+
+    st = ex.status(kube, namespace, name, pool)
+    if output is OutputFormat.table:
+        for line in st.lines():
+            print(line)
+        return
+    render(dataclasses.asdict(st), output, lambda d: d)
+
+
+def _scale(kube: Any, profile: Any, namespace: str, name: str, count_text: str, stall: float,
+           output: OutputFormat) -> None:
+    import dataclasses
+
+    from mmerep.cli.output import err_console, render
+    from mmerep.scaler import executors as ex
+    from mmerep.scaler.state import read_state
+
+    before = int(ex.executor_deployment(kube, namespace, name)["spec"].get("replicas", 0))
+    count = ex.parse_count(count_text, ex.limits_for(kube, namespace, name, profile))
+    table = output is OutputFormat.table
+    if table:
+        if count == before:
+            print(f"Deployment is already at {count}; checking its executors...", flush=True)
+        else:
+            print(f"Scaling deployment {'up' if count > before else 'down'} from {before} to "
+                  f"{count}...", flush=True)
+        if read_state(kube, namespace, name).daemon:
+            print("(the daemon is on: it may change this within one interval)", flush=True)
+    last = {"line": ""}
+
+    def progress(p: ex.ScaleProgress) -> None:
+        line = f"  {p.ready}/{p.desired} executors Running ({p.current} pods)"
+        if table and line != last["line"]:
+            last["line"] = line
+            if err_console.is_terminal:
+                err_console.print(line, end="\r", soft_wrap=True)
+            else:
+                err_console.print(line, soft_wrap=True)
+
+    result = ex.scale(kube, namespace, name, count, on_progress=progress, stall=stall)
+    if table:
+        if err_console.is_terminal:
+            err_console.print()
+        print(f"Running {result.running}, Pending {result.pending}"
+              + (f" ({result.reason})" if result.pending and result.reason else "")
+              + f" after {result.seconds:.1f}s")
+    else:
+        render({**dataclasses.asdict(result), "complete": result.complete}, output,
+               lambda d: d)
+    if not result.complete:
+        raise typer.Exit(ex.EXIT_PENDING)
+
+
+def _vscale(kube: Any, profile: Any, namespace: str, name: str, rest: list[str],
+            output: OutputFormat) -> None:
+    from mmerep.cli.output import LiveWorkloads, render
+    from mmerep.scaler import executors as ex
+
+    ex.executor_deployment(kube, namespace, name)
+    res = _resources(rest, ex.limits_for(kube, namespace, name, profile))
+    if output is OutputFormat.table:
+        print(f"Scaling deployment vertically to CPU/RAM requests {res.cpu}/{res.memory} and "
+              f"limits {res.cpu_limit}/{res.memory_limit} ...", flush=True)
+    with LiveWorkloads("rolling the executors (new ones first, old ones drain)") as live:
+        revision = ex.vscale(kube, namespace, name, res, on_progress=live.update)
+    if output is OutputFormat.table:
+        print(f"Done: revision {revision} (mme-rep env rollback {name} undoes it)")
+    else:
+        render({"revision": revision, "requests": {"cpu": res.cpu, "memory": res.memory},
+                "limits": {"cpu": res.cpu_limit, "memory": res.memory_limit}}, output,
+               lambda d: d)
+
+
+def _daemon(kube: Any, profile: Any, namespace: str, name: str, on: bool, minimum: int | None,
+            maximum: int | None, output: OutputFormat) -> None:
+    from mmerep.cli.output import render
+    from mmerep.errors import UsageError
+    from mmerep.scaler import executors as ex
+    from mmerep.scaler.state import read_state, save_settings
+
+    ex.executor_deployment(kube, namespace, name)
+    state = read_state(kube, namespace, name)
+    limits = ex.limits_for(kube, namespace, name, profile)
+    top = limits.max_executors
+    for value, flag in ((minimum, "--min"), (maximum, "--max")):
+        if value is not None and top is not None and value > top:
+            raise UsageError(f"{flag} {value} exceeds the profile's limit of {top} executors")
+    state.daemon = on
+    state.minimum = minimum if minimum is not None else state.minimum
+    state.maximum = maximum if maximum is not None else state.maximum
+    if state.minimum is not None and state.maximum is not None and state.minimum > state.maximum:
+        raise UsageError(f"--min {state.minimum} is above --max {state.maximum}")
+    save_settings(kube, namespace, name, state)
+    data = {"daemon": "on" if on else "off", "min": state.minimum, "max": state.maximum}
+    if output is OutputFormat.table:
+        bounds = f" (min {state.minimum or 0}, max {state.maximum or top or 'profile'})"
+        print(f"Daemon is: {'on' if on else 'off'}" + (bounds if on else ""))
+    else:
+        render(data, output, lambda d: d)
+
+
+def _run_daemon(kube: Any, namespace: str, name: str, pool: Any, interval: float,
+                cooldown: float, step: int, metrics_port: int | None) -> None:
+    import logging
+    import signal
+
+    from prometheus_client import start_http_server
+
+    from mmerep.scaler.autoscaler import Autoscaler
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    scaler_ = Autoscaler(kube, namespace, name, pool, interval=interval, step=step,
+                         cooldown=cooldown)
+    if metrics_port:
+        start_http_server(metrics_port, registry=scaler_.metrics.registry)
+    signal.signal(signal.SIGTERM, lambda *_: scaler_.stop.set())
+    logging.getLogger(__name__).info("autoscaler for %s/%s: every %.0fs", namespace, name,
+                                     interval)
+    scaler_.run()
