@@ -46,5 +46,5 @@ def console_cmd(
 
             webbrowser.open(url)
 
-    serve(Console(kube, profile.namespace, max_executors=profile.max_executors),
+    serve(Console(kube, profile.namespace, profile=profile),
           host=host, port=port, on_ready=ready)

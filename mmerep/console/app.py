@@ -44,11 +44,15 @@ from mmerep.console import views
 from mmerep.console.live import LiveRegistry
 from mmerep.errors import KubeForbidden, KubeNotFound, MmerepError, UsageError
 from mmerep.kube import Kube
+from mmerep.profiles import Profile
+from mmerep.scaler import executors as ex
+from mmerep.scaler.state import read_state
 
 STATIC = Path(__file__).parent / "static"
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 KEEPALIVE_SECONDS = 15.0
+SCALE_STALL_SECONDS = 5.0
 
 
 @dataclass
@@ -58,7 +62,7 @@ class Console:
 
     kube: Kube
     namespace: str
-    max_executors: int | None = None
+    profile: Profile | None = None  # its limits; None: as the deploy recorded them
     port: int = 0
     token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     csrf: str = field(default_factory=lambda: secrets.token_urlsafe(32))
@@ -167,6 +171,7 @@ def create_app(console: Console) -> Starlette:
                           if comp["component"] == "executor"), None)
         return HTMLResponse(views.environment_page(
             status, history, csrf=c.csrf, executors=executors,
+            autoscaler=autoscaler_of(c, ns, name) if executors is not None else None,
             message=request.query_params.get("done")))
 
     async def action(request: Request) -> Response:
@@ -261,11 +266,22 @@ def _int(value: str, what: str) -> int:
 
 
 def scale_executors(c: Console, ns: str, name: str, value: str) -> str:
-    replicas = _int(value, "executors")
-    if replicas < 0:
-        raise UsageError(f"executors must be 0 or more, not {replicas}")
-    if c.max_executors is not None and replicas > c.max_executors:
-        raise UsageError(f"executors must be at most {c.max_executors} (the profile's "
-                         "max_executors)")
-    c.kube.scale("Deployment", f"{name}-executor", replicas, namespace=ns)
-    return f"scaled {name}'s executors to {replicas}"
+    """``mme-rep scaler scale``'s validation and scale, followed until the executors run
+    or stall (a few seconds: the page shows the rest live)."""
+    count = ex.parse_count(value, ex.limits_for(c.kube, ns, name, c.profile))
+    result = ex.scale(c.kube, ns, name, count, stall=SCALE_STALL_SECONDS)
+    pending = f", {result.pending} pending" if result.pending else ""
+    reason = f" ({result.reason})" if result.pending and result.reason else ""
+    return (f"scaled {name}'s executors from {result.before} to {count}: "
+            f"{result.running} running{pending}{reason}")
+
+
+def autoscaler_of(c: Console, ns: str, name: str) -> dict[str, Any] | None:
+    """The autoscaler's settings and last decisions (its state ConfigMap), or None when
+    they cannot be read."""
+    try:
+        state = read_state(c.kube, ns, name)
+    except MmerepError:
+        return None
+    return {"daemon": state.daemon, "minimum": state.minimum, "maximum": state.maximum,
+            "decisions": state.decisions[-5:]}

@@ -88,7 +88,8 @@ def _table(cid: str, columns: Iterable[str], rows: Iterable[Iterable[str]]) -> s
 
 
 def environment_page(status: dict[str, Any], history: list[dict[str, Any]], *, csrf: str,
-                     executors: int | None, message: str | None = None) -> str:
+                     executors: int | None, autoscaler: dict[str, Any] | None = None,
+                     message: str | None = None) -> str:
     ns, name = status["namespace"], status["name"]
     base = env_url(ns, name)
     comps = _table("components", ["role", "name", "kind", "state", "ready", "desired",
@@ -124,6 +125,15 @@ def environment_page(status: dict[str, Any], history: list[dict[str, Any]], *, c
                    'id="confirm" autocomplete="off"></label> '
                    '<button type="submit" id="delete" class="danger">delete</button>')
     note = f'<p class="note" id="message">{escape(message)}</p>' if message else ""
+    if autoscaler is not None:
+        bounds = (f"between {autoscaler['minimum']} and {autoscaler['maximum']} executors"
+                  if autoscaler["minimum"] is not None else "no bounds set")
+        scale += (f'<p id="autoscaler">Autoscaler: <b>{"on" if autoscaler["daemon"] else "off"}'
+                  f"</b>, {escape(bounds)} (mme-rep scaler on|off sets it).</p>")
+        if autoscaler["decisions"]:
+            scale += _table("decisions", ["from", "to", "reason"], (
+                [str(d.get("from", "")), str(d.get("to", "")), escape(str(d.get("reason", "")))]
+                for d in reversed(autoscaler["decisions"])))
     body = (f"<h1>Environment {escape(name)} <small>in {escape(ns)}</small></h1>{note}"
             f"<h2>Components</h2>{comps}{stopped}<h2>Recent warnings</h2>{warnings}"
             f"<h2>Executors over time</h2>"

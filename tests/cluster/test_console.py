@@ -64,7 +64,8 @@ def env_ns(cluster: local.ClusterInfo) -> Iterator[str]:
 
 
 def start(kube: Kube, ns: str) -> Running:
-    return start_in_thread(Console(kube, ns, max_executors=50))
+    return start_in_thread(Console(kube, ns, profile=dataclasses.replace(
+        get_profile("local"), namespace=ns, max_executors=50)))
 
 
 @pytest.fixture()
@@ -220,13 +221,24 @@ def test_scale_from_the_page_and_the_page_follows_the_api(
     from selenium.webdriver.common.by import By
 
     kube = local.connect()
-    browser.get(console.url.replace("/?", f"/env/{env_ns}/sentinel3?"))
+    page = console.url.replace("/?", f"/env/{env_ns}/sentinel3?")
+    browser.get(page)
+    wait_until(lambda: live(browser), what="the page is live")
+    field = browser.find_element(By.ID, "executors")
+    field.clear()
+    field.send_keys("51")  # the profile's max_executors is 50 (start())
+    browser.find_element(By.ID, "scale").click()
+    wait_until(lambda: "exceed the profile's limit of 50" in text_of(browser, "#api-message"),
+               what="the limit is explained")
+    assert executors(kube, env_ns) == 1
+
+    browser.get(page)
     wait_until(lambda: live(browser), what="the page is live")
     field = browser.find_element(By.ID, "executors")
     field.clear()
     field.send_keys("3")
     browser.find_element(By.ID, "scale").click()
-    wait_until(lambda: "scaled sentinel3's executors to 3" in text_of(browser, "#message"),
+    wait_until(lambda: "scaled sentinel3's executors from 1 to 3" in text_of(browser, "#message"),
                what="the page confirms the scale")
     assert executors(kube, env_ns) == 3  # the Deployment changed
     desired = 'span.desired[data-w="sentinel3-executor"]'
