@@ -10,7 +10,6 @@ import dataclasses
 import json
 import subprocess
 import sys
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -28,6 +27,7 @@ from mmerep.console import Console, start_in_thread
 from mmerep.console.server import Running
 from mmerep.kube import Kube
 from mmerep.profiles import get_profile
+from testkit.browser import headless_chromium
 
 pytestmark = pytest.mark.cluster
 WAIT = 60.0  # a loaded machine: wait on conditions, generously
@@ -77,23 +77,8 @@ def console(env_ns: str) -> Iterator[Running]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    profile_dir = tempfile.mkdtemp(prefix="console-chromium-")
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--window-size=1280,1000",
-                 f"--user-data-dir={profile_dir}"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
-    driver.set_page_load_timeout(WAIT)
-    try:
+    with headless_chromium(WAIT) as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def executors(kube: Kube, ns: str) -> int:
