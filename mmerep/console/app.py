@@ -153,8 +153,9 @@ def create_app(console: Console) -> Starlette:
     def index(request: Request) -> Response:
         ns = namespace_of(request)
         live = lives.get(ns)
-        return HTMLResponse(views.environments_page(live.rows(), ns, csrf=c.csrf,
-                                                    error=live.error))
+        return HTMLResponse(views.environments_page(
+            live.rows(), ns, csrf=c.csrf, error=live.error,
+            message=request.query_params.get("done")))
 
     def api_environments(request: Request) -> Response:
         return JSONResponse(lives.get(namespace_of(request)).rows())

@@ -59,7 +59,7 @@ def row_cells(row: dict[str, Any]) -> str:
 
 
 def environments_page(rows: list[dict[str, Any]], namespace: str | None, *, csrf: str,
-                      error: str | None = None) -> str:
+                      error: str | None = None, message: str | None = None) -> str:
     where = f"namespace {namespace}" if namespace else "all namespaces"
     other = ('<a href="/?all=1">all namespaces</a>' if namespace
              else '<a href="/">the profile\'s namespace</a>')
@@ -69,6 +69,8 @@ def environments_page(rows: list[dict[str, Any]], namespace: str | None, *, csrf
         for r in rows)
     empty = "" if rows else '<p class="empty">No environments yet.</p>'
     warn = f'<p class="error">{escape(error)}</p>' if error else ""
+    if message:
+        warn += f'<p class="note" id="message">{escape(message)}</p>'
     events = "/events?" + urlencode({"all": "1"} if namespace is None else {"ns": namespace})
     return page("Environments", f"<h1>Environments in {escape(where)}</h1><p>Show {other}.</p>"
                 f'{warn}<table id="envs"><thead><tr>{head}</tr></thead>'

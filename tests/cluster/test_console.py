@@ -323,3 +323,30 @@ def test_the_command_prints_an_address_that_serves_only_with_its_token(
         proc.terminate()
         proc.wait(30)
     assert proc.returncode in (0, -15)
+
+
+def test_delete_asks_for_the_name_and_the_table_follows(
+        console: Running, env_ns: str, browser: Any) -> None:
+    """Runs last in this module: it removes the `shell` environment the others list."""
+    from selenium.webdriver.common.by import By
+
+    kube = local.connect()
+    page = console.url.replace("/?", f"/env/{env_ns}/shell?")
+    browser.get(page)
+    wait_until(lambda: live(browser), what="the page is live")
+    browser.find_element(By.ID, "confirm").send_keys("shel")  # a typo: nothing is deleted
+    browser.find_element(By.ID, "delete").click()
+    wait_until(lambda: "type the environment's name (shell) to confirm" in text_of(
+        browser, "#api-message"), what="the confirmation is asked for")
+    assert environments.list_environments(kube, env_ns)[-1]["name"] == "shell"
+
+    browser.get(page)
+    wait_until(lambda: live(browser), what="the page is live")
+    browser.find_element(By.ID, "confirm").send_keys("shell")
+    browser.find_element(By.ID, "delete").click()
+    wait_until(lambda: "deleting shell" in text_of(browser, "#message"),
+               what="the environments page says it is deleting")
+    wait_until(lambda: text_of(browser, f'tr[data-env="{env_ns}/shell"]') == "" and
+               text_of(browser, f'tr[data-env="{env_ns}/sentinel3"]') != "",
+               what="the row goes, live")
+    assert [r["name"] for r in environments.list_environments(kube, env_ns)] == ["sentinel3"]
