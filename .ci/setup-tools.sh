@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the pipeline tests (tests/pipeline) and bench/bench_pipeline.py need, when
-# missing: buildah, skopeo, rsync and git from apt; for the SSH tests (tests/cluster/test_ssh.py)
+# missing: buildah, skopeo, rsync, git and prometheus (with promtool) from apt; for the SSH tests (tests/cluster/test_ssh.py)
 # OpenSSH's server and client (and nc for bench/bench_ssh.py), and, when run as root, the unprivileged user
 # `mmerep-ssh` their sshd runs as (sshd runs non-root, as in the pods); gitlab-ci-local 4.65.x from npm into
 # mme-rep's cache (<cache>/npm, where the tests look; <cache> is $MMEREP_CACHE_DIR, else
@@ -22,6 +22,10 @@ missing=()
 for tool in buildah skopeo rsync git; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
+# The monitoring tests run a real Prometheus and promtool (both in Debian's package).
+if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
+  missing+=(prometheus)
+fi
 [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
 command -v ssh >/dev/null 2>&1 && command -v ssh-keygen >/dev/null 2>&1 \
   && command -v scp >/dev/null 2>&1 || missing+=(openssh-client)

@@ -15,6 +15,7 @@ sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # testkit
 import bench_cluster
 import bench_console
 import bench_env
+import bench_monitor
 import bench_pipeline
 import bench_provisioner
 import bench_reads
@@ -30,6 +31,7 @@ BENCHMARKS = {
     "reads": bench_reads.run,
     "pipeline": bench_pipeline.run,
     "scale": bench_scale.run,
+    "monitor": bench_monitor.run,
     "synclocal": lambda: bench_synclocal.run(False),
     "synclocal-quick": lambda: bench_synclocal.run(True),
     "provisioner": bench_provisioner.run,

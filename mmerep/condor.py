@@ -15,7 +15,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from enum import IntEnum
 from typing import Any, Protocol
@@ -366,6 +366,7 @@ class MemoryPool:
         self._clusters = itertools.count(1)
         self.reachable = True
         self.drained: list[str] = []
+        self.clock: Callable[[], float] = time.time  # sample times (tests move it)
 
     def _check(self) -> None:
         if not self.reachable:
@@ -458,7 +459,7 @@ class MemoryPool:
 
     def jobs(self, job_ids: Iterable[str] | None = None) -> list[JobSample]:
         self._check()
-        now = time.time()
+        now = self.clock()
         with self._lock:
             wanted = set(job_ids) if job_ids is not None else None
             return [JobSample(j.job_id, j.owner, j.status, j.cpu_user_s, j.cpu_system_s,

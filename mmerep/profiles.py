@@ -41,7 +41,10 @@ FIELDS = ("context", "kubeconfig", "namespace", "registry", "project", "requests
           "max_executors", "max_cpu", "max_memory",
           # Workload policy (mmerep/workload_policy.py): identity, scratch, egress, priority.
           "uid", "gid", "scratch", "scratch_volume", "egress", "cluster_objects",
-          "priority_classes")
+          "priority_classes",
+          # How sibling pools reach this member's collectors (flocking): mmerep/campaign.
+          "flocking")
+COLLECTOR_SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer")
 REQUIRED = {"namespace": "s3", "registry": "harbor.example.org", "project": "mme-rep"}
 
 @dataclass(frozen=True, kw_only=True)
@@ -71,6 +74,7 @@ class Profile:
     egress: dict[str, Any] = field(default_factory=dict)
     cluster_objects: bool | None = None
     priority_classes: dict[str, str] = field(default_factory=dict)
+    flocking: dict[str, str] = field(default_factory=dict)
     # The file it came from; None for the built-in ``local``. Not part of the profile.
     source: str | None = field(default=None, compare=False)
 
@@ -130,9 +134,49 @@ def get_profile(name: str, path: str | os.PathLike[str] | None = None) -> Profil
     profiles = load_profiles(path)
     if name in profiles:
         return profiles[name]
+    groups = load_groups(path)
+    if name in groups:
+        raise UsageError(f"'{name}' is a group of profiles ({', '.join(groups[name])}); "
+                         "this command needs one of them", hint="pick one with -F MEMBER")
     close = difflib.get_close_matches(name, profiles, n=1)
     hint = (f"did you mean '{close[0]}'? " if close else "") + f"known: {', '.join(profiles)}"
     raise UsageError(f"unknown profile '{name}'", hint=hint + "; add one with: mme-rep profile add")
+
+
+def load_groups(path: str | os.PathLike[str] | None = None) -> dict[str, list[str]]:
+    """Profile groups by name: ``groups: {general: {members: [dev-a, dev-b]}}`` in the
+    profiles file. Members are profiles of the same file (or ``local``)."""
+    file = profiles_path(path)
+    raw = (_read_document(file).get("groups") or {}) if file.exists() else {}
+    if not isinstance(raw, dict):
+        raise UsageError(f"{file}: 'groups' must be a mapping of name to group",
+                         hint="groups: {general: {members: [dev-a, dev-b]}}")
+    known = load_profiles(path) if raw else {}
+    groups = {}
+    for name, body in raw.items():
+        where = f"{file}: group '{name}'"
+        if not isinstance(name, str) or not DNS_LABEL.fullmatch(name) or name in known:
+            raise UsageError(f"{where}: the name must be a DNS label that no profile has",
+                             hint="e.g. general")
+        members = body.get("members") if isinstance(body, dict) else None
+        if not isinstance(members, list) or not members or set(body) != {"members"}:
+            raise UsageError(f"{where} must be {{members: [PROFILE, ...]}}",
+                             hint="groups: {general: {members: [dev-a, dev-b]}}")
+        for member in members:
+            if member not in known:
+                raise UsageError(f"{where}: member '{member}' is not a profile",
+                                 hint=_did_you_mean(str(member), list(known), "profiles"))
+        groups[name] = [str(m) for m in dict.fromkeys(members)]
+    return groups
+
+
+def members_of(name: str, path: str | os.PathLike[str] | None = None) -> list[Profile]:
+    """The profiles ``-F NAME`` stands for: a group's members in order, or the one profile."""
+    groups = load_groups(path)
+    if name in groups:
+        profiles = load_profiles(path)
+        return [profiles[m] for m in groups[name]]
+    return [get_profile(name, path)]
 
 
 def add_profile(profile_dict: Mapping[str, Any], path: str | os.PathLike[str] | None = None,
@@ -287,7 +331,24 @@ class _Validator:
             max_cpu=self.quantity(raw.get("max_cpu"), "max_cpu", parse_cpu),
             max_memory=self.quantity(raw.get("max_memory"), "max_memory", parse_memory),
             **profile_fields(raw, self.fail),
+            flocking=self.flocking(raw),
         )
+
+    def flocking(self, raw: dict[str, Any]) -> dict[str, str]:
+        """How sibling pools reach this member's collectors:
+        ``{service_type: LoadBalancer, address: "{env}-pool.example.org:9618"}``."""
+        value = self.mapping(raw, "flocking")
+        for key, item in value.items():
+            if key not in ("service_type", "address"):
+                self.fail(f"flocking: unknown key '{key}'",
+                          hint=_did_you_mean(str(key), ("service_type", "address")))
+            if not isinstance(item, str) or not item:
+                self.fail(f"flocking.{key} must be a string")
+        kind = value.get("service_type", "ClusterIP")
+        if kind not in COLLECTOR_SERVICE_TYPES:
+            self.fail(f"flocking.service_type '{kind}' is not valid",
+                      hint="use " + ", ".join(COLLECTOR_SERVICE_TYPES))
+        return dict(value)
 
     def text(self, raw: dict[str, Any], key: str) -> str | None:
         value = raw.get(key)
@@ -448,9 +509,9 @@ def _read_document(file: Path) -> dict[str, Any]:
         raise UsageError(f"{file}: must be a mapping with the key 'profiles'",
                          hint="profiles: {dev-s3: {namespace: s3, ...}}")
     for key in document:
-        if key != "profiles":
+        if key not in ("profiles", "groups"):
             raise UsageError(f"{file}: unknown top-level key '{key}'",
-                             hint=_did_you_mean(str(key), ["profiles"]))
+                             hint=_did_you_mean(str(key), ["profiles", "groups"]))
     if not isinstance(document.get("profiles") or {}, dict):
         raise UsageError(f"{file}: 'profiles' must be a mapping of name to profile",
                          hint="profiles: {dev-s3: {namespace: s3, ...}}")

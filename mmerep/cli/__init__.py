@@ -36,6 +36,9 @@ GROUPS = {
             "port-forward."),
     "scaler": ("mmerep.cli.scaler", "Scale an environment's executors and drive the "
                "autoscaler."),
+    "campaign": ("mmerep.cli.campaign", "Plan a reprocessing campaign across a profile "
+                 "group's clusters"),
+    "monitor": ("mmerep.cli.monitor", "Watch an environment's jobs and executors, and react."),
     "console": ("mmerep.cli.console", "A web console in your browser: environments live, "
                 "scale, roll back, delete."),
 }

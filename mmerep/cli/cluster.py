@@ -14,6 +14,9 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
+NameOption = typer.Option(None, "--name", help="A named local cluster beside the default "
+                          "one (own ports and state), e.g. --name b.")
+
 
 @app.command("build")
 def build_binaries() -> None:
@@ -39,6 +42,7 @@ def up(
     node_pods: int = typer.Option(110, min=1, help="Pod capacity of each node."),
     recreate: bool = typer.Option(False, "--recreate", help="Delete the cluster and every "
                                   "object in it first, then start afresh."),
+    name: str | None = NameOption,
 ) -> None:
     """Build (first time only) and start the local cluster; a no-op when it is running.
 
@@ -48,6 +52,7 @@ def up(
     from mmerep.cli.output import Spinner, console
     from mmerep.cluster import local
 
+    local.select(name)
     spec = local.ClusterSpec(nodes=nodes, node_cpu=node_cpu, node_memory=node_memory,
                              node_pods=node_pods)
     with Spinner("starting the local cluster") as progress:
@@ -61,11 +66,12 @@ def up(
 
 
 @app.command("down")
-def down() -> None:
+def down(name: str | None = NameOption) -> None:
     """Stop the local cluster and remove its state (binaries stay cached)."""
     from mmerep.cli.output import console, err_console
     from mmerep.cluster import local
 
+    local.select(name)
     with err_console.status("stopping the local cluster"):
         stopped = local.down()
     console.print("cluster stopped" if stopped else "cluster was not running")
@@ -74,11 +80,13 @@ def down() -> None:
 @app.command("status")
 def status(
     output: OutputFormat = OutputOption,
+    name: str | None = NameOption,
 ) -> None:
     """Components and nodes of the local cluster."""
     from mmerep.cli.output import render, table
     from mmerep.cluster import local
 
+    local.select(name)
     data = local.status()
 
     def as_table(d: dict) -> object:
@@ -96,8 +104,9 @@ def status(
         from mmerep.cli.output import err_console
 
         down_now = [c["name"] for c in data["components"] if c["state"] != "running"]
-        err_console.print(f"[red]down: {', '.join(down_now)}[/] (mme-rep cluster up starts "
-                          "it again, keeping every object)", soft_wrap=True)
+        named = f" --name {name}" if name else ""
+        err_console.print(f"[red]down: {', '.join(down_now)}[/] (mme-rep cluster up{named} "
+                          "starts it again, keeping every object)", soft_wrap=True)
         raise typer.Exit(1)
 
 
@@ -105,11 +114,13 @@ def status(
 def kubeconfig(
     merge: bool = typer.Option(False, "--merge",
                                help="Also merge the context into ~/.kube/config."),
+    name: str | None = NameOption,
 ) -> None:
     """Print the path of the local cluster's kubeconfig (for KUBECONFIG=...)."""
     from mmerep.cli.output import err_console
     from mmerep.cluster import local
 
+    local.select(name)
     path = local.kubeconfig_path()
     if merge:
         target = local.merge_kubeconfig()

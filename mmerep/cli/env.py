@@ -54,12 +54,43 @@ def _render(template: str, image: str, profile_name: str, profiles_file: str | N
         profile, template, image, name=name, params=_parse_sets(sets), resolve=not no_resolve)
 
 
-def _target(profile_name: str, profiles_file: str | None) -> tuple[Profile, Kube]:
-    """The profile and a connection to its cluster."""
-    from mmerep.profiles import get_profile
+def _target(profile_name: str, profiles_file: str | None,
+            env_name: str | None = None, on: str | None = None) -> tuple[Profile, Kube]:
+    """The profile and a connection to its cluster; for a profile group, the member that
+    holds ``env_name`` (or ``on``)."""
+    from mmerep.profiles import get_profile, load_groups, members_of
 
-    profile = get_profile(profile_name, profiles_file)
+    if env_name is not None and profile_name in load_groups(profiles_file):
+        from mmerep.campaign.groups import find_environment
+
+        profile = find_environment(members_of(profile_name, profiles_file), env_name, on)
+    else:
+        profile = get_profile(profile_name, profiles_file)
     return profile, _connect(profile)
+
+
+OnOption = typer.Option(None, "--on", metavar="MEMBER", help="With a profile group: the "
+                        "member to use (deploy: instead of the one with the most room).")
+
+
+def _place(template: str, image: str, group: str, profiles_file: str | None,
+           name: str | None, sets: list[str], on: str | None) -> str:
+    """The member of ``group`` the environment goes to; the plan is printed."""
+    from mmerep.campaign.groups import place_environment
+    from mmerep.cli.output import err_console, table
+    from mmerep.profiles import members_of
+
+    placement = place_environment(members_of(group, profiles_file), template, image,
+                                  name=name, params=_parse_sets(sets), on=on)
+    rows = [(v.member, v.to_dict()["free_cpu"] or "-", v.to_dict()["free_memory"] or "-",
+             "-" if v.room_after is None else v.room_after, v.reason or "fits")
+            for v in placement.verdicts]
+    err_console.print(table(f"placement in group {group} (the environment requests "
+                            f"{placement.demand.text()})",
+                            ["member", "free cpu", "free memory", "room after", "verdict"],
+                            rows))
+    err_console.print(f"[bold]{placement.chosen}[/] chosen: {placement.why}", soft_wrap=True)
+    return placement.chosen
 
 
 def _short_image(image: str) -> str:
@@ -119,6 +150,10 @@ def status_table(data: dict[str, Any], width: int | None = None) -> Any:
         parts.append(Text(data["synclocal"], overflow="fold"))
     if data.get("scaler"):
         parts.append(Text(data["scaler"], overflow="fold"))
+    if data.get("monitor"):
+        parts.append(Text(data["monitor"]["line"], overflow="fold"))
+        parts += [Text(f"  {f.get('kind')}: {f.get('message')}", overflow="fold")
+                  for f in data["monitor"]["findings"]]
     if data.get("stopped"):
         parts.append(table("pods Kubernetes stopped", ["component", "pod", "reason", "message"],
                            [(s["component"], s["pod"], s["reason"], s["message"])
@@ -156,15 +191,50 @@ def deploy(
                                "manager) set, e.g. replicas after kubectl scale, instead of "
                                "stopping with a conflict."),
     lock_wait: float = LockWaitOption,
+    on: str | None = OnOption,
+    flock_with: str | None = typer.Option(
+        None, "--flock-with", metavar="ENV@MEMBER", help="Flock to the environment ENV on "
+        "the member profile MEMBER: this schedd's FLOCK_TO is its collector, and the two "
+        "pools share its pool password (copied Secret to Secret, never printed)."),
+    campaign: str | None = typer.Option(None, "--campaign", help="Label the environment "
+                                        "as part of this campaign (mme-rep campaign "
+                                        "status NAME); give it on every deploy."),
     output: OutputFormat = OutputOption,
 ) -> None:
-    """Deploy (install or upgrade) an environment and wait until it is ready."""
+    """Deploy (install or upgrade) an environment and wait until it is ready.
+
+    With a profile group (-F GROUP) it goes to the member with the most room for it:
+    the plan shows each member's free capacity and why; --on MEMBER chooses instead.
+    """
     from mmerep import environments
+    from mmerep.campaign import flocking
     from mmerep.cli.output import LiveWorkloads, console, err_console, render
+    from mmerep.profiles import get_profile, load_groups
+
+    if profile_name in load_groups(profiles_file):
+        profile_name = _place(template, image, profile_name, profiles_file, name, sets, on)
+    shared_password = None
+    if flock_with:
+        sibling = flocking.parse_sibling(flock_with)
+        address, shared_password = flocking.sibling_pool(
+            sibling, get_profile(sibling.member, profiles_file))
+        sets = [*sets, f"flock_to={address}"]
+        err_console.print(f"flocking to {sibling.env} on {sibling.member} at {address}")
+    target = get_profile(profile_name, profiles_file)
+    sets = [f"{k}={v}" for k, v in flocking.flock_params(
+        target, template, {}).items() if not any(s.startswith(f"{k}=") for s in sets)] + sets
 
     profile, rendered = _render(template, image, profile_name, profiles_file, name, sets,
                                 no_resolve)
+    if campaign:
+        from mmerep.campaign.progress import label_campaign
+
+        label_campaign(rendered.objects, campaign)
     kube = _connect(profile)
+    if shared_password is not None:
+        flocking.share_password(kube, rendered.env_name, rendered.namespace, template,
+                                shared_password,
+                                environments.namespace_object(rendered.namespace))
 
     def show_plan(changes: list[tuple[str, str]]) -> None:
         for action, what in changes:
@@ -242,11 +312,26 @@ def list_cmd(
     profiles_file: str | None = ProfilesFileOption,
     all_namespaces: bool = typer.Option(False, "--all-namespaces", "-A",
                                         help="Every namespace, not only the profile's."),
+    everywhere: bool = typer.Option(False, "--all", help="Every profile's namespace on its "
+                                    "cluster (clusters read in parallel; one that cannot be "
+                                    "read is said on its own line)."),
     output: OutputFormat = OutputOption,
 ) -> None:
     """Environments in the profile's namespace (or all)."""
     from mmerep import environments
     from mmerep.cli.output import render, table
+
+    if everywhere:
+        from mmerep.campaign.groups import list_everywhere
+        from mmerep.profiles import load_profiles
+
+        found = list_everywhere(list(load_profiles(profiles_file).values()))
+        render(found, output, lambda r: table(None, [
+            "profile", "namespace", "name", "template", "revision", "status", "image"],
+            [(x["profile"], x["namespace"], x["name"], x["template"], x["revision"],
+              x["status"] + (f": {x['error']}" if x.get("error") else ""),
+              _short_image(x["image"])) for x in r]))
+        return
 
     profile, kube = _target(profile_name, profiles_file)
     rows = environments.list_environments(kube, None if all_namespaces else profile.namespace)
@@ -263,13 +348,14 @@ def status_cmd(
     name: str = typer.Argument(..., help="Environment name."),
     profile_name: str = ProfileOption,
     profiles_file: str | None = ProfilesFileOption,
+    on: str | None = OnOption,
     output: OutputFormat = OutputOption,
 ) -> None:
     """Components, pods, restarts and recent warning events of one environment."""
     from mmerep import environments
     from mmerep.cli.output import render
 
-    profile, kube = _target(profile_name, profiles_file)
+    profile, kube = _target(profile_name, profiles_file, name, on)
     render(environments.environment_status(kube, profile.namespace, name), output, status_table)
 
 
@@ -278,13 +364,14 @@ def history_cmd(
     name: str = typer.Argument(..., help="Environment name."),
     profile_name: str = ProfileOption,
     profiles_file: str | None = ProfilesFileOption,
+    on: str | None = OnOption,
     output: OutputFormat = OutputOption,
 ) -> None:
     """Revisions of an environment, oldest first."""
     from mmerep import environments
     from mmerep.cli.output import render, table
 
-    profile, kube = _target(profile_name, profiles_file)
+    profile, kube = _target(profile_name, profiles_file, name, on)
     rows = environments.history(kube, profile.namespace, name)
     render(rows, output, lambda r: table(None, ["revision", "status", "time", "image", "note"],
                                          [(x["revision"], x["status"], x["time"],
@@ -298,6 +385,7 @@ def rollback_cmd(
                                           "previous good one)."),
     profile_name: str = ProfileOption,
     profiles_file: str | None = ProfilesFileOption,
+    on: str | None = OnOption,
     timeout: float = typer.Option(300, "--timeout", min=1, help="Seconds to wait."),
     lock_wait: float = LockWaitOption,
 ) -> None:
@@ -305,7 +393,7 @@ def rollback_cmd(
     from mmerep import environments
     from mmerep.cli.output import LiveWorkloads, console
 
-    profile, kube = _target(profile_name, profiles_file)
+    profile, kube = _target(profile_name, profiles_file, name, on)
     with LiveWorkloads(f"rolling back {name}", prefix=f"{name}-") as live:
         new = environments.rollback_to(kube, profile.namespace, name, revision,
                                        timeout=timeout, on_progress=live.update,
@@ -318,6 +406,7 @@ def delete_cmd(
     name: str = typer.Argument(..., help="Environment name."),
     profile_name: str = ProfileOption,
     profiles_file: str | None = ProfilesFileOption,
+    on: str | None = OnOption,
     purge: bool = typer.Option(False, "--purge", help="Also delete data volumes (PVCs)."),
     timeout: float = typer.Option(120, "--timeout", min=1, help="Seconds to wait."),
     lock_wait: float = LockWaitOption,
@@ -326,13 +415,91 @@ def delete_cmd(
     from mmerep import environments
     from mmerep.cli.output import Spinner, console
 
-    profile, kube = _target(profile_name, profiles_file)
+    profile, kube = _target(profile_name, profiles_file, name, on)
     with Spinner(f"deleting {name}"):
         gone = environments.delete_environment(kube, profile.namespace, name,
                                                purge=purge, timeout=timeout,
                                                lock_wait=lock_wait)
     console.print(f"[green]{name} deleted[/]: {len(gone)} objects"
                   + ("" if purge else " (data volumes kept; --purge removes them)"))
+
+
+@app.command("repair")
+def repair_cmd(
+    name: str = typer.Argument(..., help="Environment name."),
+    profile_name: str = ProfileOption,
+    profiles_file: str | None = ProfilesFileOption,
+    new_pool_password: bool = typer.Option(
+        False, "--new-pool-password", help="If the pool secret is gone, make a new one (every "
+        "pool pod restarts); never done otherwise."),
+    timeout: float = typer.Option(300, "--timeout", min=1, help="Seconds to wait."),
+    output: OutputFormat = OutputOption,
+) -> None:
+    """Put the current revision back: re-apply what drifted or was deleted, regenerate
+    deleted generated secrets (not the pool password unless asked), restart pods stuck in
+    CrashLoopBackOff or image-pull errors. Exit 1 if something could not be fixed.
+
+    Example: mme-rep env repair -F dev-s3 sentinel3
+    """
+    from mmerep.cli.output import LiveWorkloads, console, render, table
+    from mmerep.environments.repair import current_revision, repair
+
+    profile, kube = _target(profile_name, profiles_file)
+    current_revision(kube, profile.namespace, name)  # a clear error before any live view
+    with LiveWorkloads(f"repairing {name}") as live:
+        report = repair(kube, profile.namespace, name, new_pool_password=new_pool_password,
+                        timeout=timeout, on_progress=live.update)
+    data = {"name": name, "revision": report.revision,
+            "done": [{"action": a, "object": o} for a, o in report.done],
+            "not_fixed": report.not_fixed}
+    if output is OutputFormat.table:
+        if report.done:
+            console.print(table(f"{name} revision {report.revision}: repaired",
+                                ["action", "object"], report.done))
+        else:
+            console.print(f"[green]{name}[/]: revision {report.revision} is intact; "
+                          "nothing to repair")
+        for line in report.not_fixed:
+            console.print(f"[red]not fixed[/]: {line}")
+    else:
+        render(data, output, lambda d: d)
+    if report.not_fixed:
+        raise typer.Exit(1)
+
+
+@app.command("reinstall")
+def reinstall_cmd(
+    name: str = typer.Argument(..., help="Environment name."),
+    profile_name: str = ProfileOption,
+    profiles_file: str | None = ProfilesFileOption,
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    timeout: float = typer.Option(300, "--timeout", min=1, help="Seconds to wait."),
+) -> None:
+    """Reinstall in one command: delete the environment and deploy its current revision
+    again, keeping the generated secrets (pool password), the data volumes and the history.
+    Running jobs are lost.
+
+    Example: mme-rep env reinstall -F dev-s3 sentinel3 --yes
+    """
+    from mmerep.cli.output import LiveWorkloads, console
+    from mmerep.environments.repair import current_revision, reinstall
+    from mmerep.errors import UsageError
+
+    profile, kube = _target(profile_name, profiles_file)
+    _, revision, _ = current_revision(kube, profile.namespace, name)
+    if not yes:
+        import sys
+
+        if not sys.stdin.isatty():
+            raise UsageError(f"reinstalling {name} deletes every pod and running job",
+                             hint="confirm with --yes")
+        typer.confirm(f"Delete {name} in {profile.namespace} (running jobs are lost) and "
+                      f"deploy revision {revision} again?", abort=True)
+    with LiveWorkloads(f"reinstalling {name}") as live:
+        new, kept = reinstall(kube, profile.namespace, name, timeout=timeout,
+                              on_progress=live.update)
+    console.print(f"[green]{name} reinstalled[/]: revision {revision} deployed again as "
+                  f"revision {new}; kept {', '.join(kept) or 'nothing'}")
 
 
 @app.command("open")

@@ -66,6 +66,25 @@ class ClusterInfo:
     restarted: tuple[str, ...] = ()  # components restarted on the existing data
 
 
+def select(name: str | None) -> None:
+    """Work on the local cluster ``name`` (None or "local": the default one) from now on.
+
+    Each named cluster has its own state directory beside the default one
+    (``<state dir>-NAME``: own etcd, ports, kubeconfig and registry), so several run side
+    by side and ``cluster down`` of one leaves the others alone.
+    """
+    if name in (None, "local"):
+        return
+    from mmerep.errors import UsageError
+    from mmerep.grammar.names import DNS_LABEL
+
+    if not DNS_LABEL.fullmatch(name):
+        raise UsageError(f"cluster name '{name}' is not a DNS label",
+                         hint="lowercase letters, digits and '-', e.g. b")
+    base = state_dir()
+    os.environ["MMEREP_STATE_DIR"] = str(base.with_name(f"{base.name}-{name}"))
+
+
 def kwok_workdir() -> Path:
     return state_dir() / "kwok"
 

@@ -50,12 +50,15 @@ def environment_rows(records: list[Obj]) -> list[dict[str, Any]]:
 
 def environment_status(kube: Kube, namespace: str, env_name: str) -> dict[str, Any]:
     """Components with their pods, restarts and ports; recent warning events."""
-    # What the status shows, read at once: workloads and services, pods, warning events.
-    parts, pods, events = kube.map(lambda read: read(), [
+    # What the status shows, read at once: workloads and services, pods, warning events,
+    # and the autoscaler's and the monitor's state.
+    parts, pods, events, scaler, monitor = kube.map(lambda read: read(), [
         lambda: live_parts(kube, namespace, env_name, STATUS_KINDS),
         lambda: kube.list_objects("v1", "Pod", namespace,
                                   label_selector=f"app.kubernetes.io/instance={env_name}"),
-        lambda: warning_events(kube, namespace)])
+        lambda: warning_events(kube, namespace),
+        lambda: kube.get("v1", "ConfigMap", f"{env_name}-scaler-state", namespace),
+        lambda: kube.get("v1", "ConfigMap", f"{env_name}-monitor-state", namespace)])
     if not parts:
         raise UsageError(f"environment {env_name} not found in namespace {namespace}",
                          hint="mme-rep env list shows what is deployed")
@@ -94,15 +97,44 @@ def environment_status(kube: Kube, namespace: str, env_name: str) -> dict[str, A
          "reason": e.get("reason"), "message": e.get("message"),
          "time": event_time(e) or None, "count": e.get("count", 1)}
         for e in events if belongs_to(e, env_name)][-10:]
-    data = {"namespace": namespace, "name": env_name, "components": components,
-            "warnings": warnings, "stopped": stopped}
+    data: dict[str, Any] = {"namespace": namespace, "name": env_name,
+                            "components": components, "warnings": warnings,
+                            "stopped": stopped}
     if any(c["component"] == "synclocal" for c in components):
         data["synclocal"] = synclocal_line(kube)
-    state = next((o for o in parts if o["kind"] == "ConfigMap"
-                  and o["metadata"]["name"] == f"{env_name}-scaler-state"), None)
-    if state is not None:
-        data["scaler"] = scaler_line(state)
+    if scaler is not None:
+        data["scaler"] = scaler_line(scaler)
+    if monitor is not None:
+        data["monitor"] = monitor_findings(monitor)
     return data
+
+
+def monitor_findings(state: Obj) -> dict[str, Any]:
+    """The monitor's last observation and findings (frozen jobs, broken executors), from
+    its state ConfigMap."""
+    data = state.get("data") or {}
+
+    def load(key: str, default: Any) -> Any:
+        try:
+            return json.loads(data.get(key) or "null") or default
+        except ValueError:
+            return default
+
+    findings = load("findings", [])
+    observed = load("observed", {})
+    restarts = load("restarts", {})
+    if not observed:
+        line = "monitor: no interval recorded yet"
+    elif observed.get("error"):
+        line = f"monitor: pool not readable: {observed['error']}"
+    else:
+        when = datetime.fromtimestamp(float(observed.get("time", 0)), UTC).strftime("%H:%M:%SZ")
+        line = (f"monitor ({when}): {observed.get('running', 0)} jobs running, "
+                f"{observed.get('held', 0)} held; {observed.get('executors', 0)} executors in "
+                f"the pool, {observed.get('missing', 0)} missing; "
+                f"{sum(restarts.values()) if isinstance(restarts, dict) else 0} frozen-job "
+                f"restarts")
+    return {"line": line, "findings": findings[-5:], "observed": observed}
 
 
 def scaler_line(state: Obj) -> str:

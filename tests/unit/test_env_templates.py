@@ -300,3 +300,29 @@ def test_synclocal_daemon_gets_its_manifest_and_may_only_label_nodes() -> None:
     assert not [o for o in without.objects if o["kind"] in templates.CLUSTER_SCOPED]
     ds = by_name(without)["DaemonSet/sentinel3-synclocal"]["spec"]["template"]["spec"]
     assert "env" not in ds["containers"][0] and ds["automountServiceAccountToken"] is False
+
+
+def test_flocking_config_as_htcondor_reads_it_on_both_sides(tmp_path) -> None:
+    """The schedd of one pool flocks to a sibling's collector; the sibling lets it in."""
+    home = by_name(render(params={"flock_to": "s3b-collector.example.org:9618"}))
+    sibling = by_name(render(params={"flock_from": "s3a-scheduler.example.org",
+                                     "collector_service_type": "LoadBalancer"}))
+    data = home["ConfigMap/sentinel3-condor"]["data"]
+    (tmp_path / "home").mkdir()
+    got = _condor_param(tmp_path / "home", {"00-common.conf": data["00-common.conf"],
+                                            "10-role.conf": data["10-scheduler.conf"]},
+                        ["FLOCK_TO", "FLOCK_FROM", "DAEMON_LIST"])
+    assert got["FLOCK_TO"] == "s3b-collector.example.org:9618"
+    assert got["FLOCK_FROM"] == "None" and got["DAEMON_LIST"] == "MASTER, SCHEDD"
+    data = sibling["ConfigMap/sentinel3-condor"]["data"]
+    (tmp_path / "sibling").mkdir()
+    got = _condor_param(tmp_path / "sibling", {"00-common.conf": data["00-common.conf"],
+                                               "10-role.conf": data["10-collector.conf"]},
+                        ["FLOCK_FROM", "FLOCK_TO", "ALLOW_WRITE_COLLECTOR",
+                         "ALLOW_READ_STARTD", "ALLOW_NEGOTIATOR_SCHEDD"])
+    assert got["FLOCK_FROM"] == "s3a-scheduler.example.org" and got["FLOCK_TO"] == "None"
+    assert got["ALLOW_WRITE_COLLECTOR"] == "*, s3a-scheduler.example.org"
+    assert got["ALLOW_READ_STARTD"] == "*, s3a-scheduler.example.org"
+    assert got["ALLOW_NEGOTIATOR_SCHEDD"].endswith(", s3a-scheduler.example.org")
+    assert sibling["Service/sentinel3-collector"]["spec"]["type"] == "LoadBalancer"
+    assert "type" not in home["Service/sentinel3-collector"]["spec"]  # ClusterIP by default

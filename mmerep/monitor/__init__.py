@@ -1,0 +1,1 @@
+"""Monitoring and self-healing: frozen jobs, broken executors, metrics, repair."""
