@@ -42,6 +42,7 @@ from starlette.staticfiles import StaticFiles
 from mmerep import environments
 from mmerep.console import views
 from mmerep.console.live import LiveRegistry
+from mmerep.environments.repair import repair
 from mmerep.errors import KubeForbidden, KubeNotFound, MmerepError, UsageError
 from mmerep.kube import Kube
 from mmerep.profiles import Profile
@@ -251,6 +252,12 @@ def _act(c: Console, verb: str, ns: str, name: str, form: dict[str, str]) -> str
         revision = _int(form.get("revision", ""), "revision")
         new = environments.rollback_to(c.kube, ns, name, revision, timeout=300)
         return f"rolled back to revision {revision} (now revision {new})"
+    if verb == "repair":
+        report = repair(c.kube, ns, name, timeout=300)
+        done = "; ".join(f"{action} {what}" for action, what in report.done) or (
+            f"revision {report.revision} is intact; nothing to repair")
+        not_fixed = "".join(f"; not fixed: {line}" for line in report.not_fixed)
+        return f"repair of {name}: {done}{not_fixed}"
     if verb == "delete":
         if form.get("confirm") != name:
             raise UsageError(f"not deleted: type the environment's name ({name}) to confirm")

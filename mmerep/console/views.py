@@ -127,6 +127,18 @@ def environment_page(status: dict[str, Any], history: list[dict[str, Any]], *, c
                    'id="confirm" autocomplete="off"></label> '
                    '<button type="submit" id="delete" class="danger">delete</button>')
     note = f'<p class="note" id="message">{escape(message)}</p>' if message else ""
+    monitor = status.get("monitor")
+    health = ""
+    if monitor:
+        findings = "".join(
+            f"<li>{escape(str(f.get('message', f)) if isinstance(f, dict) else str(f))}</li>"
+            for f in monitor.get("findings", []))
+        health = (f'<p id="monitor">{escape(monitor["line"])}</p>'
+                  + (f'<ul id="findings">{findings}</ul>' if findings else ""))
+    health += _form(f"{base}/repair", csrf,
+                    '<button type="submit" id="repair">repair</button> re-applies what '
+                    "drifted from the current revision and restarts stuck pods "
+                    "(as <code>mme-rep env repair</code>)")
     if autoscaler is not None:
         bounds = (f"between {autoscaler['minimum']} and {autoscaler['maximum']} executors"
                   if autoscaler["minimum"] is not None else "no bounds set")
@@ -141,7 +153,7 @@ def environment_page(status: dict[str, Any], history: list[dict[str, Any]], *, c
             f"<h2>Executors over time</h2>"
             '<svg id="plot" width="640" height="220" viewBox="0 0 640 220" '
             'role="img" aria-label="executors desired and ready over time"></svg>'
-            f"<h2>Scale</h2>{scale}<h2>History</h2>{revisions}"
+            f"<h2>Scale</h2>{scale}<h2>Health</h2>{health}<h2>History</h2>{revisions}"
             f"<h2>Delete</h2>{delete}")
     events = "/events?" + urlencode({"ns": ns, "env": name})
     return page(f"{name} in {ns}", body, csrf=csrf,

@@ -325,6 +325,20 @@ def test_the_command_prints_an_address_that_serves_only_with_its_token(
     assert proc.returncode in (0, -15)
 
 
+def test_repair_from_the_page_puts_back_what_was_deleted(
+        console: Running, env_ns: str, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    kube = local.connect()
+    kube.delete("v1", "Service", "sentinel3-collector", env_ns)
+    browser.get(console.url.replace("/?", f"/env/{env_ns}/sentinel3?"))
+    wait_until(lambda: live(browser), what="the page is live")
+    browser.find_element(By.ID, "repair").click()
+    wait_until(lambda: "re-created Service/sentinel3-collector" in text_of(browser, "#message"),
+               what="the page says what the repair did")
+    assert kube.get("v1", "Service", "sentinel3-collector", env_ns) is not None
+
+
 def test_delete_asks_for_the_name_and_the_table_follows(
         console: Running, env_ns: str, browser: Any) -> None:
     """Runs last in this module: it removes the `shell` environment the others list."""
