@@ -54,6 +54,7 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self';
        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 KEEPALIVE_SECONDS = 15.0
 SCALE_STALL_SECONDS = 5.0
+VSCALE_TIMEOUT = 1800.0
 
 
 @dataclass
@@ -68,6 +69,15 @@ class Console:
     token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     csrf: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     closing: threading.Event = field(default_factory=threading.Event)
+    # Long actions (a vscale rolls every executor) run in the background; their progress
+    # and outcome per environment, shown live on its page.
+    tasks: dict[tuple[str, str], str] = field(default_factory=dict)
+    lives: LiveRegistry | None = None  # set by create_app
+
+    def task(self, ns: str, name: str, text: str) -> None:
+        self.tasks[(ns, name)] = text
+        if self.lives is not None:
+            self.lives.get(ns, wait=0).changed()  # the pages hear of it now
 
     @property
     def cookie(self) -> str:  # per port: two consoles on one host keep their own
@@ -145,7 +155,7 @@ def _error(c: Console, exc: MmerepError, back: str) -> HTMLResponse:
 
 def create_app(console: Console) -> Starlette:
     c = console
-    lives = LiveRegistry(c.kube)
+    lives = c.lives = LiveRegistry(c.kube)
 
     def namespace_of(request: Request) -> str | None:
         return None if request.query_params.get("all") else (
@@ -195,7 +205,8 @@ def create_app(console: Console) -> Starlette:
 
         def payload() -> str:
             if env and ns:
-                return f"event: env\ndata: {json.dumps(live.environment(ns, env))}\n\n"
+                data = {**live.environment(ns, env), "task": c.tasks.get((ns, env))}
+                return f"event: env\ndata: {json.dumps(data)}\n\n"
             rows = {"rows": live.rows(), "error": live.error}
             return f"event: rows\ndata: {json.dumps(rows)}\n\n"
 
@@ -252,6 +263,8 @@ def _act(c: Console, verb: str, ns: str, name: str, form: dict[str, str]) -> str
         revision = _int(form.get("revision", ""), "revision")
         new = environments.rollback_to(c.kube, ns, name, revision, timeout=300)
         return f"rolled back to revision {revision} (now revision {new})"
+    if verb == "vscale":
+        return start_vscale(c, ns, name, form)
     if verb == "repair":
         report = repair(c.kube, ns, name, timeout=300)
         done = "; ".join(f"{action} {what}" for action, what in report.done) or (
@@ -282,6 +295,29 @@ def scale_executors(c: Console, ns: str, name: str, value: str) -> str:
     reason = f" ({result.reason})" if result.pending and result.reason else ""
     return (f"scaled {name}'s executors from {result.before} to {count}: "
             f"{result.running} running{pending}{reason}")
+
+
+def start_vscale(c: Console, ns: str, name: str, form: dict[str, str]) -> str:
+    """``mme-rep scaler vscale``: validated here (a bad value is refused at once), rolled in
+    the background; the page follows the roll and shows how it ended."""
+    ex.executor_deployment(c.kube, ns, name)
+    res = ex.parse_resources(form.get("cpu", ""), form.get("memory", ""),
+                             form.get("cpu_limit", ""), form.get("memory_limit", ""),
+                             limits=ex.limits_for(c.kube, ns, name, c.profile))
+    what = f"vscale of {name}'s executors to {res.cpu} CPU / {res.memory}"
+
+    def roll() -> None:
+        try:
+            revision = ex.vscale(c.kube, ns, name, res, timeout=VSCALE_TIMEOUT)
+            c.task(ns, name, f"{what}: done, revision {revision}")
+        except MmerepError as exc:
+            c.task(ns, name, f"{what} failed: {exc}")
+        except Exception as exc:  # a thread's failure must reach the page, not vanish
+            c.task(ns, name, f"{what} failed: {exc!r}")
+
+    c.task(ns, name, f"{what}: rolling (new executors first, old ones drain)")
+    threading.Thread(target=roll, name=f"console-vscale-{name}", daemon=True).start()
+    return f"{what}: rolling"
 
 
 def autoscaler_of(c: Console, ns: str, name: str) -> dict[str, Any] | None:

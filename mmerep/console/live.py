@@ -130,7 +130,7 @@ class Live:
                 if first:  # a watch that cannot list must not hold the first page back
                     first = False
                     self._listed()
-                self._changed()
+                self.changed()
                 self.stop.wait(pause)
                 pause = min(pause * 2, 30.0)
 
@@ -163,7 +163,7 @@ class Live:
                         series.add(0, 0)
                     else:
                         series.add(row["desired"], row["ready"])
-        self._changed()
+        self.changed()
 
     # -- reading -----------------------------------------------------------------------
 
@@ -193,7 +193,7 @@ class Live:
         with self.lock:
             self._subscribers = {s for s in self._subscribers if s[1] is not queue}
 
-    def _changed(self) -> None:
+    def changed(self) -> None:
         with self.lock:
             self.version += 1
             version = self.version

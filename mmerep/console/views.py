@@ -139,6 +139,15 @@ def environment_page(status: dict[str, Any], history: list[dict[str, Any]], *, c
                     '<button type="submit" id="repair">repair</button> re-applies what '
                     "drifted from the current revision and restarts stuck pods "
                     "(as <code>mme-rep env repair</code>)")
+    if executors is not None:
+        scale += _form(f"{base}/vscale", csrf,
+                       '<label>CPU <input name="cpu" id="vcpu" size="5" required></label> '
+                       '<label>memory <input name="memory" id="vmemory" size="6" required>'
+                       '</label> <label>limits: CPU <input name="cpu_limit" size="5"></label> '
+                       '<label>memory <input name="memory_limit" size="6"></label> '
+                       '<button type="submit" id="vscale">vscale</button> (rolls every '
+                       "executor: new ones first, old ones drain)")
+        scale += '<p id="task" class="note" hidden></p>'
     if autoscaler is not None:
         bounds = (f"between {autoscaler['minimum']} and {autoscaler['maximum']} executors"
                   if autoscaler["minimum"] is not None else "no bounds set")

@@ -325,6 +325,26 @@ def test_the_command_prints_an_address_that_serves_only_with_its_token(
     assert proc.returncode in (0, -15)
 
 
+def test_vscale_from_the_page_rolls_the_executors(
+        console: Running, env_ns: str, browser: Any, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    kube = local.connect()
+    browser.get(console.url.replace("/?", f"/env/{env_ns}/sentinel3?"))
+    wait_until(lambda: live(browser), what="the page is live")
+    browser.find_element(By.ID, "vcpu").send_keys("300m")
+    browser.find_element(By.ID, "vmemory").send_keys("700Mi")
+    browser.find_element(By.ID, "vscale").click()
+    wait_until(lambda: "rolling" in text_of(browser, "#message"), what="the roll starts")
+    wait_until(lambda: ": done, revision" in text_of(browser, "#task"), timeout=300,
+               what="the page shows the roll's end")
+    dep = kube.get("apps/v1", "Deployment", "sentinel3-executor", env_ns)
+    assert dep is not None
+    requests = dep["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]
+    assert (requests["cpu"], requests["memory"]) == ("300m", "700Mi")
+    browser.save_screenshot(str(tmp_path / "vscale.png"))
+
+
 def test_repair_from_the_page_puts_back_what_was_deleted(
         console: Running, env_ns: str, browser: Any) -> None:
     from selenium.webdriver.common.by import By

@@ -65,8 +65,8 @@ def test_every_action_form_carries_the_csrf_token() -> None:
                 "image": "i"}, {"revision": 2, "status": "deployed", "time": "t",
                                 "template": "x", "image": "i"}]
     page = views.environment_page(status, history, csrf="tok-123", executors=2)
-    assert page.count('<form method="post"') == 5  # scale, repair, two rollbacks, delete
-    assert page.count('name="csrf" value="tok-123"') == 5
+    assert page.count('<form method="post"') == 6  # scale, vscale, repair, 2 rollbacks, delete
+    assert page.count('name="csrf" value="tok-123"') == 6
 
 
 def test_the_error_page_shows_the_api_servers_message() -> None:

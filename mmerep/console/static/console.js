@@ -83,6 +83,11 @@
         }
       }
     }
+    const task = document.getElementById("task");
+    if (task) {
+      task.hidden = !data.task;
+      task.textContent = data.task || "";
+    }
     showError(data.error);
     drawPlot(document.getElementById("plot"), data.series, data.now);
   }
