@@ -265,6 +265,13 @@ def _act(c: Console, verb: str, ns: str, name: str, form: dict[str, str]) -> str
         return f"rolled back to revision {revision} (now revision {new})"
     if verb == "vscale":
         return start_vscale(c, ns, name, form)
+    if verb == "autoscaler":
+        on = form.get("daemon") == "on"
+        bounds = [_int(form[k], k) if form.get(k, "").strip() else None for k in ("min", "max")]
+        state = ex.set_daemon(c.kube, ns, name, on, bounds[0], bounds[1],
+                              ex.limits_for(c.kube, ns, name, c.profile))
+        return (f"autoscaler of {name}: {'on' if on else 'off'} (min {state.minimum or 0}, "
+                f"max {state.maximum if state.maximum is not None else 'profile limit'})")
     if verb == "repair":
         report = repair(c.kube, ns, name, timeout=300)
         done = "; ".join(f"{action} {what}" for action, what in report.done) or (

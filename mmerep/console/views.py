@@ -152,7 +152,19 @@ def environment_page(status: dict[str, Any], history: list[dict[str, Any]], *, c
         bounds = (f"between {autoscaler['minimum']} and {autoscaler['maximum']} executors"
                   if autoscaler["minimum"] is not None else "no bounds set")
         scale += (f'<p id="autoscaler">Autoscaler: <b>{"on" if autoscaler["daemon"] else "off"}'
-                  f"</b>, {escape(bounds)} (mme-rep scaler on|off sets it).</p>")
+                  f"</b>, {escape(bounds)}.</p>")
+        on = autoscaler["daemon"]
+        low, high = (("" if autoscaler[k] is None else str(autoscaler[k]))
+                     for k in ("minimum", "maximum"))
+        scale += _form(f"{base}/autoscaler", csrf,
+                       '<label>autoscaler <select name="daemon" id="daemon">'
+                       f'<option value="on"{" selected" if on else ""}>on</option>'
+                       f'<option value="off"{"" if on else " selected"}>off</option></select>'
+                       '</label> <label>min <input type="number" name="min" id="dmin" min="0" '
+                       f'value="{low}">'
+                       '</label> <label>max <input type="number" name="max" id="dmax" min="0" '
+                       f'value="{high}">'
+                       '</label> <button type="submit" id="set-daemon">set</button>')
         if autoscaler["decisions"]:
             scale += _table("decisions", ["from", "to", "reason"], (
                 [str(d.get("from", "")), str(d.get("to", "")), escape(str(d.get("reason", "")))]

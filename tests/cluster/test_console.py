@@ -345,6 +345,44 @@ def test_vscale_from_the_page_rolls_the_executors(
     browser.save_screenshot(str(tmp_path / "vscale.png"))
 
 
+def test_the_autoscaler_is_switched_from_the_page(
+        console: Running, env_ns: str, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    from mmerep.scaler.state import read_state
+
+    kube = local.connect()
+    browser.get(console.url.replace("/?", f"/env/{env_ns}/sentinel3?"))
+    wait_until(lambda: live(browser), what="the page is live")
+    Select(browser.find_element(By.ID, "daemon")).select_by_value("on")
+    for field, value in (("dmin", "1"), ("dmax", "4")):
+        browser.find_element(By.ID, field).clear()
+        browser.find_element(By.ID, field).send_keys(value)
+    browser.find_element(By.ID, "set-daemon").click()
+    wait_until(lambda: "autoscaler of sentinel3: on (min 1, max 4)" in text_of(
+        browser, "#message"), what="the page confirms")
+    assert "on, between 1 and 4 executors" in text_of(browser, "#autoscaler")
+    state = read_state(kube, env_ns, "sentinel3")
+    assert (state.daemon, state.minimum, state.maximum) == (True, 1, 4)
+
+    Select(browser.find_element(By.ID, "daemon")).select_by_value("off")
+    browser.find_element(By.ID, "dmax").clear()
+    browser.find_element(By.ID, "dmax").send_keys("60")  # above the profile's 50
+    browser.find_element(By.ID, "set-daemon").click()
+    wait_until(lambda: "exceeds the profile's limit of 50" in text_of(browser, "#api-message"),
+               what="the limit is explained")
+    assert read_state(kube, env_ns, "sentinel3").daemon is True  # nothing changed
+
+    browser.get(console.url.replace("/?", f"/env/{env_ns}/sentinel3?"))
+    wait_until(lambda: live(browser), what="the page is live")
+    Select(browser.find_element(By.ID, "daemon")).select_by_value("off")
+    browser.find_element(By.ID, "set-daemon").click()
+    wait_until(lambda: "autoscaler of sentinel3: off" in text_of(browser, "#message"),
+               what="the page confirms")
+    assert read_state(kube, env_ns, "sentinel3").daemon is False
+
+
 def test_repair_from_the_page_puts_back_what_was_deleted(
         console: Running, env_ns: str, browser: Any) -> None:
     from selenium.webdriver.common.by import By
