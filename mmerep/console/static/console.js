@@ -98,7 +98,8 @@
     const W = 640, H = 220, L = 40, R = 110, T = 10, B = 30;
     plot.replaceChildren();
     const points = series.length ? series.slice() : [[now, 0, 0]];
-    const t0 = Math.min(points[0][0], now - 60);
+    // From a little before the first change (at least the last 30 s) to now.
+    const t0 = Math.min(points[0][0] - 0.1 * (now - points[0][0]), now - 30);
     const tmax = Math.max(now, t0 + 1);
     const ymax = Math.max(1, ...points.map(p => Math.max(p[1], p[2])));
     const x = t => L + (W - L - R) * (t - t0) / (tmax - t0);
