@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import threading
 import time
@@ -28,6 +29,7 @@ Obj = dict[str, Any]
 WATCHED_WORKLOADS = (("apps/v1", "Deployment"), ("apps/v1", "StatefulSet"),
                      ("apps/v1", "DaemonSet"))
 MANAGED = "app.kubernetes.io/managed-by=mme-rep"
+SCALER_STATE = f"{MANAGED},app.kubernetes.io/component=scaler"
 HISTORY_POINTS = 720  # per environment: an hour at one change every five seconds
 WATCH_SECONDS = 10 * 365 * 24 * 3600.0  # "until stopped"
 
@@ -73,6 +75,26 @@ class Series:
         self.points.append((time.time(), desired, ready))
 
 
+@dataclass
+class PoolSeries:
+    """What the autoscaler observed each interval (its state ConfigMap's ``observed``):
+    (time, idle jobs, running jobs, busy executors, executors in the pool)."""
+
+    points: deque[tuple[float, int, int, int, int]] = field(
+        default_factory=lambda: deque(maxlen=HISTORY_POINTS))
+
+    def add(self, data: dict[str, str]) -> None:
+        try:
+            observed = json.loads(data.get("observed") or "{}")
+            point = (float(observed["time"]), int(observed.get("idle_jobs", 0)),
+                     int(observed.get("running_jobs", 0)), int(observed.get("busy", 0)),
+                     int(observed.get("executors", 0)))
+        except (ValueError, KeyError, TypeError):
+            return  # no interval recorded yet, or not one this console understands
+        if not self.points or self.points[-1][0] < point[0]:
+            self.points.append(point)
+
+
 class Live:
     """The environments of one namespace (``None``: all), kept current by watches."""
 
@@ -83,6 +105,7 @@ class Live:
         self.records: dict[tuple[str, str], Obj] = {}
         self.workloads: dict[tuple[str, str, str], Obj] = {}
         self.series: dict[tuple[str, str], Series] = {}
+        self.pool: dict[tuple[str, str], PoolSeries] = {}
         self.error: str | None = None  # the API server's message when a watch fails
         self.version = 0
         self.synced = threading.Event()
@@ -94,12 +117,13 @@ class Live:
     # -- watching ----------------------------------------------------------------------
 
     def start(self) -> Live:
-        kinds = [("v1", "ConfigMap", f"{RECORD_LABEL}=true"),
-                 *((a, k, MANAGED) for a, k in WATCHED_WORKLOADS)]
+        kinds = [("v1", "ConfigMap", f"{RECORD_LABEL}=true", "record"),
+                 ("v1", "ConfigMap", SCALER_STATE, "scaler"),
+                 *((a, k, MANAGED, "workload") for a, k in WATCHED_WORKLOADS)]
         self._pending = len(kinds)
-        for api_version, kind, selector in kinds:
-            t = threading.Thread(target=self._follow, args=(api_version, kind, selector),
-                                 name=f"console-watch-{kind}", daemon=True)
+        for api_version, kind, selector, role in kinds:
+            t = threading.Thread(target=self._follow, args=(api_version, kind, selector, role),
+                                 name=f"console-watch-{role}-{kind}", daemon=True)
             t.start()
             self._threads.append(t)
         return self
@@ -107,7 +131,7 @@ class Live:
     def close(self) -> None:
         self.stop.set()
 
-    def _follow(self, api_version: str, kind: str, selector: str) -> None:
+    def _follow(self, api_version: str, kind: str, selector: str, role: str) -> None:
         pause = 1.0
         first = True
         while not self.stop.is_set():
@@ -121,7 +145,7 @@ class Live:
                             first = False
                             self._listed()
                         continue
-                    self._apply(kind, event["type"], event["object"])
+                    self._apply(role, event["type"], event["object"])
                     pause = 1.0
             except MmerepError as exc:
                 log.warning("watch %s: %s", kind, exc.message)
@@ -140,18 +164,22 @@ class Live:
             if self._pending <= 0:
                 self.synced.set()
 
-    def _apply(self, kind: str, kind_of_event: str, obj: Obj) -> None:
+    def _apply(self, role: str, kind_of_event: str, obj: Obj) -> None:
         meta = obj["metadata"]
         with self.lock:
             self.error = None
-            if kind == "ConfigMap":
+            if role == "scaler":
+                if kind_of_event != "DELETED":
+                    self.pool.setdefault((meta["namespace"], env_of(obj)), PoolSeries()).add(
+                        obj.get("data") or {})
+            elif role == "record":
                 key = (meta["namespace"], meta["name"])
                 if kind_of_event == "DELETED":
                     self.records.pop(key, None)
                 else:
                     self.records[key] = obj
             else:
-                wkey = (kind, meta["namespace"], meta["name"])
+                wkey = (obj["kind"], meta["namespace"], meta["name"])
                 if kind_of_event == "DELETED":
                     self.workloads.pop(wkey, None)
                 else:
@@ -178,8 +206,11 @@ class Live:
                          if ns == namespace and env_of(w) == env]
             series = self.series.get((namespace, env))
             points = [list(p) for p in series.points] if series else []
+            pool = self.pool.get((namespace, env))
+            pool_points = [list(p) for p in pool.points] if pool else []
         return {"namespace": namespace, "name": env, "workloads": workloads,
-                "series": points, "now": time.time(), "error": self.error}
+                "series": points, "pool": pool_points, "now": time.time(),
+                "error": self.error}
 
     # -- subscribers -------------------------------------------------------------------
 

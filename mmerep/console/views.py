@@ -174,6 +174,11 @@ def environment_page(status: dict[str, Any], history: list[dict[str, Any]], *, c
             f"<h2>Executors over time</h2>"
             '<svg id="plot" width="640" height="220" viewBox="0 0 640 220" '
             'role="img" aria-label="executors desired and ready over time"></svg>'
+            "<h2>Queue and pool over time</h2><p>Idle and running jobs, busy executors and "
+            "executors in the pool, as the autoscaler observes them each interval (while it "
+            "runs).</p>"
+            '<svg id="pool-plot" width="640" height="220" viewBox="0 0 640 220" '
+            'role="img" aria-label="queue and pool over time"></svg>'
             f"<h2>Scale</h2>{scale}<h2>Health</h2>{health}<h2>History</h2>{revisions}"
             f"<h2>Delete</h2>{delete}")
     events = "/events?" + urlencode({"ns": ns, "env": name})

@@ -256,6 +256,38 @@ def test_scale_from_the_page_and_the_page_follows_the_api(
         f"{2 + 1 + 1 + 4}/"), what="the table counts 2 executors")
 
 
+def test_the_queue_plot_follows_what_the_autoscaler_records(
+        console: Running, env_ns: str, browser: Any, tmp_path: Path) -> None:
+    """The autoscaler loop saves what it observed each interval; written here with its own
+    function (no HTCondor pool runs in the simulated pods)."""
+    import time
+
+    from mmerep.scaler.state import read_state, save_progress
+
+    kube = local.connect()
+    browser.get(console.url.replace("/?", f"/env/{env_ns}/sentinel3?"))
+    wait_until(lambda: live(browser), what="the page is live")
+    now = time.time()
+    for ago, idle, running in ((20, 7, 3), (10, 4, 6), (0, 2, 8)):
+        state = read_state(kube, env_ns, "sentinel3")
+        state.observed = {"time": now - ago, "idle_jobs": idle, "running_jobs": running,
+                          "executors": 3, "busy": min(running, 3), "replicas": 3, "wanted": 3}
+        save_progress(kube, env_ns, "sentinel3", state)
+
+    def plotted() -> dict[str, list[str]]:
+        return dict(browser.execute_script(
+            "const out = {};"
+            "for (const p of document.querySelectorAll('svg#pool-plot path.series'))"
+            "  out[p.classList[1]] = [p.dataset.last, p.getAttribute('d')];"
+            "return out;"))
+
+    wait_until(lambda: plotted().get("idle", [""])[0] == "2" and
+               plotted().get("running", [""])[0] == "8", what="the queue plot's last values")
+    path = plotted()["idle"][1]  # three recorded intervals: three levels, stepping down
+    assert len({seg.split()[1] for seg in path[1:].split(" L")}) == 3, path
+    browser.save_screenshot(str(tmp_path / "queue.png"))
+
+
 def test_a_user_rbac_forbids_to_scale_sees_why_and_nothing_changes(
         env_ns: str, browser: Any, tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By

@@ -89,19 +89,25 @@
       task.textContent = data.task || "";
     }
     showError(data.error);
-    drawPlot(document.getElementById("plot"), data.series, data.now);
+    drawPlot(document.getElementById("plot"), data.series, data.now, EXECUTOR_LINES);
+    drawPlot(document.getElementById("pool-plot"), data.pool, data.now, POOL_LINES);
   }
 
-  // Step lines of desired and ready executors against time, up to now.
-  function drawPlot(plot, series, now) {
+  // [index in a point, label, colour]; a point is [time, value, value, ...].
+  const EXECUTOR_LINES = [[1, "desired", "#1f77b4"], [2, "ready", "#2ca02c"]];
+  const POOL_LINES = [[1, "idle", "#d62728"], [2, "running", "#9467bd"],
+                      [3, "busy", "#ff7f0e"], [4, "executors", "#1f77b4"]];
+
+  // Step lines of the series against time, up to now.
+  function drawPlot(plot, series, now, lines) {
     if (!plot) return;
     const W = 640, H = 220, L = 40, R = 110, T = 10, B = 30;
     plot.replaceChildren();
-    const points = series.length ? series.slice() : [[now, 0, 0]];
+    const points = series.length ? series.slice() : [[now, ...lines.map(() => 0)]];
     // From a little before the first change (at least the last 30 s) to now.
     const t0 = Math.min(points[0][0] - 0.1 * (now - points[0][0]), now - 30);
     const tmax = Math.max(now, t0 + 1);
-    const ymax = Math.max(1, ...points.map(p => Math.max(p[1], p[2])));
+    const ymax = Math.max(1, ...points.map(p => Math.max(...lines.map(l => p[l[0]]))));
     const x = t => L + (W - L - R) * (t - t0) / (tmax - t0);
     const y = v => H - B - (H - T - B) * v / ymax;
     plot.appendChild(svg("line", {x1: L, y1: H - B, x2: W - R, y2: H - B, stroke: "#888"}));
@@ -114,7 +120,6 @@
     plot.appendChild(svg("text", {x: L, y: H - 8, "font-size": 11}, "-" + ago + " s"));
     plot.appendChild(svg("text", {x: W - R, y: H - 8, "text-anchor": "end",
                                   "font-size": 11}, "now"));
-    const lines = [[1, "desired", "#1f77b4"], [2, "ready", "#2ca02c"]];
     lines.forEach(([index, label, colour], n) => {
       let d = "";
       let last = null;
@@ -126,7 +131,7 @@
       }
       d += " L" + x(tmax).toFixed(1) + " " + y(last).toFixed(1);
       plot.appendChild(svg("path", {d: d, fill: "none", stroke: colour,
-                                    "stroke-width": 2 + (1 - n), class: "series " + label,
+                                    "stroke-width": n === 0 ? 3 : 2, class: "series " + label,
                                     "data-last": last}));
       plot.appendChild(svg("text", {x: W - R + 8, y: T + 14 + 16 * n, fill: colour,
                                     "font-size": 12}, label + " " + last));
