@@ -45,7 +45,7 @@ def demo(nodes: int = DEMO_NODES) -> None:
         console.print(f"[yellow]5. ssh skipped[/]: {exc}", soft_wrap=True)
     console.print(f"\nUse it: export KUBECONFIG={info.kubeconfig}\n"
                   "        ./mme-rep.sh env status sentinel3 / env history sentinel3\n"
-                  "        ./mme-rep.sh scaler sentinel3 [scale N | vscale CPU MEM | daemon on]\n"
+                  "        ./mme-rep.sh scaler sentinel3 \\[scale N | vscale CPU MEM | daemon on]\n"
                   "Stop it: ./mme-rep.sh cluster down", soft_wrap=True)
 
 

@@ -52,18 +52,18 @@ def _split(args: list[str], env: str | None) -> tuple[str, str, list[str]]:
     return env, verb, rest
 
 
-def _connect(in_cluster: bool, profile_name: str, profiles_file: str | None) -> tuple[Any, Any,
-                                                                                         str]:
-    """The connection, the profile (None in the pod) and the namespace."""
+def _connect(in_cluster: bool, profile_name: str, profiles_file: str | None,
+             env: str) -> tuple[Any, Any, str]:
+    """The connection, the profile (None in the pod) and the namespace; with a profile
+    group, the member that holds ``env``."""
     from mmerep.kube import Kube
 
     if in_cluster:
         kube = Kube.in_cluster()
         return kube, None, kube.namespace
-    from mmerep.profiles import get_profile
+    from mmerep.cli.env import _target
 
-    profile = get_profile(profile_name, profiles_file)
-    kube = Kube.from_kubeconfig(profile.kubeconfig, profile.context, namespace=profile.namespace)
+    profile, kube = _target(profile_name, profiles_file, env)
     return kube, profile, profile.namespace
 
 
@@ -96,7 +96,7 @@ def scaler(
     env: str | None = typer.Option(None, "--env", help="The environment (in the pod)."),
     minimum: int | None = typer.Option(None, "--min", min=0, help="daemon on: fewest executors."),
     maximum: int | None = typer.Option(None, "--max", min=0, help="daemon on: most executors."),
-    stall: float = typer.Option(10.0, "--stall", min=0.5,
+    stall: float = typer.Option(30.0, "--stall", min=0.5,
                                 help="scale: stop following after this many seconds "
                                 "without progress."),
     interval: float = typer.Option(15.0, "--interval", min=0.1,
@@ -135,7 +135,7 @@ def scaler(
         raise UsageError("daemon needs on, off or run", hint="e.g. daemon on --min 2 --max 300")
     if minimum is not None and maximum is not None and minimum > maximum:
         raise UsageError(f"--min {minimum} is above --max {maximum}")
-    kube, profile, namespace = _connect(in_cluster, profile_name, profiles_file)
+    kube, profile, namespace = _connect(in_cluster, profile_name, profiles_file, name)
     try:
         if verb == "status":
             _status(kube, namespace, name, _pool(name, namespace, collector, pool_timeout),
@@ -208,8 +208,9 @@ def _scale(kube: Any, profile: Any, namespace: str, name: str, count_text: str, 
     if table:
         if err_console.is_terminal:
             err_console.print()
+        why = result.reason or "not scheduled yet: the scheduler is still working"
         print(f"Running {result.running}, Pending {result.pending}"
-              + (f" ({result.reason})" if result.pending and result.reason else "")
+              + (f" ({why})" if result.pending else "")
               + f" after {result.seconds:.1f}s")
     else:
         render({**dataclasses.asdict(result), "complete": result.complete}, output,

@@ -50,10 +50,12 @@ ProfilesFileOption = typer.Option(None, "--profiles", help="Profiles file (overr
                                   "$MMEREP_PROFILES and the user config).")
 
 
-def _target(profile_name: str, profiles_file: str | None) -> tuple[Any, Any]:
+def _target(profile_name: str, profiles_file: str | None,
+            env: str | None = None) -> tuple[Any, Any]:
+    """The profile and its connection; with a profile group, the member holding ``env``."""
     from mmerep.cli.env import _target as env_target
 
-    return env_target(profile_name, profiles_file)
+    return env_target(profile_name, profiles_file, env)
 
 
 def _key_text(key: str) -> str:
@@ -80,7 +82,7 @@ def keys_add(env: str = typer.Argument(..., help="Environment name."),
     from mmerep.cli.output import console
     from mmerep.ssh import manage
 
-    profile, kube = _target(profile_name, profiles_file)
+    profile, kube = _target(profile_name, profiles_file, env)
     line = sshkeys.check_public_key(_key_text(key))
     added = manage.add_key(kube, profile.namespace, env, line)
     console.print(f"{'added' if added else 'already there'}: {sshkeys.fingerprint(line)} "
@@ -96,7 +98,7 @@ def keys_list(env: str = typer.Argument(..., help="Environment name."),
     from mmerep.cli.output import render, table
     from mmerep.ssh import manage
 
-    profile, kube = _target(profile_name, profiles_file)
+    profile, kube = _target(profile_name, profiles_file, env)
     rows = manage.list_keys(kube, profile.namespace, env)
     render(rows, output, lambda data: table(f"authorized keys of {env}",
                                             ["type", "fingerprint", "comment"],
@@ -114,7 +116,7 @@ def keys_remove(env: str = typer.Argument(..., help="Environment name."),
     from mmerep.cli.output import console
     from mmerep.ssh import manage
 
-    profile, kube = _target(profile_name, profiles_file)
+    profile, kube = _target(profile_name, profiles_file, env)
     for fp in manage.remove_key(kube, profile.namespace, env, which):
         console.print(f"removed: {fp} from {env}", soft_wrap=True)
 
@@ -180,11 +182,10 @@ def connect(ctx: typer.Context,
             profile_name: str = ProfileOption,
             profiles_file: str | None = ProfilesFileOption) -> None:
     """`mme-rep ssh ENV [COMPONENT] [-- ssh args]`: run ssh through the proxy."""
-    from mmerep.profiles import get_profile
     from mmerep.ssh import manage
     from mmerep.ssh.hosts import domain_of, host_name
 
-    profile = get_profile(profile_name, profiles_file)
+    profile, _ = _target(profile_name, profiles_file, env)  # a group: the member holding it
     host_file = manage.known_hosts_path(Path("~/.ssh/config").expanduser(), profile.name)
     proxy_cmd = " ".join(manage.proxy_command(profiles_file)) + " %h %p"
     name = host_name(env, component, profile.name, str(domain_of(profile)))

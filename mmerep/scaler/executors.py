@@ -201,7 +201,7 @@ def limits_for(kube: Any, namespace: str, env_name: str, profile: Any | None) ->
 # -- scale -------------------------------------------------------------------------------
 
 def scale(kube: Any, namespace: str, env_name: str, replicas: int, *,
-          on_progress: Callable[[ScaleProgress], None] | None = None, stall: float = 10.0,
+          on_progress: Callable[[ScaleProgress], None] | None = None, stall: float = 30.0,
           field_manager: str = FIELD_MANAGER) -> ScaleResult:
     """Set the executor count, then follow it until every executor is Running or nothing
     has moved for ``stall`` seconds."""
@@ -217,7 +217,7 @@ def scale(kube: Any, namespace: str, env_name: str, replicas: int, *,
 
 def follow(kube: Any, namespace: str, env_name: str, replicas: int, *,
            on_progress: Callable[[ScaleProgress], None] | None = None,
-           stall: float = 10.0) -> ScaleProgress:
+           stall: float = 30.0) -> ScaleProgress:
     """Poll the Deployment (fast at first) until it has ``replicas`` ready pods and no
     others, or its counts stop changing for ``stall`` seconds."""
     last: tuple[int, int] | None = None

@@ -29,6 +29,7 @@ from mmerep.environments import parts
 from mmerep.errors import EnvironmentBusy
 from mmerep.kube import Kube
 from mmerep.profiles import get_profile
+from mmerep.sshkeys import KEPT_LABEL
 
 pytestmark = pytest.mark.cluster
 ENV = "conc"
@@ -44,7 +45,7 @@ def target(kube: Kube, tmp_path: Path) -> Iterator[dict[str, Any]]:
         "namespace": namespace, "registry": local.registry_address(), "project": "mme-rep",
         "requests": {"cpu": "100m", "memory": "128Mi"}}}}))
     env = {**os.environ, "MMEREP_PROFILES": str(tmp_path / "profiles.yaml"), "COLUMNS": "200"}
-    yield {"namespace": namespace, "env": env, "profiles": str(tmp_path / "profiles.yaml")}
+    yield {"namespace": namespace, "env": env}
     kube.delete("v1", "Namespace", namespace, propagation="Background")
 
 
@@ -189,15 +190,17 @@ def test_ctrl_c_leaves_a_record_saying_so_and_the_next_deploy_converges(
 
 
 def live_parts(kube: Kube, namespace: str) -> set[str]:
-    """The environment's parts but its records and what is kept on purpose (ssh keys)."""
+    """The parts a revision owns: not the records, nor what outlives revisions by design
+    (the SSH host and authorized keys, labelled as kept)."""
     return {f"{o['kind']}/{o['metadata']['name']}"
             for o in parts.live_parts(kube, namespace, ENV)
             if not o["metadata"].get("labels", {}).get(environments.RECORD_LABEL)
-            and not o["metadata"].get("labels", {}).get("mme-rep/kept")}
+            and not o["metadata"].get("labels", {}).get(KEPT_LABEL)}
 
 
-def expected_parts(profiles: str, tag: str, sets: tuple[str, ...]) -> tuple[set[str], str]:
-    profile = get_profile("t", profiles)  # the profile the CLI deployed with
+def expected_parts(target: dict, tag: str, sets: tuple[str, ...]) -> tuple[set[str], str]:
+    """What the deploy command renders: the same profile file, the same inputs."""
+    profile = get_profile("t", target["env"]["MMEREP_PROFILES"])
     params = dict(s.split("=", 1) for s in ("executors=1", *sets))
     rendered = environments.render_environment(profile, "htcondor-batch", f"{ENV}:{tag}",
                                                params=params)
@@ -238,7 +241,7 @@ def test_deploys_killed_at_random_points_converge_when_run_again(kube: Kube,
             while len(records(kube, ns)) == known and proc.poll() is None:
                 assert time.monotonic() < deadline
                 time.sleep(0.02)
-            at = rng.uniform(0.0, 1.0)
+            at = rng.uniform(0.0, 2.0)
             kill_points.append(f"record+{at:.1f}s")
         time.sleep(at)
         proc.send_signal(signal.SIGKILL)
@@ -252,7 +255,7 @@ def test_deploys_killed_at_random_points_converge_when_run_again(kube: Kube,
                                text=True, timeout=300)
         took = time.monotonic() - t0
         assert again.returncode == 0, f"trial {trial} (killed {kill_points[-1]}): {again.stderr}"
-        wanted, image = expected_parts(target["profiles"], tag, sets)
+        wanted, image = expected_parts(target, tag, sets)
         assert live_parts(kube, ns) == wanted, f"trial {trial}: orphaned or missing objects"
         history = records(kube, ns)
         statuses = [r["data"]["status"] for r in history]

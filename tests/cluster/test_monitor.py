@@ -386,7 +386,8 @@ def test_repair_and_reinstall_from_the_command_line(kube: Kube, env_ns: str, ima
     out = _cli(env, "env", "reinstall", "-F", "dev-s3", ENV, "--yes")
     assert out.returncode == 0, out.stderr
     assert f"{ENV} reinstalled: revision 1 deployed again as revision 2; kept " \
-           f"Secret/{ENV}-pool" in out.stdout
+           f"ConfigMap/{ENV}-ssh-authorized-keys, Secret/{ENV}-pool, " \
+           f"Secret/{ENV}-ssh-hostkeys" in out.stdout
     out = _cli(env, "env", "repair", "-F", "dev-s3", "nosuch")
     assert out.returncode == 2 and out.stderr.startswith("error: environment nosuch has no "
                                                           "deployed revision")

@@ -96,6 +96,18 @@ def test_placement_across_two_local_clusters(kube: Kube, namespace: str, second:
     status = mme("env", "status", "-F", "pair", "sentinel3", "-o", "json", env=env)
     assert status.returncode == 0, status.stderr
     assert json.loads(status.stdout)["name"] == "sentinel3"
+    scaler = mme("scaler", "-F", "pair", "sentinel3", "--pool-timeout", "1", "-o", "json",
+                 env=env)
+    assert scaler.returncode == 0, scaler.stderr
+    assert json.loads(scaler.stdout)["namespace"] == namespace
+    assert json.loads(scaler.stdout)["environment_size"] == int(
+        b_kube.get("apps/v1", "Deployment", "sentinel3-executor", namespace)["spec"]["replicas"])
+    keys = mme("ssh", "keys", "list", "-F", "pair", "sentinel3", "-o", "json", env=env)
+    assert keys.returncode == 0, keys.stderr
+    assert json.loads(keys.stdout) == []  # found on b: its keys ConfigMap, empty
+    unknown = mme("scaler", "-F", "pair", "nosuch", "--pool-timeout", "1", env=env)
+    assert unknown.returncode != 0
+    assert "environment nosuch is on no member of the group (a, b)" in unknown.stderr
 
     # --on overrides the choice (a small one fits in what a has left).
     on = mme(*deploy, "--name", "small", "--set", "executors=0", "--on", "a", env=env)
