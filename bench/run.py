@@ -13,6 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # testkit
 
 import bench_cluster
+import bench_console
 import bench_env
 import bench_monitor
 import bench_pipeline
@@ -35,6 +36,7 @@ BENCHMARKS = {
     "synclocal-quick": lambda: bench_synclocal.run(True),
     "provisioner": bench_provisioner.run,
     "ssh": bench_ssh.run,
+    "console": bench_console.run,
 }
 
 

@@ -39,6 +39,8 @@ GROUPS = {
     "campaign": ("mmerep.cli.campaign", "Plan a reprocessing campaign across a profile "
                  "group's clusters"),
     "monitor": ("mmerep.cli.monitor", "Watch an environment's jobs and executors, and react."),
+    "console": ("mmerep.cli.console", "A web console in your browser: environments live, "
+                "scale, roll back, delete."),
 }
 # Features not in this version: help lists them apart, and using one exits 2 saying so.
 # A feature's work moves its name from here to GROUPS.

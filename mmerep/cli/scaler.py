@@ -242,23 +242,11 @@ def _vscale(kube: Any, profile: Any, namespace: str, name: str, rest: list[str],
 def _daemon(kube: Any, profile: Any, namespace: str, name: str, on: bool, minimum: int | None,
             maximum: int | None, output: OutputFormat) -> None:
     from mmerep.cli.output import render
-    from mmerep.errors import UsageError
     from mmerep.scaler import executors as ex
-    from mmerep.scaler.state import read_state, save_settings
 
-    ex.executor_deployment(kube, namespace, name)
-    state = read_state(kube, namespace, name)
     limits = ex.limits_for(kube, namespace, name, profile)
+    state = ex.set_daemon(kube, namespace, name, on, minimum, maximum, limits)
     top = limits.max_executors
-    for value, flag in ((minimum, "--min"), (maximum, "--max")):
-        if value is not None and top is not None and value > top:
-            raise UsageError(f"{flag} {value} exceeds the profile's limit of {top} executors")
-    state.daemon = on
-    state.minimum = minimum if minimum is not None else state.minimum
-    state.maximum = maximum if maximum is not None else state.maximum
-    if state.minimum is not None and state.maximum is not None and state.minimum > state.maximum:
-        raise UsageError(f"--min {state.minimum} is above --max {state.maximum}")
-    save_settings(kube, namespace, name, state)
     data = {"daemon": "on" if on else "off", "min": state.minimum, "max": state.maximum}
     if output is OutputFormat.table:
         bounds = f" (min {state.minimum or 0}, max {state.maximum or top or 'profile'})"

@@ -57,7 +57,12 @@ from mmerep.environments.records import (
 )
 from mmerep.environments.render import env_name_from_image, pin_digest, render_environment
 from mmerep.environments.replicas import REPLICAS_PARAM, replicas_owned_elsewhere, settle_replicas
-from mmerep.environments.status import environment_status, list_environments, scaler_line
+from mmerep.environments.status import (
+    environment_rows,
+    environment_status,
+    list_environments,
+    scaler_line,
+)
 from mmerep.environments.synclocal_nodes import synclocal_line
 
 __all__ = [
@@ -78,6 +83,7 @@ __all__ = [
     "deploy",
     "diff",
     "env_name_from_image",
+    "environment_rows",
     "environment_status",
     "generated_secrets",
     "history",

@@ -29,6 +29,12 @@ def list_environments(kube: Kube, namespace: str | None) -> list[dict[str, Any]]
     """Deployed environments (from their latest revision record)."""
     records = kube.list_objects("v1", "ConfigMap", namespace, label_selector=f"{RECORD_LABEL}=true",
                                 all_namespaces=namespace is None)
+    return environment_rows(records)
+
+
+def environment_rows(records: list[Obj]) -> list[dict[str, Any]]:
+    """One row per environment from its revision records (the latest one); pure, so the
+    console builds the same rows from what its watch holds."""
     latest: dict[tuple[str, str], Obj] = {}
     for r in records:
         key = (r["metadata"]["namespace"], r["metadata"]["labels"]["app.kubernetes.io/instance"])

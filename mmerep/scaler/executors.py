@@ -25,6 +25,7 @@ from mmerep.scaler.state import (
     executor_name,
     executor_selector,
     read_state,
+    save_settings,
 )
 
 Obj = dict[str, Any]
@@ -279,3 +280,26 @@ def vscale(kube: Any, namespace: str, env_name: str, res: Resources, *,
         kube, namespace, env_name, "Deployment", executor_name(env_name),
         lambda obj: with_resources(obj, res), params, note, timeout=timeout,
         on_progress=on_progress))
+
+
+# -- the autoscaler's switch -------------------------------------------------------------
+
+def set_daemon(kube: Any, namespace: str, env_name: str, on: bool, minimum: int | None,
+               maximum: int | None, limits: Limits) -> ScalerState:
+    """``scaler daemon on|off [--min N] [--max N]`` (the CLI and the console): bounds
+    checked against the profile's limit and each other, then saved; returns the state."""
+    executor_deployment(kube, namespace, env_name)
+    state = read_state(kube, namespace, env_name)
+    top = limits.max_executors
+    for value, flag in ((minimum, "--min"), (maximum, "--max")):
+        if value is not None and value < 0:
+            raise UsageError(f"{flag} {value} is below 0")
+        if value is not None and top is not None and value > top:
+            raise UsageError(f"{flag} {value} exceeds the profile's limit of {top} executors")
+    state.daemon = on
+    state.minimum = minimum if minimum is not None else state.minimum
+    state.maximum = maximum if maximum is not None else state.maximum
+    if state.minimum is not None and state.maximum is not None and state.minimum > state.maximum:
+        raise UsageError(f"--min {state.minimum} is above --max {state.maximum}")
+    save_settings(kube, namespace, env_name, state)
+    return state
