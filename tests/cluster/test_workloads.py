@@ -137,12 +137,27 @@ def test_budgets_follow_scale_and_refuse_an_eviction_that_breaks_them(
     assert eventually(lambda: budget(kube, namespace, "sentinel3-executor").get(
         "disruptionsAllowed") == 1)
     first, second = running(kube, namespace, "executor")
-    kube.evict(first["metadata"]["name"], namespace)
-    with pytest.raises(KubeDisruptionRefused):
-        kube.evict(second["metadata"]["name"], namespace)
+    # As `kubectl drain` does, the nodes are cordoned first: the evicted executor's
+    # replacement cannot start, so it cannot restore the budget between the two evictions
+    # (simulated pods are Ready within milliseconds).
+    nodes = [n["metadata"]["name"] for n in kube.list_objects("v1", "Node")]
+    cordon(kube, nodes, True)
+    try:
+        kube.evict(first["metadata"]["name"], namespace)
+        with pytest.raises(KubeDisruptionRefused):
+            kube.evict(second["metadata"]["name"], namespace)
+    finally:
+        cordon(kube, nodes, False)
     # Once the replacement serves, the budget allows an eviction again.
     assert eventually(lambda: budget(kube, namespace, "sentinel3-executor").get(
         "disruptionsAllowed") == 1)
+
+
+def cordon(kube: Kube, nodes: list[str], unschedulable: bool) -> None:
+    for name in nodes:
+        kube.request("PATCH", f"/api/v1/nodes/{name}",
+                     body={"spec": {"unschedulable": unschedulable}},
+                     content_type="application/merge-patch+json")
 
 
 def test_a_pod_evicted_for_its_scratch_space_is_reported_with_the_reason(
