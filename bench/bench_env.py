@@ -4,7 +4,7 @@ Both run as commands a user would type, each into a fresh namespace, alternating
   mme-rep env deploy -F bench htcondor-batch sentinel3:v0.1.0   (validation, digest
       resolution, server-side dry run, apply, wait, status table)
   kubectl apply --server-side -f objects.yaml; kubectl rollout status <each workload>
-Target: at most 1.2x kubectl's time. Also counts the API requests of one deploy.
+Target: at most 1.0x kubectl's time (issue 15). Also counts the API requests of one deploy.
 Uses its own cluster state directory, so the user's cluster is left alone.
 """
 
@@ -75,9 +75,14 @@ def run(rounds: int = 3) -> list[dict[str, object]]:
         before = kube.requests_sent
         environments.deploy(kube, rendered, timeout=300)
         requests = kube.requests_sent - before
-        objects = [*environments.generated_secrets(None, rendered), *rendered.objects]
         ours, theirs = [], []
         for i in range(rounds):
+            # Rendered for kubectl's own namespace: the cluster-wide parts (priority
+            # classes, RBAC) are named after it, as a deploy there would name them.
+            mine = environments.render_environment(
+                dataclasses.replace(profile, namespace=f"bench-k{i}"), "htcondor-batch",
+                "sentinel3:v0.1.0")
+            objects = [*environments.generated_secrets(None, mine), *mine.objects]
             theirs.append(_kubectl_run(kubectl, str(local.kubeconfig_path()), objects,
                                        f"bench-k{i}", work))
             ours.append(_mmerep_run(work / "profiles.yaml", f"bench-m{i}"))
@@ -86,7 +91,7 @@ def run(rounds: int = 3) -> list[dict[str, object]]:
         {"case": "kubectl apply --server-side + rollout status", "median_s": round(k, 2),
          "ratio": 1.0},
         {"case": "mme-rep env deploy htcondor-batch", "median_s": round(m, 2),
-         "ratio": round(m / k, 2), "target": "<=1.2"},
+         "ratio": round(m / k, 2), "target": "<=1.0"},
         {"case": "API requests per deploy (first install)", "count": requests},
     ]
 
