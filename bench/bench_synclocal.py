@@ -20,17 +20,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
-import fcntl
 import mmap
 import os
 import resource
 import shutil
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
-import termios
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -129,34 +126,15 @@ def _cli_available() -> bool:
 
 
 def run_on_terminal(cmd: list[str], columns: int = 100) -> bytes:
-    """Run ``cmd`` with stdin, stdout and stderr on a new pseudo-terminal, as in an
-    interactive shell, reading what it draws until it exits; returns those bytes."""
-    master, slave = os.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, columns, 0, 0))
-    env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": str(columns)}
-    for var in ("NO_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE"):
-        env.pop(var, None)
-    try:
-        proc = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave, env=env,
-                                start_new_session=True)
-    finally:
-        os.close(slave)
-    out = bytearray()
-    try:
-        while True:
-            try:
-                data = os.read(master, 1 << 16)
-            except OSError:  # EIO: every descriptor of the terminal's other side is closed
-                break
-            if not data:
-                break
-            out += data
-    finally:
-        os.close(master)
-    if proc.wait() != 0:
+    """What ``cmd`` draws on a pseudo-terminal, as in an interactive shell."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run directly, too
+    from testkit import terminal
+
+    code, out = terminal.run_on_terminal(cmd, columns)
+    if code != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed on a terminal:\n"
                            f"{out.decode(errors='replace')[-2000:]}")
-    return bytes(out)
+    return out
 
 
 def bar_frames(screen: bytes) -> int:

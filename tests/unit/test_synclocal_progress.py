@@ -7,15 +7,12 @@ most once per interval, from one thread at a time, and the command redraws only 
 
 from __future__ import annotations
 
-import fcntl
 import itertools
 import os
 import random
 import re
-import struct
 import subprocess
 import sys
-import termios
 import threading
 import time
 from pathlib import Path
@@ -25,6 +22,7 @@ import typer
 from mmerep.cli.synclocal import app
 from mmerep.synclocal.layout import Layout, writer_lock
 from mmerep.synclocal.stage import StageOptions, StageProgress, stage_dataset
+from testkit.terminal import run_on_terminal
 
 
 def make_files(base: Path, count: int, size: int) -> Path:
@@ -111,40 +109,11 @@ def test_the_command_passes_the_engines_defaults() -> None:
     assert params["bwlimit"] is None and engine.bwlimit is None
 
 
-def run_on_terminal(cmd: list[str]) -> tuple[int, bytes, float]:
-    """``cmd`` with stdin, stdout and stderr on a new pseudo-terminal, as a user runs it."""
-    master, slave = os.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("NO_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "COLUMNS")}
-    env["TERM"] = "xterm-256color"
-    started = time.monotonic()
-    try:
-        proc = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave, env=env,
-                                start_new_session=True)
-    finally:
-        os.close(slave)
-    out = bytearray()
-    try:
-        while True:
-            try:
-                data = os.read(master, 1 << 16)
-            except OSError:  # EIO once the command has closed the terminal
-                break
-            if not data:
-                break
-            out += data
-    finally:
-        os.close(master)
-    code = proc.wait(timeout=60)
-    return code, bytes(out), time.monotonic() - started
-
-
 def test_on_a_terminal_the_bar_is_drawn_only_when_the_engine_reports(tmp_path: Path) -> None:
     src = make_files(tmp_path / "olci", 300, 20_000)  # 6 MB at 2 MB/s: about 3 s
-    code, screen, _ = run_on_terminal(
+    code, screen = run_on_terminal(
         [sys.executable, "-m", "mmerep", "synclocal", "stage", str(src),
-         "--to", str(tmp_path / "ssd"), "--bwlimit", "2M"])
+         "--to", str(tmp_path / "ssd"), "--bwlimit", "2M"], timeout=60)
     text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.decode(errors="replace"))
     assert code == 0, text
     assert "olci 300/300" in text  # the bar was drawn, to the end
