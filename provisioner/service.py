@@ -118,4 +118,7 @@ def uninstall(kube: Kube, *, namespace: str, name: str, force: bool) -> list[str
                           "as they are (their data stays on the nodes)")
     objs = install_objects(namespace, "unused", name=name)
     gone = kube.delete_all(objs)
+    # Foreground deletion: the workloads stay until their pods are gone; "removed"
+    # means gone, so wait for them (the namespace may take longer and is not waited for).
+    kube.wait_gone([obj for obj in gone if obj["kind"] != "Namespace"], timeout=120)
     return [describe(obj) for obj in gone]
