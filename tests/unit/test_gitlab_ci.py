@@ -15,7 +15,6 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -24,6 +23,7 @@ from typer.testing import CliRunner
 
 from mmerep import gitlab_ci
 from mmerep.cli.ci import app
+from testkit.scripted_http import QuietHandler, serving
 
 TOKEN = "glpat-s3cr3t-t0ken-value"
 WRONG = "glpat-wr0ng-t0ken-value"
@@ -157,7 +157,7 @@ def _route(fake: FakeGitLab, method: str, parts: list[str], query: dict[str, lis
 def fake() -> Iterator[tuple[str, FakeGitLab]]:
     state = FakeGitLab()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def _answer(self) -> None:
             url = urlsplit(self.path)
             length = int(self.headers.get("Content-Length") or 0)
@@ -176,26 +176,13 @@ def fake() -> Iterator[tuple[str, FakeGitLab]]:
                 else:
                     status, answer = _route(state, self.command, parts, parse_qs(url.query),
                                             body)
-            text = isinstance(answer, str)
-            data = answer.encode() if text else json.dumps(answer).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "text/plain" if text else "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            self.send_json(status, answer, content_type="text/plain" if isinstance(
+                answer, str) else "application/json")
 
         do_GET = do_POST = _answer
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02},
-                              daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}", state
-    httpd.shutdown()
-    httpd.server_close()
+    with serving(Handler) as url:
+        yield url, state
 
 
 @pytest.fixture(autouse=True)

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -19,45 +17,13 @@ from mmerep.errors import (
     KubeUnreachable,
 )
 from mmerep.kube import Kube, RetryPolicy, error_for_status, sort_for_apply, sort_for_delete
-
-
-class Script:
-    """Answers to send, in order; the last one repeats."""
-
-    def __init__(self) -> None:
-        self.answers: list[tuple[int, dict, dict]] = []
-        self.seen: list[str] = []
+from testkit.scripted_http import Script, scripted_server
 
 
 @pytest.fixture()
 def server() -> Iterator[tuple[str, Script]]:
-    script = Script()
-
-    class Handler(BaseHTTPRequestHandler):
-        def _answer(self) -> None:
-            script.seen.append(f"{self.command} {self.path}")
-            idx = min(len(script.seen) - 1, len(script.answers) - 1)
-            status, body, headers = script.answers[idx]
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            for k, v in headers.items():
-                self.send_header(k, v)
-            self.end_headers()
-            self.wfile.write(data)
-
-        do_GET = do_PATCH = do_POST = do_DELETE = _answer
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02},
-                              daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}", script
-    httpd.shutdown()
+    with scripted_server() as served:
+        yield served
 
 
 def no_sleep_policy(slept: list[float], attempts: int = 4) -> RetryPolicy:

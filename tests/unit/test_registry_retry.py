@@ -2,54 +2,21 @@
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from mmerep.errors import RegistryError
 from mmerep.registry import RegistryClient, RegistryRetry
+from testkit.scripted_http import Script, scripted_server
 
 DIGEST = "sha256:" + "ab" * 32
 
 
-class Script:
-    """Answers to send in order (status, OCI error body or None, headers); the last repeats."""
-
-    def __init__(self) -> None:
-        self.answers: list[tuple[int, dict | None, dict]] = []
-        self.seen: list[str] = []
-
-
 @pytest.fixture()
 def registry() -> Iterator[tuple[str, Script]]:
-    script = Script()
-
-    class Handler(BaseHTTPRequestHandler):
-        def _answer(self) -> None:
-            script.seen.append(f"{self.command} {self.path}")
-            status, body, headers = script.answers[min(len(script.seen), len(script.answers)) - 1]
-            data = json.dumps(body).encode() if body is not None else b""
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            for k, v in headers.items():
-                self.send_header(k, v)
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(data)
-
-        do_GET = do_HEAD = do_PUT = do_POST = _answer
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"127.0.0.1:{httpd.server_address[1]}", script
-    httpd.shutdown()
+    with scripted_server() as (url, script):
+        yield url.removeprefix("http://"), script
 
 
 def oci_error(code: str, message: str) -> dict:
