@@ -17,8 +17,9 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from mmerep import envlock
 from mmerep.condor import Pool
-from mmerep.errors import MmerepError
+from mmerep.errors import EnvironmentBusy, MmerepError
 from mmerep.loops import every
 from mmerep.quantity import parse_cpu, parse_memory
 from mmerep.scaler import state as st
@@ -104,8 +105,16 @@ class Autoscaler:
         if decision.remove:
             self._mark(pods, set(decision.remove), {e.name for e in mine})
         if decision.replicas != replicas:
-            self.kube.scale("Deployment", st.executor_name(self.env_name), decision.replicas,
-                            self.namespace, field_manager=st.LOOP_FIELD_MANAGER)
+            try:  # never while a deploy, rollback or manual scale holds the environment
+                with envlock.hold(self.kube, self.namespace, self.env_name,
+                                  f"autoscale to {decision.replicas}"):
+                    self.kube.scale("Deployment", st.executor_name(self.env_name),
+                                    decision.replicas, self.namespace,
+                                    field_manager=st.LOOP_FIELD_MANAGER)
+            except EnvironmentBusy as busy:
+                log.info("not scaling to %d now: %s; trying again next interval",
+                         decision.replicas, busy)
+                return decision
         self._report(state, obs, decision, now)
         return decision
 

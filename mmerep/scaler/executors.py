@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from mmerep import environments
+from mmerep import environments, envlock
 from mmerep.condor import Pool
 from mmerep.errors import CondorError, UsageError
 from mmerep.quantity import parse_cpu, parse_memory
@@ -202,13 +202,18 @@ def limits_for(kube: Any, namespace: str, env_name: str, profile: Any | None) ->
 
 def scale(kube: Any, namespace: str, env_name: str, replicas: int, *,
           on_progress: Callable[[ScaleProgress], None] | None = None, stall: float = 30.0,
-          field_manager: str = FIELD_MANAGER) -> ScaleResult:
+          field_manager: str = FIELD_MANAGER, lock_wait: float = 30.0) -> ScaleResult:
     """Set the executor count, then follow it until every executor is Running or nothing
-    has moved for ``stall`` seconds."""
+    has moved for ``stall`` seconds.
+
+    The count is set under the environment's lease (a deploy keeps the live count, and
+    one that read it just before this change would put the old one back); the follow
+    is not, so other commands need not wait for the executors to start."""
     started = time.monotonic()
     name = executor_name(env_name)
-    before = int(kube.get_scale("Deployment", name, namespace)["spec"].get("replicas", 0))
-    kube.scale("Deployment", name, replicas, namespace, field_manager=field_manager)
+    with envlock.hold(kube, namespace, env_name, f"scale to {replicas}", wait=lock_wait):
+        before = int(kube.get_scale("Deployment", name, namespace)["spec"].get("replicas", 0))
+        kube.scale("Deployment", name, replicas, namespace, field_manager=field_manager)
     follow(kube, namespace, env_name, replicas, on_progress=on_progress, stall=stall)
     pods = kube.list_objects("v1", "Pod", namespace, label_selector=executor_selector(env_name))
     running, pending, reason = pod_counts(pods)

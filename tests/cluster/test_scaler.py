@@ -347,3 +347,31 @@ def test_the_autoscaler_grows_with_the_queue_and_removes_only_idle_executors(
     save_settings(kube, env_ns, ENV, ScalerState(daemon=False))
     pool.submit(30, cpus=0.1)
     assert auto.run_once() is None and replicas(kube, env_ns) == 4
+
+
+def test_scale_and_the_autoscaler_wait_for_a_change_in_progress(
+        kube: Kube, env_ns: str, image: str) -> None:
+    from datetime import UTC, datetime
+
+    from mmerep import envlock
+    from mmerep.errors import EnvironmentBusy
+
+    deploy(kube, env_ns, executors=2)
+    save_settings(kube, env_ns, ENV, ScalerState(daemon=True, minimum=1, maximum=30))
+    # A deploy on another machine holds the environment (a live lease, renewed just now).
+    other = envlock.Holder("bob@elsewhere pid 77", "deploy sentinel3:v0.2.0", "elsewhere", 77)
+    kube.create(envlock.lease_object(env_ns, ENV, other, datetime.now(UTC)))
+    with pytest.raises(EnvironmentBusy, match="bob@elsewhere"):
+        ex.scale(kube, env_ns, ENV, 5, lock_wait=0)
+    pool = MemoryPool()
+    pool.submit(12, cpus=0.1, memory_mb=100)
+    auto = Autoscaler(kube, env_ns, ENV, pool, interval=1, step=20, cooldown=60)
+    decision = auto.run_once()
+    assert decision is not None and decision.replicas == 12
+    assert replicas(kube, env_ns) == 2  # deferred, not applied under the deploy's feet
+    # The deploy is done: the next interval scales.
+    kube.delete("coordination.k8s.io/v1", "Lease", envlock.lease_name(ENV), env_ns,
+                propagation="Background")
+    assert auto.run_once() is not None and replicas(kube, env_ns) == 12
+    assert ex.scale(kube, env_ns, ENV, 3, lock_wait=0, stall=5).before == 12
+    assert kube.get("coordination.k8s.io/v1", "Lease", envlock.lease_name(ENV), env_ns) is None
