@@ -184,3 +184,12 @@ class CondorError(MmerepError):
 
 class CondorUnreachable(CondorError):
     """The collector or schedd did not answer in time."""
+
+
+class Terminated(KeyboardInterrupt):
+    """The command was asked to stop by SIGTERM (a CI job cancelled, a pod stopped,
+    ``kill``). Raised where the signal arrives, like Ctrl-C's KeyboardInterrupt, so
+    every ``finally`` runs: locks are released and records say what happened.
+    Exit code 143 (128 + SIGTERM)."""
+
+    how = "SIGTERM"

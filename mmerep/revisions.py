@@ -22,7 +22,7 @@ Obj = dict[str, Any]
 RECORD_LABEL = "mme-rep/record"
 KILLED_NOTE = ("the command that made this revision stopped before finishing (killed?); "
                "its objects may be partly applied; a later deploy or rollback replaced them")
-SIGINT_NOTE = ("interrupted by Ctrl-C (SIGINT) during {operation}; the objects may be partly "
+SIGINT_NOTE = ("interrupted by {how} during {operation}; the objects may be partly "
                "applied: deploy again to finish, or roll back")
 
 
@@ -81,8 +81,10 @@ def outcome_recorded(kube: Any, namespace: str, env_name: str, operation: str) -
     """A record still ``deploying`` when the block ends by Ctrl-C or an error says so."""
     try:
         yield
-    except KeyboardInterrupt:
-        _mark(kube, namespace, env_name, "interrupted", SIGINT_NOTE.format(operation=operation))
+    except KeyboardInterrupt as stop:
+        how = getattr(stop, "how", "Ctrl-C (SIGINT)")
+        _mark(kube, namespace, env_name, "interrupted",
+              SIGINT_NOTE.format(how=how, operation=operation))
         raise
     except MmerepError as exc:
         _mark(kube, namespace, env_name, "failed", exc.message)

@@ -8,6 +8,7 @@ commands, and each command group's module only when that group is used, so
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
 from typing import Any
 
@@ -145,9 +146,24 @@ def _demo(nodes: int = typer.Option(48, "--nodes", "-n", min=1, help="Simulated 
     demo(nodes)
 
 
+def _terminate(signum: int, frame: object) -> None:
+    from mmerep.errors import Terminated
+
+    _state["terminated"] = True  # typer turns any KeyboardInterrupt into exit code 130
+    raise Terminated()
+
+
 def main() -> None:
+    # SIGTERM stops a command the way Ctrl-C does: locks released, records marked.
+    # (Long-running loops such as the autoscaler install their own graceful handler.)
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         app(prog_name="mme-rep")
+    except SystemExit:
+        if _state.get("terminated"):
+            print("interrupted by SIGTERM", file=sys.stderr)
+            sys.exit(143)
+        raise
     except MmerepError as exc:
         if _state["debug"]:
             raise
@@ -155,6 +171,7 @@ def main() -> None:
 
         fail(exc.message, exc.hint)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
+    except KeyboardInterrupt as stop:
+        how = getattr(stop, "how", None)
+        print(f"interrupted by {how}" if how else "interrupted", file=sys.stderr)
+        sys.exit(143 if how else 130)

@@ -154,8 +154,10 @@ def test_the_lock_waits_a_bounded_time_and_a_dead_holder_is_taken_over(
         assert kube.get("coordination.k8s.io/v1", "Lease", "lk-mmerep-lock", namespace) is None
 
 
+@pytest.mark.parametrize(("stop", "code", "said"), [
+    (signal.SIGINT, 130, "Ctrl-C"), (signal.SIGTERM, 143, "SIGTERM")], ids=["ctrl-c", "sigterm"])
 def test_ctrl_c_leaves_a_record_saying_so_and_the_next_deploy_converges(
-        kube: Kube, target: dict) -> None:
+        kube: Kube, target: dict, stop: int, code: int, said: str) -> None:
     push("v9.0")
     push("v9.1")
     ns = target["namespace"]
@@ -170,12 +172,12 @@ def test_ctrl_c_leaves_a_record_saying_so_and_the_next_deploy_converges(
         assert time.monotonic() < deadline and stuck.poll() is None
         time.sleep(0.2)
     time.sleep(1.0)
-    stuck.send_signal(signal.SIGINT)
+    stuck.send_signal(stop)
     rc = stuck.wait(timeout=60)
-    assert rc == 130, stuck.stderr.read() if stuck.stderr else ""
+    assert rc == code, stuck.stderr.read() if stuck.stderr else ""
     history = records(kube, ns)
     assert history[-1]["data"]["status"] == "interrupted"
-    assert "Ctrl-C" in history[-1]["data"]["note"] and "deploy" in history[-1]["data"]["note"]
+    assert said in history[-1]["data"]["note"] and "deploy" in history[-1]["data"]["note"]
     assert kube.get("coordination.k8s.io/v1", "Lease", envlock.lease_name(ENV), ns) is None
     shown = subprocess.run([sys.executable, "-m", "mmerep", "env", "history", ENV, "-F", "t",
                             "-o", "json"], env=target["env"], capture_output=True, text=True,
