@@ -128,7 +128,10 @@ class PrometheusSource:
             drawn = []
             for label, expr in lines.items():
                 for metric, points in self.query_range(expr, start, end, step):
-                    name = f"job {metric.get('job', '?')}" if label == "{job}" else label
+                    # The scrape's own ``job`` label wins; the monitor's is then kept as
+                    # ``exported_job`` (Prometheus' default, honor_labels: false).
+                    job = metric.get("exported_job", metric.get("job", "?"))
+                    name = f"job {job}" if label == "{job}" else label
                     drawn.append(_line(name, points))
             out[plot] = _plot(UNITS[plot], drawn)
         return out

@@ -67,7 +67,7 @@ def row_cells(row: dict[str, Any]) -> str:
         "image": f'<span title="{escape(row["image"])}">{escape(short_image(row["image"]))}'
                  "</span>",
         "pods": f'{row["ready"]}/{row["desired"]}' + "".join(
-            f'<span class="per-node"> · {escape(c)}: 1 per node</span>'
+            f'<span class="per-node">{escape(c)}: 1 per node</span>'
             for c in row.get("per_node", [])),
         "restarts": str(row.get("restarts", 0)),
         "created": f'<time datetime="{escape(row.get("created", ""))}" '
@@ -197,9 +197,9 @@ def environment_page(status: dict[str, Any], history: list[dict[str, Any]], *, c
             f"<h2>Executors over time</h2>"
             '<svg id="plot" width="640" height="220" viewBox="0 0 640 220" '
             'role="img" aria-label="executors desired and ready over time"></svg>'
-            "<h2>Queue and pool over time</h2><p>Idle and running jobs, busy executors and "
-            "executors in the pool, as the autoscaler observes them each interval (while it "
-            "runs).</p>"
+            "<h2>Queue and pool over time</h2><p id=\"pool-about\">Idle and running jobs, busy "
+            "executors and executors in the pool, as the autoscaler observes them each "
+            "interval (while it runs).</p>"
             '<svg id="pool-plot" width="640" height="220" viewBox="0 0 640 220" '
             'role="img" aria-label="queue and pool over time"></svg>'
             f"{monitor_plots(plots_source) if executors is not None else ''}"

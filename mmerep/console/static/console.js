@@ -56,7 +56,7 @@
     } else if (column === "pods") {
       td.textContent = row.ready + "/" + row.desired;
       for (const c of row.per_node || []) {
-        td.appendChild(el("span", {class: "per-node"}, " · " + c + ": 1 per node"));
+        td.appendChild(el("span", {class: "per-node"}, c + ": 1 per node"));
       }
     } else if (column === "created") {
       if (row.created) {
@@ -137,7 +137,11 @@
     if (!plot) return;
     const W = 640, H = 220, L = 40, R = 130, T = 10, B = 30;
     plot.replaceChildren();
-    const t0 = now - seconds;
+    // From a little before the first point when the data covers less than the range asked
+    // for (at least the last 30 s), else the whole range.
+    const first = Math.min(now, ...lines.flatMap(l => l.points.map(p => p[0])));
+    const t0 = Math.max(now - seconds, Math.min(first - 0.1 * (now - first), now - 30));
+    seconds = now - t0;
     const values = lines.flatMap(l => l.points.map(p => p[1]));
     const ymax = Math.max(values.length ? Math.max(...values) : 0, 1e-9) * 1.1 || 1;
     const x = t => L + (W - L - R) * Math.max(0, t - t0) / seconds;
@@ -148,7 +152,8 @@
       plot.appendChild(svg("text", {x: L - 6, y: y(v) + 4, "text-anchor": "end",
                                     "font-size": 11}, fmt(v)));
     }
-    const span = seconds >= 3600 ? (seconds / 3600) + " h" : (seconds / 60) + " min";
+    const span = seconds >= 3600 ? +(seconds / 3600).toFixed(1) + " h"
+      : seconds >= 120 ? Math.round(seconds / 60) + " min" : Math.round(seconds) + " s";
     plot.appendChild(svg("text", {x: L, y: H - 8, "font-size": 11}, "-" + span));
     plot.appendChild(svg("text", {x: W - R, y: H - 8, "text-anchor": "end",
                                   "font-size": 11}, "now"));
@@ -194,9 +199,13 @@
         const pool = (plots.pool || {}).lines || [];
         if (data.source === "prometheus" && pool.some(l => l.points.length)) {
           poolFromPrometheus = true;
+          const about = document.getElementById("pool-about");
+          if (about) about.textContent = "Idle and running jobs, busy executors and " +
+            "executors in the pool, as the monitor exported them (from Prometheus).";
           drawLines(document.getElementById("pool-plot"), pool, data.now, data.range,
                     POOL_COLOURS);
         }
+        document.body.dataset.range = String(data.range);
         document.body.dataset.plotted = String(Number(document.body.dataset.plotted || 0) + 1);
       })
       .catch(err => { state.textContent = "not available: " + err; });
