@@ -145,3 +145,33 @@ def test_ago_reads_like_a_person_would_say_it() -> None:
     t = datetime.fromisoformat("2026-12-01T10:00:00+00:00").timestamp()
     assert [views.ago(stamp, t + d) for d in (5, 125, 7300, 90000)] == [
         "5 s ago", "2 min ago", "2 h ago", "1 d ago"]
+
+
+def test_a_prometheus_that_does_not_answer_is_said_on_the_page_not_raised() -> None:
+    import socket
+
+    from mmerep.console.metrics import PrometheusSource, plots_payload
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    payload = plots_payload(PrometheusSource(f"http://127.0.0.1:{port}", timeout=2),
+                            "s3", "sentinel3", "15m")
+    assert payload["plots"] == {} and payload["range"] == 900
+    assert payload["error"].startswith(f"Prometheus at http://127.0.0.1:{port} did not answer")
+
+
+def test_console_help_is_one_command_with_examples_at_80_columns() -> None:
+    import os
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "mmerep", "console", "--help"],
+                         capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "COLUMNS": "80"})
+    assert out.returncode == 0
+    lines = out.stdout.splitlines()
+    assert lines[0] == "Usage: mme-rep console [OPTIONS]"
+    assert all(len(line) <= 80 for line in lines), [x for x in lines if len(x) > 80]
+    assert "  mme-rep console -F dev-s3 --port 8765 --open" in out.stdout
+    assert "--install-completion" not in out.stdout and "<int range>" not in out.stdout
