@@ -128,7 +128,7 @@ def test_nothing_is_served_without_the_token_and_no_action_without_csrf(
     kube = local.connect()
     base = console.base
     for path in ("/", "/static/console.js", "/api/environments", "/events",
-                 f"/env/{env_ns}/sentinel3"):
+                 f"/env/{env_ns}/sentinel3", f"/api/plots/{env_ns}/sentinel3"):
         status, _, body = http(base + path)
         assert status == 403, path
         assert "token" in body
