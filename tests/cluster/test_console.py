@@ -560,6 +560,7 @@ def test_the_monitor_plots_come_from_prometheus_when_the_profile_names_one(
                    == 6, what="the queue plot from Prometheus")
         assert text_of(browser, "#plots-state") == ""
         assert browser.execute_script("return document.body.dataset.range") == "900"
+        browser.execute_script("document.getElementById('range').scrollIntoView()")
         browser.save_screenshot(str(tmp_path / "plots-prometheus.png"))
     finally:
         running.stop()
@@ -587,6 +588,7 @@ def test_the_monitor_plots_come_from_its_exporter_without_prometheus(
         wait_until(lambda: plot_lines(browser, "datalake-plot").get("read", {}).get(
             "top", 190) < 190, what="data-lake reads above zero")
         assert text_of(browser, "#plots-state") == ""
+        browser.execute_script("document.getElementById('range').scrollIntoView()")
         browser.save_screenshot(str(tmp_path / "plots-exporter.png"))
     finally:
         kube.delete("kwok.x-k8s.io/v1alpha1", "PortForward", monitored.pod, env_ns)
