@@ -192,17 +192,19 @@ def environment_page(status: dict[str, Any], history: list[dict[str, Any]], *, c
             scale += _table("decisions", ["from", "to", "reason"], (
                 [str(d.get("from", "")), str(d.get("to", "")), escape(str(d.get("reason", "")))]
                 for d in reversed(autoscaler["decisions"])))
+    # The plots are the executors' and their jobs': none for an environment without them.
+    plots = ("<h2>Executors over time</h2>"
+             '<svg id="plot" width="640" height="220" viewBox="0 0 640 220" '
+             'role="img" aria-label="executors desired and ready over time"></svg>'
+             "<h2>Queue and pool over time</h2><p id=\"pool-about\">Idle and running jobs, "
+             "busy executors and executors in the pool, as the autoscaler observes them "
+             "each interval (while it runs).</p>"
+             '<svg id="pool-plot" width="640" height="220" viewBox="0 0 640 220" '
+             'role="img" aria-label="queue and pool over time"></svg>'
+             + monitor_plots(plots_source)) if executors is not None else ""
     body = (f"<h1>Environment {escape(name)} <small>in {escape(ns)}</small></h1>{note}"
             f"<h2>Components</h2>{comps}{stopped}<h2>Recent warnings</h2>{warnings}"
-            f"<h2>Executors over time</h2>"
-            '<svg id="plot" width="640" height="220" viewBox="0 0 640 220" '
-            'role="img" aria-label="executors desired and ready over time"></svg>'
-            "<h2>Queue and pool over time</h2><p id=\"pool-about\">Idle and running jobs, busy "
-            "executors and executors in the pool, as the autoscaler observes them each "
-            "interval (while it runs).</p>"
-            '<svg id="pool-plot" width="640" height="220" viewBox="0 0 640 220" '
-            'role="img" aria-label="queue and pool over time"></svg>'
-            f"{monitor_plots(plots_source) if executors is not None else ''}"
+            f"{plots}"
             f"<h2>Scale</h2>{scale}<h2>Health</h2>{health}<h2>History</h2>{revisions}"
             f"<h2>Delete</h2>{delete}")
     events = "/events?" + urlencode({"ns": ns, "env": name})

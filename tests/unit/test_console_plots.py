@@ -175,3 +175,18 @@ def test_console_help_is_one_command_with_examples_at_80_columns() -> None:
     assert all(len(line) <= 80 for line in lines), [x for x in lines if len(x) > 80]
     assert "  mme-rep console -F dev-s3 --port 8765 --open" in out.stdout
     assert "--install-completion" not in out.stdout and "<int range>" not in out.stdout
+
+
+def test_plots_are_on_the_pages_of_environments_with_executors_only() -> None:
+    status = {"namespace": "a", "name": "s3", "warnings": [], "stopped": [],
+              "components": []}
+    history = [{"revision": 1, "status": "deployed", "time": "t", "template": "x",
+                "image": "i"}]
+    batch = views.environment_page(status, history, csrf="t", executors=2,
+                                   plots_source="prometheus")
+    assert all(f'<svg id="{p}"' in batch for p in ("plot", "pool-plot", "cpu-plot",
+                                                   "datalake-plot"))
+    assert 'data-plots="/api/plots/a/s3"' in batch and "from Prometheus" in batch
+    assert '<option value="1h" selected>' in batch
+    shell = views.environment_page(status, history, csrf="t", executors=None)
+    assert "<svg" not in shell and "data-plots" not in shell
