@@ -43,7 +43,9 @@ FIELDS = ("context", "kubeconfig", "namespace", "registry", "project", "requests
           "uid", "gid", "scratch", "scratch_volume", "egress", "cluster_objects",
           "priority_classes",
           # How sibling pools reach this member's collectors (flocking): mmerep/campaign.
-          "flocking")
+          "flocking",
+          # Where the console reads its plots' history (Prometheus' HTTP API).
+          "prometheus")
 COLLECTOR_SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer")
 REQUIRED = {"namespace": "s3", "registry": "harbor.example.org", "project": "mme-rep"}
 
@@ -75,6 +77,7 @@ class Profile:
     cluster_objects: bool | None = None
     priority_classes: dict[str, str] = field(default_factory=dict)
     flocking: dict[str, str] = field(default_factory=dict)
+    prometheus: str | None = None  # http(s)://host[:port][/prefix] of its HTTP API
     # The file it came from; None for the built-in ``local``. Not part of the profile.
     source: str | None = field(default=None, compare=False)
 
@@ -332,7 +335,30 @@ class _Validator:
             max_memory=self.quantity(raw.get("max_memory"), "max_memory", parse_memory),
             **profile_fields(raw, self.fail),
             flocking=self.flocking(raw),
+            prometheus=self.prometheus(raw),
         )
+
+    def prometheus(self, raw: dict[str, Any]) -> str | None:
+        """The Prometheus whose HTTP API serves the console's plots: an http(s) URL with a
+        host and no query, user or password (no secret lives in the profiles file)."""
+        value = self.text(raw, "prometheus")
+        if value is None:
+            return None
+        from urllib.parse import urlsplit
+
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+        except ValueError:
+            parts = None
+        example = "e.g. http://prometheus.monitoring:9090"
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+            self.fail(f"prometheus '{value}' is not an http(s) address",
+                      hint=f"give the address of its HTTP API, {example}")
+        if parts.query or parts.fragment or parts.username or parts.password:
+            self.fail(f"prometheus '{value}' has a query, fragment or credentials",
+                      hint=f"give only scheme, host, port and path prefix, {example}")
+        return value.rstrip("/")
 
     def flocking(self, raw: dict[str, Any]) -> dict[str, str]:
         """How sibling pools reach this member's collectors:

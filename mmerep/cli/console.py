@@ -4,27 +4,38 @@ from __future__ import annotations
 
 import typer
 
-app = typer.Typer(
-    help="A web console in your browser: environments live, scale, roll back, delete.\n\n"
-    "It listens on 127.0.0.1 and acts with your kubeconfig identity (RBAC decides what you "
-    "may do). The address it prints carries a random token; without it nothing is served.\n\n"
-    "Examples:\n\n"
-    "  mme-rep console                    # the local profile, any free port\n\n"
-    "  mme-rep console -F dev-s3 --port 8765 --open",
-    no_args_is_help=False,
-    invoke_without_command=True,
-)
+HELP = """A web console in your browser: environments live, scale, roll back, delete.
+
+It listens on 127.0.0.1 and acts with your kubeconfig identity (RBAC decides what
+you may do). The address it prints carries a random token; without it nothing is
+served. Its plots (executors, queue, each job's CPU use, reads from the data
+lake) come from the Prometheus the profile names (its `prometheus` address),
+else from the environment's monitor, kept while the console runs.
+
+\b
+Examples:
+  mme-rep console                          # profile local, any free port
+  mme-rep console -F dev-s3 --port 8765 --open
+  mme-rep profile add dev-s3 --prometheus http://prometheus.example.org:9090 \\
+    --from-file dev-s3.yaml --replace        # plots with an hour's history
+"""
+
+# One command, no sub-commands: its usage line is "mme-rep console [OPTIONS]".
+app = typer.Typer(help=HELP, add_completion=False, rich_markup_mode=None)
 
 
-@app.callback(invoke_without_command=True)
+@app.command(help=HELP, no_args_is_help=False)
 def console_cmd(
-    profile_name: str = typer.Option("local", "--profile", "-F", help="Deployment profile "
-                                     "(target)."),
-    profiles_file: str | None = typer.Option(None, "--profiles", help="Profiles file."),
-    port: int = typer.Option(0, "--port", min=0, max=65535, help="Port (default: any free "
-                             "one)."),
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on. Anything but "
-                             "a loopback address exposes the console to your network."),
+    profile_name: str = typer.Option("local", "--profile", "-F", metavar="NAME",
+                                     help="Deployment profile (its cluster and "
+                                     "namespace)."),
+    profiles_file: str | None = typer.Option(None, "--profiles", metavar="FILE",
+                                             help="Profiles file."),
+    port: int = typer.Option(0, "--port", min=0, max=65535, metavar="PORT",
+                             help="Port to listen on; 0 (the default): any free one."),
+    host: str = typer.Option("127.0.0.1", "--host", metavar="ADDRESS",
+                             help="Address to listen on. Anything but a loopback address "
+                             "exposes the console to your network."),
     open_browser: bool = typer.Option(False, "--open", help="Open it in your web browser."),
 ) -> None:
     """Start the web console and print its address (with the token)."""

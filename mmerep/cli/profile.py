@@ -108,6 +108,8 @@ def add(
     ssh_domain: str | None = typer.Option(None, help="SSH host suffix, e.g. "
                                           "mmerep-general-dev."),
     ingress_domain: str | None = typer.Option(None, help="Domain for web environments."),
+    prometheus: str | None = typer.Option(None, help="Prometheus' address, for the "
+                                          "console's plots, e.g. http://prometheus:9090."),
     max_executors: int | None = typer.Option(None, min=1, help="Most executors allowed."),
     max_cpu: str | None = typer.Option(None, help="Most CPU one pod may request or be "
                                        "limited to, e.g. 32 (env deploy refuses more)."),
@@ -148,7 +150,7 @@ def add(
                        ("kubeconfig", kubeconfig), ("ssh_domain", ssh_domain),
                        ("ingress_domain", ingress_domain), ("max_executors", max_executors),
                        ("max_cpu", max_cpu), ("max_memory", max_memory), ("uid", uid),
-                       ("gid", gid), ("scratch", scratch)):
+                       ("gid", gid), ("scratch", scratch), ("prometheus", prometheus)):
         if value is not None:
             body[key] = value
     for key, cpu, memory in (("requests", request_cpu, request_memory),

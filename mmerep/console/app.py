@@ -41,7 +41,9 @@ from starlette.staticfiles import StaticFiles
 
 from mmerep import environments
 from mmerep.console import views
-from mmerep.console.live import LiveRegistry
+from mmerep.console.access import access
+from mmerep.console.live import Live, LiveRegistry
+from mmerep.console.metrics import plots_payload, source_for
 from mmerep.environments.repair import repair
 from mmerep.errors import KubeForbidden, KubeNotFound, MmerepError, UsageError
 from mmerep.kube import Kube
@@ -156,6 +158,10 @@ def _error(c: Console, exc: MmerepError, back: str) -> HTMLResponse:
 def create_app(console: Console) -> Starlette:
     c = console
     lives = c.lives = LiveRegistry(c.kube)
+    plots_source = source_for(c.kube, c.profile.prometheus if c.profile else None)
+
+    def rows_of(live: Live) -> list[dict[str, Any]]:
+        return [{**r, "access": access(r, c.profile)} for r in live.rows()]
 
     def namespace_of(request: Request) -> str | None:
         return None if request.query_params.get("all") else (
@@ -165,11 +171,11 @@ def create_app(console: Console) -> Starlette:
         ns = namespace_of(request)
         live = lives.get(ns)
         return HTMLResponse(views.environments_page(
-            live.rows(), ns, csrf=c.csrf, error=live.error,
+            rows_of(live), ns, csrf=c.csrf, error=live.error,
             message=request.query_params.get("done")))
 
     def api_environments(request: Request) -> Response:
-        return JSONResponse(lives.get(namespace_of(request)).rows())
+        return JSONResponse(rows_of(lives.get(namespace_of(request))))
 
     def environment(request: Request) -> Response:
         ns, name = request.path_params["ns"], request.path_params["name"]
@@ -182,9 +188,16 @@ def create_app(console: Console) -> Starlette:
         executors = next((comp["desired"] for comp in status["components"]
                           if comp["component"] == "executor"), None)
         return HTMLResponse(views.environment_page(
-            status, history, csrf=c.csrf, executors=executors,
+            status, history, csrf=c.csrf, executors=executors, plots_source=plots_source.kind,
             autoscaler=autoscaler_of(c, ns, name) if executors is not None else None,
             message=request.query_params.get("done")))
+
+    async def api_plots(request: Request) -> Response:
+        """Each job's CPU use and the data-lake reads (and, from Prometheus, the queue and
+        pool) over the range asked for."""
+        ns, name = request.path_params["ns"], request.path_params["name"]
+        return JSONResponse(await asyncio.to_thread(
+            plots_payload, plots_source, ns, name, request.query_params.get("range")))
 
     async def action(request: Request) -> Response:
         ns, name, verb = (request.path_params["ns"], request.path_params["name"],
@@ -207,7 +220,7 @@ def create_app(console: Console) -> Starlette:
             if env and ns:
                 data = {**live.environment(ns, env), "task": c.tasks.get((ns, env))}
                 return f"event: env\ndata: {json.dumps(data)}\n\n"
-            rows = {"rows": live.rows(), "error": live.error}
+            rows = {"rows": rows_of(live), "error": live.error}
             return f"event: rows\ndata: {json.dumps(rows)}\n\n"
 
         async def stream() -> AsyncIterator[str]:
@@ -247,6 +260,7 @@ def create_app(console: Console) -> Starlette:
             Route("/api/environments", api_environments),
             Route("/events", events),
             Route("/env/{ns}/{name}", environment),
+            Route("/api/plots/{ns}/{name}", api_plots),
             Route("/env/{ns}/{name}/{verb:str}", action, methods=["POST"]),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from mmerep import sshkeys
 from mmerep.environments import RECORD_LABEL, environment_rows
 from mmerep.errors import MmerepError
 from mmerep.kube import Kube, workload_status
@@ -30,6 +31,7 @@ WATCHED_WORKLOADS = (("apps/v1", "Deployment"), ("apps/v1", "StatefulSet"),
                      ("apps/v1", "DaemonSet"))
 MANAGED = "app.kubernetes.io/managed-by=mme-rep"
 SCALER_STATE = f"{MANAGED},app.kubernetes.io/component=scaler"
+SSH_HOSTS = f"{MANAGED},{sshkeys.KEPT_LABEL}=true"  # the known-hosts ConfigMaps
 HISTORY_POINTS = 720  # per environment: an hour at one change every five seconds
 WATCH_SECONDS = 10 * 365 * 24 * 3600.0  # "until stopped"
 
@@ -40,25 +42,57 @@ def workload_row(obj: Obj) -> dict[str, Any]:
     labels = obj["metadata"].get("labels", {})
     return {"name": obj["metadata"]["name"], "kind": obj["kind"],
             "component": labels.get("app.kubernetes.io/component", ""),
-            "desired": st.desired, "ready": st.ready_pods, "done": st.ready}
+            "desired": st.desired, "ready": st.ready_pods, "done": st.ready,
+            "created": obj["metadata"].get("creationTimestamp", "")}
+
+
+def pod_restarts(pod: Obj) -> int:
+    status = pod.get("status") or {}
+    return sum(int(c.get("restartCount", 0)) for key in ("initContainerStatuses",
+                                                         "containerStatuses")
+               for c in status.get(key) or [])
+
+
+def ssh_components(cm: Obj) -> tuple[str, ...]:
+    """The components that answer SSH, from an environment's known-hosts ConfigMap (what
+    ``mme-rep ssh config`` reads)."""
+    return tuple((cm.get("data") or {}).get("components", "").split())
 
 
 def env_of(obj: Obj) -> str:
     return str(obj["metadata"].get("labels", {}).get("app.kubernetes.io/instance", ""))
 
 
-def table_rows(records: Iterable[Obj], workloads: Iterable[Obj]) -> list[dict[str, Any]]:
-    """The environments table: ``env list``'s rows plus pods ready/desired and a state."""
+def table_rows(records: Iterable[Obj], workloads: Iterable[Obj],
+               restarts: dict[tuple[str, str], int] | None = None,
+               ssh: dict[tuple[str, str], tuple[str, ...]] | None = None
+               ) -> list[dict[str, Any]]:
+    """The environments table: ``env list``'s rows plus pods ready/desired, a state, when
+    it was created (its first revision), its pods' restarts, the components that run one
+    pod per node (DaemonSets) and the components that answer SSH."""
+    records = list(records)
     by_env: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for w in workloads:
         by_env.setdefault((w["metadata"]["namespace"], env_of(w)), []).append(workload_row(w))
-    rows = environment_rows(list(records))
+    created: dict[tuple[str, str], str] = {}
+    for r in records:
+        key = (r["metadata"]["namespace"], env_of(r))
+        stamp = r["metadata"].get("creationTimestamp") or r["data"].get("time", "")
+        if stamp and (key not in created or stamp < created[key]):
+            created[key] = stamp
+    rows = environment_rows(records)
     for row in rows:
-        parts = by_env.get((row["namespace"], row["name"]), [])
+        key = (row["namespace"], row["name"])
+        parts = by_env.get(key, [])
         row["ready"] = sum(p["ready"] for p in parts)
         row["desired"] = sum(p["desired"] for p in parts)
         row["state"] = ("Active" if parts and all(p["done"] for p in parts)
                         else "Progressing" if parts else "Missing")
+        row["created"] = created.get(key, "")
+        row["restarts"] = (restarts or {}).get(key, 0)
+        row["per_node"] = sorted(p["component"] or p["name"] for p in parts
+                                 if p["kind"] == "DaemonSet")
+        row["ssh_components"] = list((ssh or {}).get(key, ()))
     return rows
 
 
@@ -106,6 +140,8 @@ class Live:
         self.workloads: dict[tuple[str, str, str], Obj] = {}
         self.series: dict[tuple[str, str], Series] = {}
         self.pool: dict[tuple[str, str], PoolSeries] = {}
+        self.pods: dict[tuple[str, str], tuple[str, int]] = {}  # (ns, pod): (env, restarts)
+        self.ssh: dict[tuple[str, str], tuple[str, ...]] = {}  # (ns, env): components
         self.error: str | None = None  # the API server's message when a watch fails
         self.version = 0
         self.synced = threading.Event()
@@ -119,6 +155,8 @@ class Live:
     def start(self) -> Live:
         kinds = [("v1", "ConfigMap", f"{RECORD_LABEL}=true", "record"),
                  ("v1", "ConfigMap", SCALER_STATE, "scaler"),
+                 ("v1", "ConfigMap", SSH_HOSTS, "ssh"),
+                 ("v1", "Pod", MANAGED, "pod"),
                  *((a, k, MANAGED, "workload") for a, k in WATCHED_WORKLOADS)]
         self._pending = len(kinds)
         for api_version, kind, selector, role in kinds:
@@ -172,6 +210,23 @@ class Live:
                 if kind_of_event != "DELETED":
                     self.pool.setdefault((meta["namespace"], env_of(obj)), PoolSeries()).add(
                         obj.get("data") or {})
+            elif role == "pod":
+                pkey = (meta["namespace"], meta["name"])
+                if kind_of_event == "DELETED":
+                    self.pods.pop(pkey, None)
+                else:
+                    before = self.pods.get(pkey)
+                    self.pods[pkey] = (env_of(obj), pod_restarts(obj))
+                    if before == self.pods[pkey]:
+                        return  # only restarts show: nothing to tell the pages
+            elif role == "ssh":
+                skey = (meta["namespace"], env_of(obj))
+                if meta["name"] != sshkeys.known_hosts_name(skey[1]):
+                    return  # another kept ConfigMap
+                if kind_of_event == "DELETED":
+                    self.ssh.pop(skey, None)
+                else:
+                    self.ssh[skey] = ssh_components(obj)
             elif role == "record":
                 key = (meta["namespace"], meta["name"])
                 if kind_of_event == "DELETED":
@@ -197,7 +252,11 @@ class Live:
 
     def rows(self) -> list[dict[str, Any]]:
         with self.lock:
-            return table_rows(list(self.records.values()), list(self.workloads.values()))
+            restarts: dict[tuple[str, str], int] = {}
+            for (ns, _), (env, count) in self.pods.items():
+                restarts[(ns, env)] = restarts.get((ns, env), 0) + count
+            return table_rows(list(self.records.values()), list(self.workloads.values()),
+                              restarts, dict(self.ssh))
 
     def environment(self, namespace: str, env: str) -> dict[str, Any]:
         """One environment's workloads and its executors' history, for its page."""

@@ -11,8 +11,24 @@ from html import escape
 from typing import Any
 from urllib.parse import quote, urlencode
 
-TABLE_COLUMNS = ("state", "name", "namespace", "template", "image", "pods", "revision",
-                 "status", "updated")
+TABLE_COLUMNS = ("state", "name", "namespace", "template", "image", "pods", "restarts",
+                 "created", "revision", "status", "updated", "access")
+
+
+def ago(stamp: str, now: float | None = None) -> str:
+    """``2026-12-01T22:00:00Z`` as "5 min ago" (console.js says it the same way)."""
+    import time
+    from datetime import datetime
+
+    try:
+        then = datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return stamp
+    seconds = max(0, int((time.time() if now is None else now) - then))
+    for size, unit in ((86400, "d"), (3600, "h"), (60, "min")):
+        if seconds >= size:
+            return f"{seconds // size} {unit} ago"
+    return f"{seconds} s ago"
 
 
 def short_image(image: str) -> str:
@@ -50,7 +66,14 @@ def row_cells(row: dict[str, Any]) -> str:
         "template": escape(row["template"]),
         "image": f'<span title="{escape(row["image"])}">{escape(short_image(row["image"]))}'
                  "</span>",
-        "pods": f'{row["ready"]}/{row["desired"]}',
+        "pods": f'{row["ready"]}/{row["desired"]}' + "".join(
+            f'<span class="per-node">{escape(c)}: 1 per node</span>'
+            for c in row.get("per_node", [])),
+        "restarts": str(row.get("restarts", 0)),
+        "created": f'<time datetime="{escape(row.get("created", ""))}" '
+                   f'title="{escape(row.get("created", ""))}">{escape(ago(row["created"]))}'
+                   "</time>" if row.get("created") else "",
+        "access": " ".join(f"<code>{escape(a)}</code>" for a in row.get("access", [])),
         "revision": str(row["revision"]),
         "status": escape(row["status"]),
         "updated": escape(row["updated"]),
@@ -91,7 +114,7 @@ def _table(cid: str, columns: Iterable[str], rows: Iterable[Iterable[str]]) -> s
 
 def environment_page(status: dict[str, Any], history: list[dict[str, Any]], *, csrf: str,
                      executors: int | None, autoscaler: dict[str, Any] | None = None,
-                     message: str | None = None) -> str:
+                     message: str | None = None, plots_source: str = "exporter") -> str:
     ns, name = status["namespace"], status["name"]
     base = env_url(ns, name)
     comps = _table("components", ["role", "name", "kind", "state", "ready", "desired",
@@ -169,21 +192,52 @@ def environment_page(status: dict[str, Any], history: list[dict[str, Any]], *, c
             scale += _table("decisions", ["from", "to", "reason"], (
                 [str(d.get("from", "")), str(d.get("to", "")), escape(str(d.get("reason", "")))]
                 for d in reversed(autoscaler["decisions"])))
+    # The plots are the executors' and their jobs': none for an environment without them.
+    plots = ("<h2>Executors over time</h2>"
+             '<svg id="plot" width="640" height="220" viewBox="0 0 640 220" '
+             'role="img" aria-label="executors desired and ready over time"></svg>'
+             "<h2>Queue and pool over time</h2><p id=\"pool-about\">Idle and running jobs, "
+             "busy executors and executors in the pool, as the autoscaler observes them "
+             "each interval (while it runs).</p>"
+             '<svg id="pool-plot" width="640" height="220" viewBox="0 0 640 220" '
+             'role="img" aria-label="queue and pool over time"></svg>'
+             + monitor_plots(plots_source)) if executors is not None else ""
     body = (f"<h1>Environment {escape(name)} <small>in {escape(ns)}</small></h1>{note}"
             f"<h2>Components</h2>{comps}{stopped}<h2>Recent warnings</h2>{warnings}"
-            f"<h2>Executors over time</h2>"
-            '<svg id="plot" width="640" height="220" viewBox="0 0 640 220" '
-            'role="img" aria-label="executors desired and ready over time"></svg>'
-            "<h2>Queue and pool over time</h2><p>Idle and running jobs, busy executors and "
-            "executors in the pool, as the autoscaler observes them each interval (while it "
-            "runs).</p>"
-            '<svg id="pool-plot" width="640" height="220" viewBox="0 0 640 220" '
-            'role="img" aria-label="queue and pool over time"></svg>'
+            f"{plots}"
             f"<h2>Scale</h2>{scale}<h2>Health</h2>{health}<h2>History</h2>{revisions}"
             f"<h2>Delete</h2>{delete}")
     events = "/events?" + urlencode({"ns": ns, "env": name})
-    return page(f"{name} in {ns}", body, csrf=csrf,
-                attrs={"events": events, "page": "environment"})
+    attrs = {"events": events, "page": "environment"}
+    if executors is not None:
+        attrs["plots"] = f"/api/plots/{quote(ns, safe='')}/{quote(name, safe='')}"
+    return page(f"{name} in {ns}", body, csrf=csrf, attrs=attrs)
+
+
+PLOT_RANGES = (("15m", "15 minutes"), ("1h", "hour"), ("6h", "6 hours"), ("24h", "24 hours"))
+
+
+def _svg(pid: str, label: str) -> str:
+    return (f'<svg id="{pid}" width="640" height="220" viewBox="0 0 640 220" role="img" '
+            f'aria-label="{escape(label)}"></svg>')
+
+
+def monitor_plots(source: str) -> str:
+    """The monitor's plots: each job's CPU utilisation and the data-lake reads, over a
+    range the user picks (history from Prometheus, or kept since the page first asked)."""
+    where = ("from Prometheus (the profile's <code>prometheus</code>)" if source == "prometheus"
+             else "read from the monitor in the scheduler pod while this console runs "
+             "(name a Prometheus in the profile for a longer history)")
+    options = "".join(f'<option value="{k}"{" selected" if k == "1h" else ""}>last {v}</option>'
+                      for k, v in PLOT_RANGES)
+    return ('<h2>Jobs and data lake</h2>'  # noqa: S608 - HTML <select>, not SQL
+            f'<p>As the monitor measures them, {where}. <label>Show the '
+            f'<select id="range">{options}</select></label> '
+            '<span id="plots-state" class="note"></span></p>'
+            "<h3>CPU utilisation of the running jobs (the least busy ones)</h3>"
+            + _svg("cpu-plot", "CPU utilisation of the running jobs over time")
+            + "<h3>Aggregated read throughput from the data lake (MB/s)</h3>"
+            + _svg("datalake-plot", "data-lake read throughput over time"))
 
 
 def error_page(status: int, message: str, hint: str | None, *, csrf: str,

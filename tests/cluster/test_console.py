@@ -28,6 +28,7 @@ from mmerep.console.server import Running
 from mmerep.kube import Kube
 from mmerep.profiles import get_profile
 from testkit.browser import headless_chromium
+from tests.cluster.test_monitor_prometheus import prometheus  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.cluster
 WAIT = 60.0  # a loaded machine: wait on conditions, generously
@@ -127,7 +128,7 @@ def test_nothing_is_served_without_the_token_and_no_action_without_csrf(
     kube = local.connect()
     base = console.base
     for path in ("/", "/static/console.js", "/api/environments", "/events",
-                 f"/env/{env_ns}/sentinel3"):
+                 f"/env/{env_ns}/sentinel3", f"/api/plots/{env_ns}/sentinel3"):
         status, _, body = http(base + path)
         assert status == 403, path
         assert "token" in body
@@ -427,6 +428,253 @@ def test_repair_from_the_page_puts_back_what_was_deleted(
     wait_until(lambda: "re-created Service/sentinel3-collector" in text_of(browser, "#message"),
                what="the page says what the repair did")
     assert kube.get("v1", "Service", "sentinel3-collector", env_ns) is not None
+
+
+# -- the monitor's plots, the table's columns, rollback ----------------------------------
+
+@dataclasses.dataclass
+class Monitored:
+    port: int  # the monitor's exporter on 127.0.0.1
+    pod: str  # the scheduler pod it stands for
+
+
+@pytest.fixture()
+def monitored(env_ns: str, tmp_path: Path) -> Iterator[Monitored]:
+    """The real monitor of `sentinel3` (an in-memory HTCondor pool: no HTCondor runs in the
+    simulated pods) with its exporter on loopback, reading a real synclocal daemon that
+    copies 2 MB from the bulk tier every second; six jobs run, each using another share
+    of its CPU."""
+    import os
+    import threading
+
+    from prometheus_client import start_http_server
+
+    from mmerep.condor import JobState, MemoryPool
+    from mmerep.console.metrics import scheduler_pod
+    from mmerep.monitor.loop import Monitor
+    from mmerep.synclocal.daemon import Daemon
+    from mmerep.synclocal.layout import Layout
+    from tests.cluster.test_monitor_prometheus import free_port
+
+    kube = local.connect()
+    bulk = tmp_path / "bulk" / "olci"
+    bulk.mkdir(parents=True)
+    manifest = tmp_path / "manifest.yaml"
+    manifest.write_text(f"datasets: [{{name: olci, paths: [{bulk}]}}]\n")
+    daemon = Daemon(Layout(tmp_path / "ssd"), manifest)
+    synclocal_port = free_port()
+    daemon.metrics.serve(synclocal_port, addr="127.0.0.1")
+    pool = MemoryPool()
+    for i in range(3):
+        pool.add_executor(f"sentinel3-executor-{i}", cpus=2)
+    jobs = pool.submit(6)
+    pool.schedule()
+    monitor = Monitor(kube, env_ns, "sentinel3", pool, interval=1, executor_grace=1e9,
+                      synclocal_urls=lambda: [f"http://127.0.0.1:{synclocal_port}/metrics"])
+    server, _ = start_http_server(free_port(), addr="127.0.0.1",
+                                  registry=monitor.metrics.registry)
+    stop = threading.Event()
+
+    def progress() -> None:
+        n = 0
+        while not stop.wait(0.5):
+            for i, job in enumerate(jobs):
+                sample = next(j for j in pool.jobs() if j.job_id == job)
+                if sample.status == JobState.RUNNING:
+                    pool.update(job, wall_s=sample.wall_s + 0.5,
+                                cpu_user_s=sample.cpu_user_s + 0.08 * (i + 1))
+            n += 1
+            if n % 2 == 0:
+                (bulk / f"granule-{n}.nc").write_bytes(os.urandom(2 * 1024 * 1024))
+                daemon.run_pass()
+
+    threads = [threading.Thread(target=progress, daemon=True),
+               threading.Thread(target=monitor.run, daemon=True)]
+    for t in threads:
+        t.start()
+    try:
+        yield Monitored(server.server_address[1], scheduler_pod(kube, env_ns, "sentinel3"))
+    finally:
+        stop.set()
+        monitor.stop.set()
+        for t in threads:
+            t.join(10)
+        server.shutdown()
+        server.server_close()
+
+
+def plot_lines(browser: Any, svg_id: str) -> dict[str, dict[str, float]]:
+    """Each line of a monitor plot: its number of points, last and largest value."""
+    return dict(browser.execute_script(
+        "const out = {};"
+        "for (const p of document.querySelectorAll('svg#' + arguments[0] + ' path.series')) {"
+        "  const ys = p.getAttribute('d').split(/[ML]/).filter(s => s.trim())"
+        "    .map(s => Number(s.trim().split(' ')[1]));"
+        "  out[p.dataset.label] = {points: Number(p.dataset.points),"
+        "                          last: Number(p.dataset.last), top: Math.min(...ys)};"
+        "}"
+        "return out;", svg_id))
+
+
+def jobs_plotted(lines: dict[str, dict[str, float]], points: int) -> bool:
+    jobs = [v for k, v in lines.items() if k.startswith("job ")]
+    return len(jobs) == 6 and all(v["points"] >= points for v in jobs) and "mean" in lines
+
+
+def test_the_monitor_plots_come_from_prometheus_when_the_profile_names_one(
+        env_ns: str, browser: Any, monitored: Monitored, tmp_path: Path,
+        prometheus: tuple[str, Path]) -> None:  # noqa: F811 - the imported fixture
+    """Debian's Prometheus scrapes the monitor's exporter (labelled as a PodMonitor would
+    label the scheduler pod); the page draws its query_range answers."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    from tests.cluster.test_monitor_prometheus import wait_for
+
+    base, targets = prometheus
+    targets.write_text(json.dumps([{"targets": [f"127.0.0.1:{monitored.port}"],
+                                    "labels": {"namespace": env_ns, "pod": monitored.pod}}]))
+    assert wait_for(base, f'mmerep_monitor_datalake_read_bytes_per_second{{namespace="{env_ns}"}}'
+                    " > 0", 90), "Prometheus has no data-lake reads"
+    kube = local.connect()
+    running = start_in_thread(Console(kube, env_ns, profile=dataclasses.replace(
+        get_profile("local"), namespace=env_ns, max_executors=50, prometheus=base)))
+    try:
+        browser.get(running.url.replace("/?", f"/env/{env_ns}/sentinel3?"))
+        wait_until(lambda: live(browser), what="the page is live")
+        assert "from Prometheus" in text_of(browser, "main")
+        Select(browser.find_element(By.ID, "range")).select_by_value("15m")
+        # Each of the six jobs a line of several points (Prometheus' history), at its own
+        # utilisation: 0.16 .. 0.96 CPU s per wall s.
+        wait_until(lambda: jobs_plotted(plot_lines(browser, "cpu-plot"), 3), timeout=90,
+                   what="six job lines with history from Prometheus")
+        cpu = plot_lines(browser, "cpu-plot")
+        lasts = sorted(round(v["last"], 2) for k, v in cpu.items() if k.startswith("job "))
+        assert lasts == [0.16, 0.32, 0.48, 0.64, 0.8, 0.96], cpu
+        wait_until(lambda: plot_lines(browser, "datalake-plot").get("read", {}).get(
+            "points", 0) >= 3, what="the data-lake reads with history")
+        reads = plot_lines(browser, "datalake-plot")["read"]
+        assert reads["top"] < 190  # a line above the zero axis (y = 190): MB/s were read
+        # The queue plot's history comes from Prometheus too: six jobs running.
+        wait_until(lambda: plot_lines(browser, "pool-plot").get("running", {}).get("last")
+                   == 6, what="the queue plot from Prometheus")
+        assert text_of(browser, "#plots-state") == ""
+        assert browser.execute_script("return document.body.dataset.range") == "900"
+        browser.execute_script("document.getElementById('range').scrollIntoView()")
+        browser.save_screenshot(str(tmp_path / "plots-prometheus.png"))
+    finally:
+        running.stop()
+
+
+def test_the_monitor_plots_come_from_its_exporter_without_prometheus(
+        console: Running, env_ns: str, browser: Any, monitored: Monitored,
+        tmp_path: Path) -> None:
+    """No Prometheus in the profile: the console reads the monitor in the scheduler pod
+    through the API server's port-forward (KWOK routes the pod's port 9111 to the exporter
+    on loopback) and keeps the samples."""
+    kube = local.connect()
+    kube.apply({"apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "PortForward",
+                "metadata": {"name": monitored.pod, "namespace": env_ns},
+                "spec": {"forwards": [{"ports": [9111], "target": {
+                    "address": "127.0.0.1", "port": monitored.port}}]}})
+    try:
+        browser.get(console.url.replace("/?", f"/env/{env_ns}/sentinel3?"))
+        wait_until(lambda: live(browser), what="the page is live")
+        assert "read from the monitor in the scheduler pod" in text_of(browser, "main")
+        wait_until(lambda: jobs_plotted(plot_lines(browser, "cpu-plot"), 2), timeout=90,
+                   what="six job lines sampled twice from the monitor")
+        cpu = plot_lines(browser, "cpu-plot")
+        assert all(0 < v["last"] <= 1.0 for k, v in cpu.items() if k.startswith("job ")), cpu
+        wait_until(lambda: plot_lines(browser, "datalake-plot").get("read", {}).get(
+            "top", 190) < 190, what="data-lake reads above zero")
+        assert text_of(browser, "#plots-state") == ""
+        browser.execute_script("document.getElementById('range').scrollIntoView()")
+        browser.save_screenshot(str(tmp_path / "plots-exporter.png"))
+    finally:
+        kube.delete("kwok.x-k8s.io/v1alpha1", "PortForward", monitored.pod, env_ns)
+
+
+def test_the_table_says_when_created_restarts_per_node_and_the_ssh_host(
+        console: Running, env_ns: str, browser: Any, tmp_path: Path) -> None:
+    from mmerep.ssh.config import ssh_config
+    from mmerep.ssh.manage import environment_keys
+
+    kube = local.connect()
+    profile = console.console.profile
+    assert profile is not None
+    # The hosts `mme-rep ssh config` writes for this namespace's environments.
+    block = ssh_config(profile, environment_keys(kube, env_ns), proxy=["mme-rep"],
+                       known_hosts="known_hosts")
+    hosts = {line.split()[1] for line in block.splitlines()
+             if line.startswith("Host ") and "*" not in line}
+    first = min((r for r in kube.list_objects(
+        "v1", "ConfigMap", env_ns, label_selector=f"{environments.RECORD_LABEL}=true")
+        if r["metadata"]["labels"]["app.kubernetes.io/instance"] == "sentinel3"),
+        key=lambda r: int(r["data"]["revision"]))
+    # A container of the collector restarted twice (as the kubelet would report it).
+    pod = kube.list_objects("v1", "Pod", env_ns, label_selector=(
+        "app.kubernetes.io/instance=sentinel3,app.kubernetes.io/component=collector"))[0]
+    statuses = [{**c, "restartCount": 2} for c in pod["status"]["containerStatuses"]]
+    kube.request("PATCH", f"/api/v1/namespaces/{env_ns}/pods/{pod['metadata']['name']}/status",
+                 body={"status": {"containerStatuses": statuses}},
+                 content_type="application/merge-patch+json")
+    expected_restarts = sum(int(c.get("restartCount", 0)) for p in kube.list_objects(
+        "v1", "Pod", env_ns, label_selector="app.kubernetes.io/instance=sentinel3")
+        for c in p["status"].get("containerStatuses") or [])
+    assert expected_restarts >= 2
+
+    browser.get(console.url)
+    wait_until(lambda: live(browser), what="the page is live")
+    row = 'tr[data-env$="/sentinel3"]'
+    wait_until(lambda: text_of(browser, f"{row} td.restarts") == str(expected_restarts),
+               what=f"{expected_restarts} restarts, live")
+    assert "synclocal: 1 per node" in text_of(browser, f"{row} td.pods")
+    assert "1 per node" not in text_of(browser, 'tr[data-env$="/shell"] td.pods')
+    shown = set(text_of(browser, f"{row} td.access").split()) | set(
+        text_of(browser, 'tr[data-env$="/shell"] td.access').split())
+    assert shown == hosts and "sentinel3-scheduler.local.mmerep-local" in shown
+    created = browser.execute_script(
+        "return document.querySelector(arguments[0]).getAttribute('datetime')",
+        f"{row} td.created time")
+    assert created == first["metadata"]["creationTimestamp"]
+    assert text_of(browser, f"{row} td.created").endswith(" ago")
+    browser.save_screenshot(str(tmp_path / "environments-columns.png"))
+
+
+def test_rollback_from_the_history_restores_the_previous_image(
+        console: Running, env_ns: str, browser: Any, cluster: local.ClusterInfo,
+        tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    kube = local.connect()
+    sample.push_sample_image(cluster.registry, repo="mme-rep/interactive/sentinel3",
+                             tag="v0.2.0")
+    profile = dataclasses.replace(get_profile("local"), namespace=env_ns)
+    environments.deploy(kube, environments.render_environment(
+        profile, "interactive", "sentinel3:v0.2.0", name="shell"), timeout=240)
+    history = environments.history(kube, env_ns, "shell")
+    previous, latest = history[-2], history[-1]
+    assert ":v0.1.0@" in previous["image"] and ":v0.2.0@" in latest["image"]
+
+    def images() -> set[str]:
+        return {c["image"] for d in kube.list_objects(
+            "apps/v1", "Deployment", env_ns, label_selector="app.kubernetes.io/instance=shell")
+            for c in d["spec"]["template"]["spec"]["containers"]}
+
+    assert images() == {latest["image"]}
+    browser.get(console.url.replace("/?", f"/env/{env_ns}/shell?"))
+    wait_until(lambda: live(browser), what="the page is live")
+    browser.find_element(By.XPATH, f"//table[@id='history']//tr[td[1]="
+                                   f"'{previous['revision']}']//button").click()
+    new = latest["revision"] + 1
+    wait_until(lambda: f"rolled back to revision {previous['revision']} (now revision {new})"
+               in text_of(browser, "#message"), timeout=300, what="the page confirms")
+    assert images() == {previous["image"]}  # the Deployment runs the previous image again
+    top = browser.find_element(By.CSS_SELECTOR, "#history tbody tr")
+    cells = [td.text for td in top.find_elements(By.TAG_NAME, "td")]
+    assert cells[0] == str(new) and cells[1] == "deployed"
+    assert ":v0.1.0@" in cells[4]
+    browser.save_screenshot(str(tmp_path / "rollback.png"))
 
 
 def test_delete_asks_for_the_name_and_the_table_follows(
