@@ -1,5 +1,6 @@
 """The plots' data: each job's CPU utilisation and the aggregated data-lake read throughput
-(and, with Prometheus, the queue and pool), as the monitor exports them.
+as the monitor exports them (and, with Prometheus, the queue and pool, and the executors
+desired, current, ready and busy as the autoscaler exports them).
 
 Two sources, one shape (``{"plots": {name: {"unit", "lines": [{"label", "points"}]}}}``):
 
@@ -81,6 +82,10 @@ def prometheus_queries(namespace: str, env: str) -> dict[str, dict[str, str]]:
                 "mean": f"avg(mmerep_monitor_running_jobs_cpu_utilisation_mean{{{m}}})"},
         "datalake": {"read": f"sum(mmerep_monitor_datalake_read_bytes_per_second{{{m}}}) "
                              f"/ {MB:g}"},
+        # The autoscaler's gauges (the same pod, port 9110), exported whether or not it
+        # acts; max: a scheduler pod being replaced reports the same Deployment twice.
+        "executors": {line: f"max(mmerep_scaler_executors_{line}{{{m}}})"
+                      for line in ("desired", "current", "ready", "busy")},
         "pool": {"idle": f'sum(mmerep_monitor_jobs{{{m},state="idle"}})',
                  "running": f'sum(mmerep_monitor_jobs{{{m},state="running"}})',
                  "busy": f'sum(mmerep_monitor_executors{{{m},state="busy"}})',
@@ -88,7 +93,8 @@ def prometheus_queries(namespace: str, env: str) -> dict[str, dict[str, str]]:
     }
 
 
-UNITS = {"cpu": "CPU s per s per CPU", "datalake": "MB/s", "pool": "jobs, executors"}
+UNITS = {"cpu": "CPU s per s per CPU", "datalake": "MB/s", "pool": "jobs, executors",
+         "executors": "executors"}
 
 
 @dataclass

@@ -193,7 +193,9 @@ def environment_page(status: dict[str, Any], history: list[dict[str, Any]], *, c
                 [str(d.get("from", "")), str(d.get("to", "")), escape(str(d.get("reason", "")))]
                 for d in reversed(autoscaler["decisions"])))
     # The plots are the executors' and their jobs': none for an environment without them.
-    plots = ("<h2>Executors over time</h2>"
+    plots = ("<h2>Executors over time</h2><p id=\"executors-about\">Desired and ready "
+             "executors, as the API server reports the Deployment while this console runs."
+             "</p>"
              '<svg id="plot" width="640" height="220" viewBox="0 0 640 220" '
              'role="img" aria-label="executors desired and ready over time"></svg>'
              "<h2>Queue and pool over time</h2><p id=\"pool-about\">Idle and running jobs, "

@@ -18,7 +18,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from mmerep import envlock
-from mmerep.condor import Pool
+from mmerep.condor import ExecutorSlots, Pool, QueueSummary
 from mmerep.errors import EnvironmentBusy, MmerepError
 from mmerep.loops import every
 from mmerep.quantity import parse_cpu, parse_memory
@@ -41,9 +41,13 @@ class Metrics:
         self.idle = Gauge("mmerep_scaler_idle_jobs", "Idle jobs in the queue", registry=r)
         self.running = Gauge("mmerep_scaler_running_jobs", "Running jobs", registry=r)
         self.desired = Gauge("mmerep_scaler_executors_desired",
-                             "Executors the queue needs (within bounds)", registry=r)
+                             "Executors wanted: what the queue needs within bounds while the "
+                             "autoscaler is on, the Deployment's replicas while it is off",
+                             registry=r)
         self.current = Gauge("mmerep_scaler_executors_current",
                              "The executor Deployment's replicas", registry=r)
+        self.ready = Gauge("mmerep_scaler_executors_ready", "Executor pods ready",
+                           registry=r)
         self.busy = Gauge("mmerep_scaler_executors_busy", "Executors with a claimed slot",
                           registry=r)
         self.decisions = Counter("mmerep_scaler_decisions", "Decisions by reason",
@@ -58,6 +62,10 @@ def pod_view(pod: dict[str, Any]) -> ExecutorPod:
     return ExecutorPod(pod["metadata"]["name"], pod.get("status", {}).get("phase", "Pending"),
                        pod.get("spec", {}).get("nodeName"), ready,
                        pod["metadata"].get("labels", {}).get("pod-template-hash", ""))
+
+
+def ready_replicas(deployment: dict[str, Any]) -> int:
+    return int((deployment.get("status") or {}).get("readyReplicas") or 0)
 
 
 @dataclass
@@ -86,16 +94,11 @@ class Autoscaler:
         """One interval; None while the daemon is off."""
         state = st.read_state(self.kube, self.namespace, self.env_name)
         if not state.daemon:
+            self._export_while_off()
             return None
         now = self.clock()
-        deployment = executor_deployment(self.kube, self.namespace, self.env_name)
+        deployment, pods, queue, mine = self._look()
         replicas = int(deployment["spec"].get("replicas", 0))
-        pods = [p for p in self.kube.list_objects(
-            "v1", "Pod", self.namespace, label_selector=st.executor_selector(self.env_name))
-            if not p["metadata"].get("deletionTimestamp")]
-        queue, executors = self.pool.queue(), self.pool.executors()
-        names = {p["metadata"]["name"] for p in pods}
-        mine = tuple(e for e in executors if e.name in names)
         requests = deployment["spec"]["template"]["spec"]["containers"][0].get(
             "resources", {}).get("requests", {})
         obs = Observation(queue, mine, tuple(pod_view(p) for p in pods), replicas,
@@ -104,6 +107,7 @@ class Autoscaler:
         decision = decide(obs, self.bounds(state), state.policy, now)
         if decision.remove:
             self._mark(pods, set(decision.remove), {e.name for e in mine})
+        self.metrics.ready.set(ready_replicas(deployment))
         if decision.replicas != replicas:
             try:  # never while a deploy, rollback or manual scale holds the environment
                 with envlock.hold(self.kube, self.namespace, self.env_name,
@@ -117,6 +121,37 @@ class Autoscaler:
                 return decision
         self._report(state, obs, decision, now)
         return decision
+
+    def _look(self) -> tuple[dict[str, Any], list[dict[str, Any]], QueueSummary,
+                             tuple[ExecutorSlots, ...]]:
+        """The executor Deployment, its live pods, the queue, and the pool's executors
+        that are its pods: all read, nothing written."""
+        deployment = executor_deployment(self.kube, self.namespace, self.env_name)
+        pods = [p for p in self.kube.list_objects(
+            "v1", "Pod", self.namespace, label_selector=st.executor_selector(self.env_name))
+            if not p["metadata"].get("deletionTimestamp")]
+        queue, executors = self.pool.queue(), self.pool.executors()
+        names = {p["metadata"]["name"] for p in pods}
+        return deployment, pods, queue, tuple(e for e in executors if e.name in names)
+
+    def _export_while_off(self) -> None:
+        """Off means off: nothing is decided or written. The gauges still say what is
+        there (the console and the dashboard plot the executors whether or not the daemon
+        acts): desired and current are the Deployment's replicas."""
+        try:
+            deployment, _, queue, mine = self._look()
+        except MmerepError as exc:
+            self.metrics.errors.labels(type(exc).__name__).inc()
+            log.debug("daemon off; executors not read: %s", exc)
+            return
+        replicas = int(deployment["spec"].get("replicas", 0))
+        m = self.metrics
+        m.idle.set(queue.idle_jobs)
+        m.running.set(queue.running)
+        m.desired.set(replicas)
+        m.current.set(replicas)
+        m.ready.set(ready_replicas(deployment))
+        m.busy.set(sum(1 for e in mine if e.busy))
 
     def _mark(self, pods: list[dict[str, Any]], remove: set[str], registered: set[str]) -> None:
         for name in sorted(remove & registered):

@@ -521,21 +521,76 @@ def jobs_plotted(lines: dict[str, dict[str, float]], points: int) -> bool:
     return len(jobs) == 6 and all(v["points"] >= points for v in jobs) and "mean" in lines
 
 
+@pytest.fixture()
+def scaler_exporter(env_ns: str) -> Iterator[int]:
+    """The real autoscaler of `sentinel3`, off (as it runs in the scheduler pod until
+    someone turns it on), its exporter on loopback: it still exports the executors. Its pool
+    (in memory) knows the executor pods, one of them running a job."""
+    import threading
+
+    from prometheus_client import start_http_server
+
+    from mmerep.condor import MemoryPool
+    from mmerep.scaler.autoscaler import Autoscaler
+    from mmerep.scaler.state import ScalerState, executor_selector, save_settings
+    from tests.cluster.test_monitor_prometheus import free_port
+
+    kube = local.connect()
+    save_settings(kube, env_ns, "sentinel3", ScalerState(daemon=False))
+    pool = MemoryPool()
+    pool.set_executors(sorted(p["metadata"]["name"] for p in kube.list_objects(
+        "v1", "Pod", env_ns, label_selector=executor_selector("sentinel3"))
+        if not p["metadata"].get("deletionTimestamp")), cpus=1, memory_mb=128)
+    pool.submit(1, cpus=1, memory_mb=100)
+    assert pool.schedule() == 1
+    auto = Autoscaler(kube, env_ns, "sentinel3", pool, interval=1)
+    server, _ = start_http_server(free_port(), addr="127.0.0.1", registry=auto.metrics.registry)
+    thread = threading.Thread(target=auto.run, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        auto.stop.set()
+        thread.join(10)
+        server.shutdown()
+        server.server_close()
+
+
 def test_the_monitor_plots_come_from_prometheus_when_the_profile_names_one(
-        env_ns: str, browser: Any, monitored: Monitored, tmp_path: Path,
-        prometheus: tuple[str, Path]) -> None:  # noqa: F811 - the imported fixture
-    """Debian's Prometheus scrapes the monitor's exporter (labelled as a PodMonitor would
-    label the scheduler pod); the page draws its query_range answers."""
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import Select
+        env_ns: str, browser: Any, monitored: Monitored, scaler_exporter: int,
+        tmp_path: Path, prometheus: tuple[str, Path]) -> None:  # noqa: F811 - the fixture
+    """Debian's Prometheus scrapes the monitor's and the autoscaler's exporters (labelled as
+    a PodMonitor would label the scheduler pod); the page draws its query_range answers,
+    with the history Prometheus kept from before the console started."""
+    import time
 
     from tests.cluster.test_monitor_prometheus import wait_for
 
     base, targets = prometheus
-    targets.write_text(json.dumps([{"targets": [f"127.0.0.1:{monitored.port}"],
+    targets.write_text(json.dumps([{"targets": [f"127.0.0.1:{monitored.port}",
+                                                f"127.0.0.1:{scaler_exporter}"],
                                     "labels": {"namespace": env_ns, "pod": monitored.pod}}]))
     assert wait_for(base, f'mmerep_monitor_datalake_read_bytes_per_second{{namespace="{env_ns}"}}'
                     " > 0", 90), "Prometheus has no data-lake reads"
+    assert wait_for(base, "count_over_time(mmerep_scaler_executors_current"
+                    f'{{namespace="{env_ns}"}}[5m]) >= 15', 90), "Prometheus has no executors"
+    kube = local.connect()
+    before = executors(kube, env_ns)
+    kube.scale("Deployment", "sentinel3-executor", before + 1, namespace=env_ns)
+    try:
+        assert wait_for(base, f'mmerep_scaler_executors_ready{{namespace="{env_ns}"}} == '
+                        f"{before + 1}", 90), "Prometheus did not see the scale"
+        started = time.time()
+        check_plots_from_prometheus(base, env_ns, browser, tmp_path, before + 1, started)
+    finally:
+        kube.scale("Deployment", "sentinel3-executor", before, namespace=env_ns)
+
+
+def check_plots_from_prometheus(base: str, env_ns: str, browser: Any, tmp_path: Path,
+                                replicas: int, started: float) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
     kube = local.connect()
     running = start_in_thread(Console(kube, env_ns, profile=dataclasses.replace(
         get_profile("local"), namespace=env_ns, max_executors=50, prometheus=base)))
@@ -558,8 +613,31 @@ def test_the_monitor_plots_come_from_prometheus_when_the_profile_names_one(
         # The queue plot's history comes from Prometheus too: six jobs running.
         wait_until(lambda: plot_lines(browser, "pool-plot").get("running", {}).get("last")
                    == 6, what="the queue plot from Prometheus")
+        # The executors plot too, as the autoscaler exported them while off: the
+        # Deployment's replicas and ready pods, and the one busy executor, with points
+        # from before this console started (its own history would begin now).
+        # It was scaled up by one just before: each of desired, current and ready steps.
+        wait_until(lambda: plot_lines(browser, "plot").get("busy", {}).get("last") == 1,
+                   what="the executors plot from Prometheus")
+        lines = plot_lines(browser, "plot")
+        assert {k: v["last"] for k, v in lines.items()} == {
+            "desired": replicas, "current": replicas, "ready": replicas, "busy": 1}, lines
+        assert all(v["points"] >= 3 for v in lines.values()), lines
+        drawn = dict(browser.execute_script(
+            "const out = {};"
+            "for (const p of document.querySelectorAll('svg#plot path.series'))"
+            "  out[p.dataset.label] = [Number(p.dataset.first), p.getAttribute('d')];"
+            "return out;"))
+        for label in ("desired", "current", "ready"):
+            first, d = drawn[label]
+            assert first < started - 5, (label, first, started)  # older than the console
+            levels = {seg.split()[1] for seg in d[1:].split(" L")}
+            assert len(levels) == 2, (label, d)  # before and after the scale
+        assert "from Prometheus" in text_of(browser, "#executors-about")
         assert text_of(browser, "#plots-state") == ""
         assert browser.execute_script("return document.body.dataset.range") == "900"
+        browser.execute_script("document.getElementById('plot').scrollIntoView()")
+        browser.save_screenshot(str(tmp_path / "plots-prometheus-executors.png"))
         browser.execute_script("document.getElementById('range').scrollIntoView()")
         browser.save_screenshot(str(tmp_path / "plots-prometheus.png"))
     finally:

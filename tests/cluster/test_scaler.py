@@ -26,7 +26,13 @@ from mmerep.kube import Kube
 from mmerep.profiles import get_profile
 from mmerep.scaler import executors as ex
 from mmerep.scaler.autoscaler import DELETION_COST, Autoscaler
-from mmerep.scaler.state import ScalerState, executor_selector, read_state, save_settings
+from mmerep.scaler.state import (
+    ScalerState,
+    executor_selector,
+    read_state,
+    save_settings,
+    state_name,
+)
 
 pytestmark = pytest.mark.cluster
 ENV = "sentinel3"
@@ -346,7 +352,24 @@ def test_the_autoscaler_grows_with_the_queue_and_removes_only_idle_executors(
     # Off means off: nothing is decided or written.
     save_settings(kube, env_ns, ENV, ScalerState(daemon=False))
     pool.submit(30, cpus=0.1)
+    def version() -> str:
+        cm = kube.get("v1", "ConfigMap", state_name(ENV), env_ns)
+        assert cm is not None
+        return str(cm["metadata"]["resourceVersion"])
+
+    written = version()
+    dep = kube.get("apps/v1", "Deployment", f"{ENV}-executor", env_ns)
+    assert dep is not None
+    ready = int(dep.get("status", {}).get("readyReplicas", 0))
     assert auto.run_once() is None and replicas(kube, env_ns) == 4
+    assert version() == written
+    # ... yet its gauges still say what is there (the console and the dashboard plot them).
+    value = auto.metrics.registry.get_sample_value
+    assert value("mmerep_scaler_executors_current") == 4
+    assert value("mmerep_scaler_executors_desired") == 4  # off: the Deployment's replicas
+    assert value("mmerep_scaler_executors_ready") == ready
+    assert value("mmerep_scaler_executors_busy") == 4
+    assert value("mmerep_scaler_idle_jobs") == 30
 
 
 def test_scale_and_the_autoscaler_wait_for_a_change_in_progress(

@@ -73,6 +73,24 @@ def test_prometheus_queries_select_the_environments_monitor_only() -> None:
     assert range_seconds("6h") == 21600 and range_seconds("nonsense") == 3600
 
 
+def test_every_series_the_console_asks_prometheus_for_is_exported() -> None:
+    """The executors plot reads the autoscaler's gauges, the others the monitor's: a
+    renamed metric would leave a plot empty without an error."""
+    import re
+
+    from mmerep.monitor.metrics import Metrics as MonitorMetrics
+    from mmerep.scaler.autoscaler import Metrics as ScalerMetrics
+
+    exported = {family.name for m in (MonitorMetrics(), ScalerMetrics())
+                for family in m.registry.collect()}  # gauges: the family is the series
+    q = prometheus_queries("s3", "sentinel3")
+    asked = {name for lines in q.values() for expr in lines.values()
+             for name in re.findall(r"mmerep_[a-z_]+", expr)}
+    assert asked - exported == set()
+    assert set(q["executors"]) == {"desired", "current", "ready", "busy"}
+    assert q["executors"]["ready"].startswith("max(mmerep_scaler_executors_ready{namespace=")
+
+
 @pytest.mark.parametrize("url", ["http://prometheus.monitoring:9090",
                                  "https://prom.example.org/prometheus/"])
 def test_a_profile_may_name_its_prometheus(url: str) -> None:

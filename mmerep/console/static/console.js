@@ -113,7 +113,9 @@
       task.textContent = data.task || "";
     }
     showError(data.error);
-    drawPlot(document.getElementById("plot"), data.series, data.now, EXECUTOR_LINES);
+    if (!executorsFromPrometheus) {
+      drawPlot(document.getElementById("plot"), data.series, data.now, EXECUTOR_LINES);
+    }
     if (!poolFromPrometheus) {
       drawPlot(document.getElementById("pool-plot"), data.pool, data.now, POOL_LINES);
     }
@@ -126,7 +128,10 @@
   const POOL_COLOURS = {idle: "#d62728", running: "#9467bd", busy: "#ff7f0e",
                         executors: "#1f77b4"};
   const PLOTS_EVERY_MS = 5000;
+  const EXECUTOR_COLOURS = {desired: "#1f77b4", current: "#17becf", ready: "#2ca02c",
+                            busy: "#ff7f0e"};
   let poolFromPrometheus = false;
+  let executorsFromPrometheus = false;
 
   function fmt(v) {
     return Math.abs(v) >= 100 || v === Math.round(v) ? String(Math.round(v)) : v.toFixed(2);
@@ -171,7 +176,8 @@
       const last = pts[pts.length - 1][1];
       plot.appendChild(svg("path", {d: d, fill: "none", stroke: colour, "stroke-width": 2,
                                     class: "series", "data-label": line.label,
-                                    "data-points": pts.length, "data-last": last}));
+                                    "data-points": pts.length, "data-last": last,
+                                    "data-first": pts[0][0]}));
       if (pts.length === 1) {  // one sample: a dot, not an invisible line
         plot.appendChild(svg("circle", {cx: x(pts[0][0]), cy: y(last), r: 3, fill: colour}));
       }
@@ -204,6 +210,16 @@
             "executors in the pool, as the monitor exported them (from Prometheus).";
           drawLines(document.getElementById("pool-plot"), pool, data.now, data.range,
                     POOL_COLOURS);
+        }
+        const executors = (plots.executors || {}).lines || [];
+        if (data.source === "prometheus" && executors.some(l => l.points.length)) {
+          executorsFromPrometheus = true;
+          const about = document.getElementById("executors-about");
+          if (about) about.textContent = "Desired (what the autoscaler wants; while it " +
+            "is off, the Deployment's replicas), current (the Deployment's replicas), " +
+            "ready and busy executors, as the autoscaler exported them (from Prometheus).";
+          drawLines(document.getElementById("plot"), executors, data.now, data.range,
+                    EXECUTOR_COLOURS);
         }
         document.body.dataset.range = String(data.range);
         document.body.dataset.plotted = String(Number(document.body.dataset.plotted || 0) + 1);
