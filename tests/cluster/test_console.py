@@ -325,8 +325,10 @@ def test_a_user_rbac_forbids_to_scale_sees_why_and_nothing_changes(
         message = wait_until(lambda: text_of(browser, "#api-message"),
                              what="the API server's message")
         assert "Not allowed" in text_of(browser, "h1")
-        assert f'User "system:serviceaccount:{env_ns}:viewer" cannot patch resource ' \
-               '"deployments/scale"' in message
+        # The API server's refusal with the user's identity: the scale's lock (a Lease,
+        # as the CLI takes it) or the scale itself, whichever RBAC stops first.
+        assert "is forbidden" in message and \
+            f'User "system:serviceaccount:{env_ns}:viewer" cannot ' in message, message
         browser.save_screenshot(str(tmp_path / "forbidden.png"))
         assert executors(admin, env_ns) == before
     finally:
@@ -355,7 +357,7 @@ def test_the_command_prints_an_address_that_serves_only_with_its_token(
     finally:
         proc.terminate()
         proc.wait(30)
-    assert proc.returncode in (0, -15)
+    assert proc.returncode in (0, -15, 143)  # 143: the CLI's exit on SIGTERM (128 + 15)
 
 
 def test_vscale_from_the_page_rolls_the_executors(
