@@ -106,7 +106,7 @@ def connect(profile: Any) -> Any:
 
 def resolve(host_name: str, port: int, profiles_file: str | None = None) -> tuple[Any, Target]:
     """(endpoint, target) for ``host_name``."""
-    from mmerep.kube import endpoint_of
+    from mmerep.portforward import endpoint_of
     from mmerep.profiles import load_profiles
 
     profiles = load_profiles(profiles_file)
@@ -119,7 +119,7 @@ def resolve(host_name: str, port: int, profiles_file: str | None = None) -> tupl
 
 def open_stream(endpoint: Any, target: Target) -> tuple[Any, Any]:
     """(stream, kubectl process or None): the WebSocket port-forward, else kubectl's."""
-    from mmerep.kube import PortForward
+    from mmerep.portforward import PortForward
 
     if os.environ.get(VIA_ENV) != "kubectl":
         try:

@@ -3,7 +3,7 @@
 One thread, one ``select``: a side is read only when the other side's buffer has room
 (back-pressure; nothing piles up in memory), and the loop sleeps in ``select`` when
 nothing can move (no busy loop). A stream offers ``fileno``, ``pending``, ``wants_write``,
-``send``, ``flush``, ``receive`` and ``close``, as ``mmerep.kube.PortForward`` does.
+``send``, ``flush``, ``receive`` and ``close``, as ``mmerep.portforward.PortForward`` does.
 """
 
 from __future__ import annotations

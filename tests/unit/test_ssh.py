@@ -15,7 +15,7 @@ import pytest
 
 from mmerep import environments, sshkeys
 from mmerep.errors import KubeError, UsageError
-from mmerep.kube import PortForward
+from mmerep.portforward import PortForward
 from mmerep.profiles import validate
 from mmerep.ssh.config import EnvKeys, known_hosts, replace_block, ssh_config
 from mmerep.ssh.hosts import parse_host
@@ -313,7 +313,8 @@ def test_port_forward_handshake_sends_credentials_and_maps_refusals() -> None:
     import json as jsonlib
 
     from mmerep.errors import KubeForbidden
-    from mmerep.kube import Kube, endpoint_of
+    from mmerep.kube import Kube
+    from mmerep.portforward import endpoint_of
 
     def accept(request: bytes) -> bytes:
         key = next(line.split(b": ")[1] for line in request.split(b"\r\n")
@@ -442,7 +443,8 @@ def test_a_refused_websocket_port_forward_falls_back_to_kubectl(
     after printing its "Forwarding from" line."""
     import logging
 
-    from mmerep.kube import Kube, endpoint_of
+    from mmerep.kube import Kube
+    from mmerep.portforward import endpoint_of
     from mmerep.profiles import validate
     from mmerep.ssh.hosts import SshHost
     from mmerep.ssh.proxy import Target, open_stream

@@ -1,0 +1,259 @@
+"""The API server's WebSocket port-forward (``v4.channel.k8s.io``) on a raw TLS socket.
+
+Used by `mme-rep ssh proxy` (once per SSH connection) and `mme-rep env open`. It does not
+import the Kubernetes client: the connection comes resolved from the gateway
+(``endpoint_of``), and the pod lookup goes through ``Kube.request``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlsplit
+
+from mmerep.errors import KubeError, KubeUnreachable
+
+if TYPE_CHECKING:
+    from mmerep.kube import Kube
+
+# Not the client's own port-forward: it would import the client, and adds a thread, a
+# socket pair and an unbounded buffer to every connection.
+
+PORT_FORWARD_PROTOCOL = "v4.channel.k8s.io"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where to open a raw connection to the API server: address, TLS and auth header."""
+
+    server: str  # https://host:port[/prefix]
+    headers: tuple[tuple[str, str], ...] = ()
+    ssl_context: Any = None  # ssl.SSLContext for https
+    server_hostname: str | None = None
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        parts = urlsplit(self.server)
+        return (parts.hostname or "localhost",
+                parts.port or (443 if parts.scheme == "https" else 80))
+
+    @property
+    def prefix(self) -> str:
+        return urlsplit(self.server).path.rstrip("/")
+
+    def connect(self, timeout: float = 15.0) -> Any:
+        """A connected socket (TLS when https), or KubeUnreachable."""
+        import socket
+
+        host, port = self.host_port
+        try:
+            sock = socket.create_connection((host, port), timeout=timeout)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.ssl_context is not None:
+                sock = self.ssl_context.wrap_socket(
+                    sock, server_hostname=self.server_hostname or host)
+        except OSError as exc:
+            raise KubeUnreachable(f"cannot reach the API server at {self.server}: {exc}",
+                                  hint="is the cluster up, and the kubeconfig context "
+                                  "right?") from None
+        return sock
+
+
+def endpoint_of(kube: Kube) -> Endpoint:
+    """The raw-socket ``Endpoint`` of a gateway connection (same TLS, same credentials)."""
+    conn = kube.connection
+    auth = conn.authorization()
+    https = conn.host.startswith("https")
+    return Endpoint(conn.host.rstrip("/"), (("Authorization", auth),) if auth else (),
+                    kube.transport.ssl_context() if https else None, conn.tls_server_name)
+
+
+class PortForward:
+    """One pod port through the API server (WebSocket, ``v4.channel.k8s.io``), non-blocking.
+
+    Channel 0 carries the data, channel 1 the server's errors; the first message on each
+    repeats the port. ``send`` frames and queues; ``flush`` writes what the socket takes;
+    ``receive`` returns the data that arrived (b"" when none), None when the stream ended.
+    """
+
+    def __init__(self, sock: Any, port: int, buffered: bytes = b"") -> None:
+        self.sock = sock
+        self.port = port
+        self._in = bytearray(buffered)
+        self._out = bytearray()
+        self._started = [False, False]
+        self._channel = 0  # of the message being continued by continuation frames
+        self._closed = False
+        sock.setblocking(False)
+
+    @classmethod
+    def open(cls, endpoint: Endpoint, namespace: str, pod: str, port: int,
+             timeout: float = 15.0) -> PortForward:
+        import base64
+        import hashlib
+
+        path = (f"{endpoint.prefix}/api/v1/namespaces/{quote(namespace)}/pods/{quote(pod)}"
+                f"/portforward?ports={port}")
+        key = base64.b64encode(os.urandom(16)).decode()
+        host, hport = endpoint.host_port
+        request = [f"GET {path} HTTP/1.1", f"Host: {host}:{hport}", "Upgrade: websocket",
+                   "Connection: Upgrade", f"Sec-WebSocket-Key: {key}",
+                   "Sec-WebSocket-Version: 13",
+                   f"Sec-WebSocket-Protocol: {PORT_FORWARD_PROTOCOL}"]
+        request += [f"{k}: {v}" for k, v in endpoint.headers]
+        sock = endpoint.connect(timeout)
+        head = bytearray()
+        try:
+            sock.sendall(("\r\n".join(request) + "\r\n\r\n").encode())
+            while b"\r\n\r\n" not in head:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                head += chunk
+        except OSError as exc:
+            sock.close()
+            raise KubeUnreachable(f"port-forward to {pod}: the API server closed the "
+                                  f"connection: {exc}") from None
+        header, _, rest = bytes(head).partition(b"\r\n\r\n")
+        lines = header.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1]) if len(lines[0].split()) > 1 else 0
+        fields = {k.strip().lower(): v.strip() for k, _, v in
+                  (line.partition(":") for line in lines[1:])}
+        what = f"port-forward to pod {pod} in {namespace}"
+        if status != 101:
+            length = int(fields.get("content-length", "0") or 0)
+            while len(rest) < length:
+                try:
+                    more = sock.recv(65536)
+                except OSError:
+                    break
+                if not more:
+                    break
+                rest += more
+            sock.close()
+            from mmerep.kube import error_for_status  # the gateway's mapping; failures only
+
+            raise error_for_status(status, rest, what)
+        accept = base64.b64encode(hashlib.sha1(  # noqa: S324 (the WebSocket handshake)
+            (key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()).decode()
+        if fields.get("sec-websocket-accept") != accept:
+            sock.close()
+            raise KubeError(f"{what}: the server's WebSocket handshake is wrong")
+        return cls(sock, port, rest)
+
+    def fileno(self) -> int:
+        return int(self.sock.fileno())
+
+    def pending(self) -> bool:
+        """Decrypted bytes wait inside the TLS layer (select cannot see them)."""
+        return bool(getattr(self.sock, "pending", lambda: 0)())
+
+    @property
+    def wants_write(self) -> bool:
+        return bool(self._out)
+
+    def send(self, data: bytes, opcode: int = 2) -> None:
+        payload = (b"\x00" + data) if opcode == 2 else data
+        n = len(payload)
+        if n < 126:
+            head = bytes((0x80 | opcode, 0x80 | n))
+        elif n < 65536:
+            head = bytes((0x80 | opcode, 0x80 | 126)) + n.to_bytes(2, "big")
+        else:
+            head = bytes((0x80 | opcode, 0x80 | 127)) + n.to_bytes(8, "big")
+        mask = os.urandom(4)
+        # Client frames are masked (RFC 6455); a big-int XOR does it at memory speed.
+        key = int.from_bytes((mask * (n // 4 + 1))[:n], "little")
+        self._out += head
+        self._out += mask
+        self._out += (int.from_bytes(payload, "little") ^ key).to_bytes(n, "little")
+
+    def flush(self) -> None:
+        import ssl
+
+        while self._out:
+            try:
+                with memoryview(self._out) as view:  # no copy of what is queued
+                    sent = self.sock.send(view[:1 << 20])
+            except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+                return
+            del self._out[:sent]
+
+    def receive(self, limit: int = 1 << 20) -> bytes | None:
+        """Data that arrived on the data channel; None once the stream has ended."""
+        import ssl
+
+        while len(self._in) < limit:
+            try:
+                chunk = self.sock.recv(1 << 18)
+            except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                break
+            except OSError:
+                chunk = b""
+            if not chunk:
+                self._closed = True
+                break
+            self._in += chunk
+            if not self.pending():
+                break
+        data = self._frames()
+        if data is None or (self._closed and not data):
+            return None
+        return data
+
+    def _frames(self) -> bytes | None:
+        out = bytearray()
+        buf, pos, end = self._in, 0, len(self._in)
+        try:
+            while end - pos >= 2:
+                opcode, n, at = buf[pos] & 0x0F, buf[pos + 1] & 0x7F, pos + 2
+                if n == 126:
+                    if end - pos < 4:
+                        break
+                    n, at = int.from_bytes(buf[pos + 2:pos + 4], "big"), pos + 4
+                elif n == 127:
+                    if end - pos < 10:
+                        break
+                    n, at = int.from_bytes(buf[pos + 2:pos + 10], "big"), pos + 10
+                if end - at < n:
+                    break
+                pos = at + n
+                if opcode == 8:  # close
+                    self._closed = True
+                    return bytes(out) or None
+                if opcode == 9:  # ping
+                    self.send(bytes(buf[at:at + n]), opcode=10)
+                    continue
+                if opcode not in (0, 2) or n == 0:
+                    continue
+                if opcode == 2:
+                    self._channel, at = buf[at], at + 1
+                channel = self._channel
+                if channel > 1:
+                    continue
+                if not self._started[channel]:  # the first message repeats the port
+                    self._started[channel] = True
+                    at += 2
+                if channel == 1:
+                    if pos > at:
+                        message = bytes(buf[at:pos]).decode("utf-8", "replace").strip()
+                        raise KubeError(f"port-forward to port {self.port}: {message}")
+                    continue
+                out += buf[at:pos]
+        finally:
+            del buf[:pos]  # once: deleting per frame would move the rest each time
+        return bytes(out)
+
+    def close(self) -> None:
+        try:
+            self.sock.setblocking(True)
+            self.sock.settimeout(1)
+            self.sock.sendall(self._out)
+            self._out.clear()
+            self.send(b"\x03\xe8", opcode=8)  # normal closure
+            self.sock.sendall(self._out)
+        except OSError:
+            pass
+        finally:
+            self.sock.close()
