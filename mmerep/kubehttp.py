@@ -12,8 +12,8 @@ the Kubernetes client.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
-import http.client
 import json
 import os
 import ssl
@@ -21,8 +21,11 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
+
+if TYPE_CHECKING:  # imported when a request goes out: `ssh proxy` sends none through here
+    import http.client
 
 # A cached token is not used in its last minute: a request must not start with a token
 # that expires on the way.
@@ -82,9 +85,11 @@ class Transport:
             return self._ssl
 
     def _open(self, timeout: float) -> http.client.HTTPConnection:
+        import http.client
+
         if self.https:
             server_hostname = self.connection.tls_server_name
-            conn: http.client.HTTPConnection = _HTTPSConnection(
+            conn: http.client.HTTPConnection = _https_connection_class()(
                 self.netloc, self.port, timeout=timeout, context=self.ssl_context(),
                 server_hostname=server_hostname)
         else:
@@ -95,6 +100,8 @@ class Transport:
              body: Any = None, headers: dict[str, str] | None = None, timeout: float = 30.0,
              stream: bool = False) -> Response:
         """One request; raises OSError or http.client.HTTPException when the wire fails."""
+        import http.client
+
         url = self.prefix + path + (f"?{urlencode(query)}" if query else "")
         all_headers = {"Accept": "application/json", "User-Agent": "mme-rep",
                        **(headers or {})}
@@ -134,18 +141,24 @@ class Transport:
         return conn
 
 
-class _HTTPSConnection(http.client.HTTPSConnection):
-    """HTTPS whose certificate check may use a different name (kubeconfig tls-server-name)."""
+@functools.cache
+def _https_connection_class() -> Any:  # a class: HTTPSConnection with a server name
+    import http.client
 
-    def __init__(self, host: str, port: int, *, timeout: float, context: ssl.SSLContext,
-                 server_hostname: str | None) -> None:
-        super().__init__(host, port, timeout=timeout, context=context)
-        self._server_hostname = server_hostname
+    class _HTTPSConnection(http.client.HTTPSConnection):
+        """HTTPS whose certificate check may use another name (kubeconfig tls-server-name)."""
 
-    def connect(self) -> None:
-        http.client.HTTPConnection.connect(self)
-        self.sock = self._context.wrap_socket(  # type: ignore[attr-defined]
-            self.sock, server_hostname=self._server_hostname or self.host)
+        def __init__(self, host: str, port: int, *, timeout: float,
+                     context: ssl.SSLContext, server_hostname: str | None) -> None:
+            super().__init__(host, port, timeout=timeout, context=context)
+            self._server_hostname = server_hostname
+
+        def connect(self) -> None:
+            http.client.HTTPConnection.connect(self)
+            self.sock = self._context.wrap_socket(  # type: ignore[attr-defined]
+                self.sock, server_hostname=self._server_hostname or self.host)
+
+    return _HTTPSConnection
 
 
 class Response:

@@ -16,6 +16,7 @@ from mmerep.errors import KubeError, KubeUnreachable
 
 if TYPE_CHECKING:
     from mmerep.kube import Kube
+    from mmerep.kubehttp import Connection, Transport
 
 # Not the client's own port-forward: it would import the client, and adds a thread, a
 # socket pair and an unbounded buffer to every connection.
@@ -62,11 +63,132 @@ class Endpoint:
 
 def endpoint_of(kube: Kube) -> Endpoint:
     """The raw-socket ``Endpoint`` of a gateway connection (same TLS, same credentials)."""
-    conn = kube.connection
+    return endpoint_for(kube.connection, kube.transport)
+
+
+def endpoint_for(conn: Connection, transport: Transport | None = None) -> Endpoint:
+    """The ``Endpoint`` of a resolved connection (e.g. the gateway's cached one)."""
     auth = conn.authorization()
     https = conn.host.startswith("https")
+    if https and transport is None:
+        from mmerep.kubehttp import Transport
+
+        transport = Transport(conn)
     return Endpoint(conn.host.rstrip("/"), (("Authorization", auth),) if auth else (),
-                    kube.transport.ssl_context() if https else None, conn.tls_server_name)
+                    transport.ssl_context() if https and transport else None,
+                    conn.tls_server_name)
+
+
+class RawApi:
+    """GET requests on one raw keep-alive connection, which a ``PortForward`` then takes
+    over (``take_socket``): the pod lookup and the port-forward share one TLS handshake,
+    and no HTTP library is imported. Only what ``mme-rep ssh proxy`` asks: JSON GETs."""
+
+    def __init__(self, endpoint: Endpoint, timeout: float = 15.0) -> None:
+        self.endpoint = endpoint
+        self.sock = endpoint.connect(timeout)
+        self.timeout = timeout
+        self._buf = bytearray()
+        self._reusable = True
+
+    def request(self, method: str, path: str, *, query: dict[str, Any] | None = None,
+                what: str | None = None) -> Any:
+        """Parsed JSON of a 2xx answer; the gateway's error for any other (KubeError),
+        OSError when the connection fails."""
+        import json
+        from urllib.parse import urlencode
+
+        assert method == "GET", method
+        url = self.endpoint.prefix + path + (f"?{urlencode(query)}" if query else "")
+        if not self._reusable:  # the last answer closed the connection
+            self.sock.close()
+            self.sock, self._reusable = self.endpoint.connect(self.timeout), True
+            self._buf.clear()
+        self.sock.sendall(_request_head(self.endpoint, f"GET {url} HTTP/1.1",
+                                        ["Accept: application/json"]))
+        status, fields = self._head()
+        self._reusable = (fields.get("connection", "").lower() != "close"
+                          and fields[":version"] != "HTTP/1.0")
+        body = self._body(fields)
+        if not 200 <= status < 300:
+            from mmerep.kube import error_for_status
+
+            raise error_for_status(status, body, what or f"GET {path}")
+        return json.loads(body)
+
+    def take_socket(self) -> Any:
+        """The connection, for a next request of one's own (a new one if the server
+        closes this one)."""
+        sock, self.sock = self.sock, None
+        if not self._reusable or self._buf:  # closing, or answering what we did not ask
+            sock.close()
+            return self.endpoint.connect(self.timeout)
+        return sock
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+    def _fill(self) -> None:
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise ConnectionResetError("the API server closed the connection")
+        self._buf += chunk
+
+    def _head(self) -> tuple[int, dict[str, str]]:
+        while (end := self._buf.find(b"\r\n\r\n")) < 0:
+            self._fill()
+        status, fields = _parse_head(bytes(self._buf[:end]))
+        del self._buf[:end + 4]
+        return status, fields
+
+    def _take(self, n: int) -> bytes:
+        while len(self._buf) < n:
+            self._fill()
+        data = bytes(self._buf[:n])
+        del self._buf[:n]
+        return data
+
+    def _line(self) -> bytes:
+        while (end := self._buf.find(b"\r\n")) < 0:
+            self._fill()
+        return self._take(end + 2)[:-2]
+
+    def _body(self, fields: dict[str, str]) -> bytes:
+        if "transfer-encoding" not in fields and "content-length" not in fields:
+            while not self._reusable:  # the body ends with the connection
+                try:
+                    self._fill()
+                except ConnectionResetError:
+                    break
+            return self._take(len(self._buf))
+        if "chunked" in fields.get("transfer-encoding", "").lower():
+            parts = []
+            while size := int(self._line().split(b";")[0], 16):
+                parts.append(self._take(size))
+                self._take(2)
+            while self._line():  # trailers, up to the empty line
+                pass
+            return b"".join(parts)
+        return self._take(int(fields.get("content-length", "0") or 0))
+
+
+def _request_head(endpoint: Endpoint, first: str, extra: list[str]) -> bytes:
+    host, port = endpoint.host_port
+    lines = [first, f"Host: {host}:{port}", "User-Agent: mme-rep", *extra]
+    lines += [f"{k}: {v}" for k, v in endpoint.headers]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def _parse_head(header: bytes) -> tuple[int, dict[str, str]]:
+    lines = header.decode("latin-1").split("\r\n")
+    words = lines[0].split()
+    status = int(words[1]) if len(words) > 1 and words[1].isdigit() else 0
+    fields = {k.strip().lower(): v.strip() for k, _, v in
+              (line.partition(":") for line in lines[1:])}
+    fields[":version"] = words[0] if words else ""
+    return status, fields
 
 
 class PortForward:
@@ -89,23 +211,21 @@ class PortForward:
 
     @classmethod
     def open(cls, endpoint: Endpoint, namespace: str, pod: str, port: int,
-             timeout: float = 15.0) -> PortForward:
+             timeout: float = 15.0, api: RawApi | None = None) -> PortForward:
+        """The port-forward, on ``api``'s connection when given (else a new one)."""
         import base64
         import hashlib
 
         path = (f"{endpoint.prefix}/api/v1/namespaces/{quote(namespace)}/pods/{quote(pod)}"
                 f"/portforward?ports={port}")
         key = base64.b64encode(os.urandom(16)).decode()
-        host, hport = endpoint.host_port
-        request = [f"GET {path} HTTP/1.1", f"Host: {host}:{hport}", "Upgrade: websocket",
-                   "Connection: Upgrade", f"Sec-WebSocket-Key: {key}",
-                   "Sec-WebSocket-Version: 13",
-                   f"Sec-WebSocket-Protocol: {PORT_FORWARD_PROTOCOL}"]
-        request += [f"{k}: {v}" for k, v in endpoint.headers]
-        sock = endpoint.connect(timeout)
+        request = _request_head(endpoint, f"GET {path} HTTP/1.1", [
+            "Upgrade: websocket", "Connection: Upgrade", f"Sec-WebSocket-Key: {key}",
+            "Sec-WebSocket-Version: 13", f"Sec-WebSocket-Protocol: {PORT_FORWARD_PROTOCOL}"])
+        sock = api.take_socket() if api is not None else endpoint.connect(timeout)
         head = bytearray()
         try:
-            sock.sendall(("\r\n".join(request) + "\r\n\r\n").encode())
+            sock.sendall(request)
             while b"\r\n\r\n" not in head:
                 chunk = sock.recv(65536)
                 if not chunk:
@@ -116,10 +236,7 @@ class PortForward:
             raise KubeUnreachable(f"port-forward to {pod}: the API server closed the "
                                   f"connection: {exc}") from None
         header, _, rest = bytes(head).partition(b"\r\n\r\n")
-        lines = header.decode("latin-1").split("\r\n")
-        status = int(lines[0].split()[1]) if len(lines[0].split()) > 1 else 0
-        fields = {k.strip().lower(): v.strip() for k, _, v in
-                  (line.partition(":") for line in lines[1:])}
+        status, fields = _parse_head(header)
         what = f"port-forward to pod {pod} in {namespace}"
         if status != 101:
             length = int(fields.get("content-length", "0") or 0)
@@ -177,6 +294,10 @@ class PortForward:
                 with memoryview(self._out) as view:  # no copy of what is queued
                     sent = self.sock.send(view[:1 << 20])
             except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+                return
+            except OSError:  # the server went away: receive() says the stream ended
+                self._out.clear()
+                self._closed = True
                 return
             del self._out[:sent]
 
