@@ -19,9 +19,8 @@ import os
 import ssl
 import threading
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlencode, urlsplit
 
 if TYPE_CHECKING:  # imported when a request goes out: `ssh proxy` sends none through here
@@ -34,9 +33,9 @@ CACHE_VERSION = 1
 CACHE_ENTRIES = 32
 
 
-@dataclass(frozen=True)
-class Connection:
-    """Everything needed to talk to one API server as one identity."""
+class Connection(NamedTuple):
+    """Everything needed to talk to one API server as one identity. (A NamedTuple:
+    `mme-rep ssh proxy` loads it from the cache, and `dataclasses` costs more to import.)"""
 
     host: str  # https://host:port (or http:// for test servers)
     ca_file: str | None = None
@@ -254,9 +253,9 @@ def save_cached(key: str, conn: Connection, files: dict[str, bytes]) -> Connecti
         target = directory / f"{key}.{field_name}.pem"
         _write_private(target, content)
         kept[field_name] = str(target)
-    conn = Connection(**{**asdict(conn), **kept})
+    conn = Connection(**{**conn._asdict(), **kept})
     _write_private(directory / f"{key}.json",
-                   json.dumps({"version": CACHE_VERSION, **asdict(conn)}).encode())
+                   json.dumps({"version": CACHE_VERSION, **conn._asdict()}).encode())
     _prune(directory)
     return conn
 

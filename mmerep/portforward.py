@@ -8,8 +8,7 @@ import the Kubernetes client: the connection comes resolved from the gateway
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import quote, urlsplit
 
 from mmerep.errors import KubeError, KubeUnreachable
@@ -24,8 +23,7 @@ if TYPE_CHECKING:
 PORT_FORWARD_PROTOCOL = "v4.channel.k8s.io"
 
 
-@dataclass(frozen=True)
-class Endpoint:
+class Endpoint(NamedTuple):
     """Where to open a raw connection to the API server: address, TLS and auth header."""
 
     server: str  # https://host:port[/prefix]
@@ -49,16 +47,22 @@ class Endpoint:
 
         host, port = self.host_port
         try:
-            sock = socket.create_connection((host, port), timeout=timeout)
+            sock = socket.create_connection(  # getaddrinfo takes bytes too
+                (_ascii(host), port), timeout=timeout)  # type: ignore[arg-type]
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self.ssl_context is not None:
                 sock = self.ssl_context.wrap_socket(
-                    sock, server_hostname=self.server_hostname or host)
+                    sock, server_hostname=_ascii(self.server_hostname or host))
         except OSError as exc:
             raise KubeUnreachable(f"cannot reach the API server at {self.server}: {exc}",
                                   hint="is the cluster up, and the kubeconfig context "
                                   "right?") from None
         return sock
+
+
+def _ascii(name: str) -> str | bytes:
+    """An ASCII host name as bytes: socket and ssl then skip importing the idna codec."""
+    return name.encode() if name.isascii() else name
 
 
 def endpoint_of(kube: Kube) -> Endpoint:

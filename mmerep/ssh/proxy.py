@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from mmerep.errors import (
     KubeError,
@@ -35,8 +34,7 @@ COMPONENT = "app.kubernetes.io/component"
 VIA_ENV = "MMEREP_SSH_VIA"
 
 
-@dataclass(frozen=True)
-class Target:
+class Target(NamedTuple):
     profile: Any
     host: SshHost
     namespace: str

@@ -15,7 +15,7 @@ import contextlib
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass
+from typing import NamedTuple
 
 from mmerep.paths import cache_dir, config_dir
 
@@ -28,8 +28,7 @@ ENV_INPUTS = ("MMEREP_PROFILES", "MMEREP_CONFIG_DIR", "XDG_CONFIG_HOME", "HOME",
               "MMEREP_STATE_DIR", "MMEREP_CACHE_DIR", "XDG_CACHE_HOME", "KUBECONFIG")
 
 
-@dataclass(frozen=True)
-class Route:
+class Route(NamedTuple):
     """A host name resolved: the profile's name and its cluster and namespace."""
 
     name: str  # the profile's
@@ -78,7 +77,7 @@ def save(host_name: str, profiles_file: str | None, route: Route) -> None:
         tmp = f"{target}.{os.getpid()}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
-            json.dump(asdict(route), fh)
+            json.dump(route._asdict(), fh)
         os.replace(tmp, target)
         _prune(directory)
 
