@@ -140,10 +140,7 @@ def run(rounds: int = 5, megabytes: int = 200) -> list[dict[str, object]]:
             "app.kubernetes.io/component=scheduler"))[0]["metadata"]["name"]
         sshd = Sshd.for_environment(kube, ns, "sentinel3").start()
         try:
-            kube.apply({"apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "PortForward",
-                        "metadata": {"name": pod, "namespace": ns},
-                        "spec": {"forwards": [{"ports": [2222], "target": {
-                            "address": "127.0.0.1", "port": sshd.port}}]}})
+            sshd.route(kube, ns, pod, 2222)
             config = work / "ssh" / "config"
             subprocess.run([sys.executable, "-m", "mmerep", "ssh", "config", "--profiles",
                             str(profiles), "--write", "--ssh-config", str(config)],

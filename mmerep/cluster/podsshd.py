@@ -121,13 +121,20 @@ class Sshd:
 
     def route(self, kube: Any, namespace: str, pod: str, port: int) -> None:
         """Send the pod's ``port`` (its port-forward) to this sshd, through KWOK."""
-        kube.apply({"apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "PortForward",
-                    "metadata": {"name": pod, "namespace": namespace},
-                    "spec": {"forwards": [{"ports": [port], "target": {
-                        "address": "127.0.0.1", "port": self.port}}]}})
+        route_port(kube, namespace, pod, port, self.port)
 
     def stop(self) -> None:
         if self.proc is not None:
             self.proc.terminate()
             self.proc.wait(10)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def route_port(kube: Any, namespace: str, pod: str, port: int, local_port: int) -> None:
+    """A simulated pod's port-forward to ``port`` reaches 127.0.0.1:``local_port`` (KWOK's
+    PortForward resource): how the tests, the benchmark and the demo put a real server
+    (sshd, a web server) behind a KWOK pod."""
+    kube.apply({"apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "PortForward",
+                "metadata": {"name": pod, "namespace": namespace},
+                "spec": {"forwards": [{"ports": [port], "target": {
+                    "address": "127.0.0.1", "port": local_port}}]}})
