@@ -561,3 +561,30 @@ def test_a_refused_websocket_port_forward_falls_back_to_kubectl(
         proc.terminate()
         proc.wait(5)
         listener.close()
+
+
+def test_a_remembered_route_is_forgotten_when_what_it_was_read_from_changes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The proxy skips the profiles file only while the file (and the variables that
+    choose files) are what the route was resolved from."""
+    from mmerep.ssh import routes
+
+    monkeypatch.setenv("MMEREP_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    profiles = tmp_path / "profiles.yaml"
+    profiles.write_text("profiles: {p: {namespace: a}}\n")
+    host = "e-scheduler.p.c"
+    route = routes.Route("p", "a", "/k", "c", "e", "scheduler")
+    assert routes.lookup(host, str(profiles)) is None
+    routes.save(host, str(profiles), route)
+    assert routes.lookup(host, str(profiles)) == route
+    assert routes.lookup("f-scheduler.p.c", str(profiles)) is None
+    entry = next((tmp_path / "cache" / "ssh-routes").iterdir())
+    assert entry.stat().st_mode & 0o077 == 0  # the user's own
+    monkeypatch.setenv("KUBECONFIG", "/elsewhere")
+    assert routes.lookup(host, str(profiles)) is None
+    monkeypatch.delenv("KUBECONFIG")
+    assert routes.lookup(host, str(profiles)) == route
+    profiles.write_text("profiles: {p: {namespace: b}}\n")  # same size, new content
+    os.utime(profiles, ns=(1, 1))
+    assert routes.lookup(host, str(profiles)) is None
