@@ -195,6 +195,28 @@ def _parse_head(header: bytes) -> tuple[int, dict[str, str]]:
     return status, fields
 
 
+_XOR: dict[int, bytes] = {}  # byte value -> the table that XORs every byte with it
+
+
+def masked(payload: bytes, mask: bytes) -> bytes | bytearray:
+    """``payload`` XOR ``mask`` repeated: RFC 6455's client masking.
+
+    Small frames: one big-int XOR. Bulk (scp, rsync): each of the four byte lanes through
+    ``bytes.translate`` with its byte's XOR table, about twice as fast in pure Python.
+    """
+    n = len(payload)
+    if n < 16384:
+        key = int.from_bytes((mask * (n // 4 + 1))[:n], "little")
+        return (int.from_bytes(payload, "little") ^ key).to_bytes(n, "little")
+    out = bytearray(n)
+    for lane in range(4):
+        table = _XOR.get(mask[lane])
+        if table is None:
+            table = _XOR[mask[lane]] = bytes(b ^ mask[lane] for b in range(256))
+        out[lane::4] = payload[lane::4].translate(table)
+    return out
+
+
 class PortForward:
     """One pod port through the API server (WebSocket, ``v4.channel.k8s.io``), non-blocking.
 
@@ -284,11 +306,9 @@ class PortForward:
         else:
             head = bytes((0x80 | opcode, 0x80 | 127)) + n.to_bytes(8, "big")
         mask = os.urandom(4)
-        # Client frames are masked (RFC 6455); a big-int XOR does it at memory speed.
-        key = int.from_bytes((mask * (n // 4 + 1))[:n], "little")
         self._out += head
         self._out += mask
-        self._out += (int.from_bytes(payload, "little") ^ key).to_bytes(n, "little")
+        self._out += masked(payload, mask)
 
     def flush(self) -> None:
         import ssl

@@ -588,3 +588,11 @@ def test_a_remembered_route_is_forgotten_when_what_it_was_read_from_changes(
     profiles.write_text("profiles: {p: {namespace: b}}\n")  # same size, new content
     os.utime(profiles, ns=(1, 1))
     assert routes.lookup(host, str(profiles)) is None
+
+
+@pytest.mark.parametrize("size", [0, 1, 3, 4, 5, 16383, 16384, 16387, 262145])
+def test_client_frames_are_masked_with_the_whole_key_at_every_size(size: int) -> None:
+    from mmerep.portforward import masked
+
+    data, key = os.urandom(size), os.urandom(4)
+    assert bytes(masked(data, key)) == bytes(b ^ key[i % 4] for i, b in enumerate(data))
