@@ -12,17 +12,19 @@ the Kubernetes client.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
-import http.client
 import json
 import os
 import ssl
 import threading
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlencode, urlsplit
+
+if TYPE_CHECKING:  # imported when a request goes out: `ssh proxy` sends none through here
+    import http.client
 
 # A cached token is not used in its last minute: a request must not start with a token
 # that expires on the way.
@@ -31,9 +33,9 @@ CACHE_VERSION = 1
 CACHE_ENTRIES = 32
 
 
-@dataclass(frozen=True)
-class Connection:
-    """Everything needed to talk to one API server as one identity."""
+class Connection(NamedTuple):
+    """Everything needed to talk to one API server as one identity. (A NamedTuple:
+    `mme-rep ssh proxy` loads it from the cache, and `dataclasses` costs more to import.)"""
 
     host: str  # https://host:port (or http:// for test servers)
     ca_file: str | None = None
@@ -82,9 +84,11 @@ class Transport:
             return self._ssl
 
     def _open(self, timeout: float) -> http.client.HTTPConnection:
+        import http.client
+
         if self.https:
             server_hostname = self.connection.tls_server_name
-            conn: http.client.HTTPConnection = _HTTPSConnection(
+            conn: http.client.HTTPConnection = _https_connection_class()(
                 self.netloc, self.port, timeout=timeout, context=self.ssl_context(),
                 server_hostname=server_hostname)
         else:
@@ -95,6 +99,8 @@ class Transport:
              body: Any = None, headers: dict[str, str] | None = None, timeout: float = 30.0,
              stream: bool = False) -> Response:
         """One request; raises OSError or http.client.HTTPException when the wire fails."""
+        import http.client
+
         url = self.prefix + path + (f"?{urlencode(query)}" if query else "")
         all_headers = {"Accept": "application/json", "User-Agent": "mme-rep",
                        **(headers or {})}
@@ -134,18 +140,24 @@ class Transport:
         return conn
 
 
-class _HTTPSConnection(http.client.HTTPSConnection):
-    """HTTPS whose certificate check may use a different name (kubeconfig tls-server-name)."""
+@functools.cache
+def _https_connection_class() -> Any:  # a class: HTTPSConnection with a server name
+    import http.client
 
-    def __init__(self, host: str, port: int, *, timeout: float, context: ssl.SSLContext,
-                 server_hostname: str | None) -> None:
-        super().__init__(host, port, timeout=timeout, context=context)
-        self._server_hostname = server_hostname
+    class _HTTPSConnection(http.client.HTTPSConnection):
+        """HTTPS whose certificate check may use another name (kubeconfig tls-server-name)."""
 
-    def connect(self) -> None:
-        http.client.HTTPConnection.connect(self)
-        self.sock = self._context.wrap_socket(  # type: ignore[attr-defined]
-            self.sock, server_hostname=self._server_hostname or self.host)
+        def __init__(self, host: str, port: int, *, timeout: float,
+                     context: ssl.SSLContext, server_hostname: str | None) -> None:
+            super().__init__(host, port, timeout=timeout, context=context)
+            self._server_hostname = server_hostname
+
+        def connect(self) -> None:
+            http.client.HTTPConnection.connect(self)
+            self.sock = self._context.wrap_socket(  # type: ignore[attr-defined]
+                self.sock, server_hostname=self._server_hostname or self.host)
+
+    return _HTTPSConnection
 
 
 class Response:
@@ -241,9 +253,9 @@ def save_cached(key: str, conn: Connection, files: dict[str, bytes]) -> Connecti
         target = directory / f"{key}.{field_name}.pem"
         _write_private(target, content)
         kept[field_name] = str(target)
-    conn = Connection(**{**asdict(conn), **kept})
+    conn = Connection(**{**conn._asdict(), **kept})
     _write_private(directory / f"{key}.json",
-                   json.dumps({"version": CACHE_VERSION, **asdict(conn)}).encode())
+                   json.dumps({"version": CACHE_VERSION, **conn._asdict()}).encode())
     _prune(directory)
     return conn
 

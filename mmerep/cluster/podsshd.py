@@ -119,15 +119,64 @@ class Sshd:
                     raise ClusterError(f"sshd did not start: {self.log.read_text()}") from None
                 time.sleep(0.05)
 
-    def route(self, kube: Any, namespace: str, pod: str, port: int) -> None:
-        """Send the pod's ``port`` (its port-forward) to this sshd, through KWOK."""
-        kube.apply({"apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "PortForward",
-                    "metadata": {"name": pod, "namespace": namespace},
-                    "spec": {"forwards": [{"ports": [port], "target": {
-                        "address": "127.0.0.1", "port": self.port}}]}})
+    def route(self, kube: Any, namespace: str, pod: str, port: int,
+              timeout: float = 30.0) -> None:
+        """Send the pod's ``port`` (its port-forward) to this sshd, through KWOK, and wait
+        until KWOK has taken the route (a moment after it is applied): a port-forward
+        then gets the sshd's banner."""
+        from mmerep.errors import KubeError
+
+        route_port(kube, namespace, pod, port, self.port)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if _banner(kube, namespace, pod, port).startswith(b"SSH-"):
+                    return
+                why = "no banner"
+            except KubeError as exc:
+                why = exc.message
+            if time.monotonic() > deadline:
+                raise ClusterError(f"KWOK did not route {namespace}/{pod}:{port} to the "
+                                   f"sshd on 127.0.0.1:{self.port} within {timeout:.0f}s: "
+                                   f"{why}")
+            time.sleep(0.2)
 
     def stop(self) -> None:
         if self.proc is not None:
             self.proc.terminate()
             self.proc.wait(10)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def route_port(kube: Any, namespace: str, pod: str, port: int, local_port: int) -> None:
+    """A simulated pod's port-forward to ``port`` reaches 127.0.0.1:``local_port`` (KWOK's
+    PortForward resource): how the tests, the benchmark and the demo put a real server
+    (sshd, a web server) behind a KWOK pod."""
+    kube.apply({"apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "PortForward",
+                "metadata": {"name": pod, "namespace": namespace},
+                "spec": {"forwards": [{"ports": [port], "target": {
+                    "address": "127.0.0.1", "port": local_port}}]}})
+
+
+def _banner(kube: Any, namespace: str, pod: str, port: int, wait: float = 5.0) -> bytes:
+    """The first bytes a port-forward to the pod's ``port`` brings (KubeError if none)."""
+    import select
+
+    from mmerep.portforward import PortForward, endpoint_of
+
+    stream = PortForward.open(endpoint_of(kube), namespace, pod, port)
+    try:
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            select.select([stream], [], [], 0.2)
+            data = stream.receive()
+            if data is None:
+                return b""
+            if data:
+                # A bad client banner: sshd drops the connection now, instead of holding
+                # one of its MaxStartups slots until LoginGraceTime.
+                stream.send(b"SSH-2.0-probe\r\n" + b"\xff" * 64)
+                return data
+        return b""
+    finally:
+        stream.close()

@@ -64,7 +64,7 @@ def web_target(kube: Any, profile: Any, env_name: str) -> tuple[Any, Target, str
 
     from mmerep import environments
     from mmerep.errors import UsageError
-    from mmerep.kube import endpoint_of
+    from mmerep.portforward import endpoint_of
     from mmerep.ssh.hosts import SshHost
     from mmerep.ssh.proxy import find_target
 

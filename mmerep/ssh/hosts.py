@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from mmerep.errors import UsageError
 
 _LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 
 
-@dataclass(frozen=True)
-class SshHost:
+# NamedTuples, not dataclasses, on the proxy's path: `dataclasses` costs more to import.
+class SshHost(NamedTuple):
     env: str
     component: str
     profile: str

@@ -9,25 +9,32 @@ what that path needs: no Kubernetes client, no typer, no rich.
 
 from __future__ import annotations
 
-import logging
 import os
-import shutil
-import subprocess
-from dataclasses import dataclass
-from typing import Any
+import sys
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from mmerep.errors import KubeError, KubeForbidden, KubeNotFound, KubeUnreachable, UsageError
+from mmerep.errors import (
+    KubeError,
+    KubeForbidden,
+    KubeNotFound,
+    KubeUnauthenticated,
+    KubeUnreachable,
+    UsageError,
+)
 from mmerep.ssh.hosts import SshHost, parse_host
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    import subprocess
+
+    from mmerep.portforward import RawApi
+    from mmerep.ssh.routes import Route
 INSTANCE = "app.kubernetes.io/instance"
 COMPONENT = "app.kubernetes.io/component"
 # "kubectl" forces the kubectl fallback (tests and the benchmark use it).
 VIA_ENV = "MMEREP_SSH_VIA"
 
 
-@dataclass(frozen=True)
-class Target:
+class Target(NamedTuple):
     profile: Any
     host: SshHost
     namespace: str
@@ -104,38 +111,96 @@ def connect(profile: Any) -> Any:
                                 retry=RetryPolicy(attempts=3), request_timeout=15)
 
 
+def _debug(message: str, *args: Any) -> None:
+    """Log for --debug, without importing logging on the way to the first byte (--debug
+    and the full CLI have imported it already)."""
+    if "logging" in sys.modules:
+        import logging
+
+        logging.getLogger(__name__).debug(message, *args)
+
+
 def resolve(host_name: str, port: int, profiles_file: str | None = None) -> tuple[Any, Target]:
-    """(endpoint, target) for ``host_name``."""
-    from mmerep.kube import endpoint_of
+    """(endpoint, target) for ``host_name``, through the profiles file and the gateway;
+    remembers the host's route for the next connection (``routes``)."""
+    from mmerep.portforward import endpoint_of
     from mmerep.profiles import load_profiles
+    from mmerep.ssh import routes
 
     profiles = load_profiles(profiles_file)
     host = parse_host(host_name, profiles.values())
     profile = profiles[host.profile]
     kube = connect(profile)
+    routes.save(host_name, profiles_file, routes.Route(
+        profile.name, profile.namespace, profile.kubeconfig, profile.context,
+        host.env, host.component))
     target = find_target(kube, profile, host, port)
     return endpoint_of(kube), target
 
 
-def open_stream(endpoint: Any, target: Target) -> tuple[Any, Any]:
-    """(stream, kubectl process or None): the WebSocket port-forward, else kubectl's."""
-    from mmerep.kube import PortForward
+def open_stream(endpoint: Any, target: Target, api: RawApi | None = None) -> tuple[Any, Any]:
+    """(stream, kubectl process or None): the WebSocket port-forward (on ``api``'s
+    connection when given), else kubectl's."""
+    from mmerep.portforward import PortForward
 
     if os.environ.get(VIA_ENV) != "kubectl":
         try:
-            return PortForward.open(endpoint, target.namespace, target.pod, target.port), None
+            return PortForward.open(endpoint, target.namespace, target.pod, target.port,
+                                    api=api), None
         except (KubeForbidden, KubeNotFound, KubeUnreachable):
             raise
         except KubeError as exc:
-            log.debug("the API server refused the WebSocket port-forward (%s); "
-                      "falling back to kubectl port-forward", exc.message)
+            _debug("the API server refused the WebSocket port-forward (%s); "
+                   "falling back to kubectl port-forward", exc.message)
     else:
-        log.debug("%s=kubectl: using kubectl port-forward", VIA_ENV)
+        if api is not None:
+            api.close()
+        _debug("%s=kubectl: using kubectl port-forward", VIA_ENV)
     return kubectl_stream(target)
+
+
+def _transient(exc: KubeError) -> bool:
+    """Worth the full path (retries, re-resolving the kubeconfig) rather than an answer."""
+    return isinstance(exc, KubeUnauthenticated) or exc.status == 429 or (exc.status or 0) >= 500
+
+
+def open_known(route: Route, port: int) -> tuple[Any, Any] | None:
+    """(stream, kubectl process or None) along a remembered route with the gateway's
+    cached connection: the pod lookup and the port-forward on one TLS connection, with
+    nothing but the standard library. None when that cannot decide (no cached
+    connection, a transient failure, 401): the full path then takes over."""
+    from mmerep.kubehttp import cache_key, kubeconfig_files, load_cached
+    from mmerep.portforward import RawApi, endpoint_for
+
+    key = cache_key(kubeconfig_files(route.kubeconfig), route.context)
+    conn = load_cached(key) if key else None
+    if conn is None:
+        return None
+    endpoint = endpoint_for(conn)
+    try:
+        api = RawApi(endpoint)
+    except KubeUnreachable:
+        return None
+    host = SshHost(route.env, route.component, route.name)
+    try:
+        target = find_target(api, route, host, port)
+        return open_stream(endpoint, target, api)
+    except KubeError as exc:
+        api.close()
+        if _transient(exc):
+            _debug("quick path: %s; taking the full path", exc.message)
+            return None
+        raise
+    except OSError as exc:
+        api.close()
+        _debug("quick path: %s; taking the full path", exc)
+        return None
 
 
 def kubectl_binary() -> str:
     """$MMEREP_KUBECTL, else kubectl on PATH, else the local cluster's."""
+    import shutil
+
     found = os.environ.get("MMEREP_KUBECTL") or shutil.which("kubectl")
     if found:
         return found
@@ -150,6 +215,7 @@ def kubectl_binary() -> str:
 
 def kubectl_stream(target: Target) -> tuple[Any, subprocess.Popen[str]]:
     import socket
+    import subprocess
 
     from mmerep.ssh.pump import SocketStream
 
@@ -178,13 +244,23 @@ def kubectl_stream(target: Target) -> tuple[Any, subprocess.Popen[str]]:
 def run(host_name: str, port: int, profiles_file: str | None = None,
         in_fd: int = 0, out_fd: int = 1) -> tuple[int, int]:
     """Connect stdin/stdout to ``host_name``'s sshd; (bytes sent, bytes received)."""
+    from mmerep.ssh import routes
     from mmerep.ssh.pump import pump
 
-    if not logging.getLogger().handlers:  # no --debug: OpenSSH shows one line, ours
-        logging.getLogger("mmerep").addHandler(logging.NullHandler())
-    endpoint, target = resolve(host_name, port, profiles_file)
-    log.debug("%s -> pod %s/%s port %d", host_name, target.namespace, target.pod, target.port)
-    stream, proc = open_stream(endpoint, target)
+    route = routes.lookup(host_name, profiles_file)
+    opened = open_known(route, port) if route is not None else None
+    if opened is None:
+        import logging  # the full path logs (retries)
+
+        if not logging.getLogger().handlers:  # no --debug: OpenSSH shows one line, ours
+            logging.getLogger("mmerep").addHandler(logging.NullHandler())
+        endpoint, target = resolve(host_name, port, profiles_file)
+        _debug("%s -> pod %s/%s port %d", host_name, target.namespace, target.pod,
+               target.port)
+        opened = open_stream(endpoint, target)
+    else:
+        _debug("%s: remembered route, cached connection", host_name)
+    stream, proc = opened
     try:
         return pump(stream, in_fd, out_fd)
     finally:
@@ -197,8 +273,6 @@ def main(argv: list[str]) -> int | None:
     """`python -m mmerep ssh proxy [--profiles FILE] [--debug] HOST [PORT]` without the CLI
     framework (typer and rich cost more than the rest of the start-up). None: not for us
     (help, or arguments this short path does not know), so the full CLI takes it."""
-    import sys
-
     from mmerep.errors import MmerepError
 
     args, profiles_file, debug = list(argv), None, False
@@ -213,6 +287,8 @@ def main(argv: list[str]) -> int | None:
     if len(args) not in (1, 2) or (len(args) == 2 and not args[1].isdigit()):
         return None
     if debug:
+        import logging
+
         logging.basicConfig(level=logging.DEBUG, format="%(levelname)s %(name)s: %(message)s")
     try:
         run(args[0], int(args[1]) if len(args) == 2 else 22, profiles_file)

@@ -3,7 +3,7 @@
 One thread, one ``select``: a side is read only when the other side's buffer has room
 (back-pressure; nothing piles up in memory), and the loop sleeps in ``select`` when
 nothing can move (no busy loop). A stream offers ``fileno``, ``pending``, ``wants_write``,
-``send``, ``flush``, ``receive`` and ``close``, as ``mmerep.kube.PortForward`` does.
+``send``, ``flush``, ``receive`` and ``close``, as ``mmerep.portforward.PortForward`` does.
 """
 
 from __future__ import annotations
@@ -125,6 +125,18 @@ def _read_some(fd: int) -> tuple[bytes, bool]:
     return b"".join(parts), True
 
 
+def _write_some(fd: int, data: bytes | bytearray) -> int | None:
+    """How much of ``data`` went out now (0 if none could); None when the reader is gone."""
+    try:
+        return os.write(fd, data)
+    except BlockingIOError:
+        return 0
+    except OSError as exc:
+        if exc.errno in (errno.EPIPE, errno.EBADF):
+            return None
+        raise
+
+
 def pump(stream: Stream | Any, in_fd: int = 0, out_fd: int = 1) -> tuple[int, int]:
     """Copy ``in_fd`` -> stream and stream -> ``out_fd`` until either side ends.
 
@@ -168,9 +180,16 @@ def pump(stream: Stream | Any, in_fd: int = 0, out_fd: int = 1) -> tuple[int, in
                         data = stream.receive(HIGH_WATER - len(to_local))
                         if data is None:
                             remote_open = False
-                        else:
-                            to_local += data
+                        elif data:
                             received += len(data)
+                            if to_local:
+                                to_local += data
+                            else:  # straight out, without another select (ssh's handshake
+                                # is a dozen small round trips)
+                                n = _write_some(out_fd, data)
+                                if n is None:
+                                    return sent, received
+                                to_local += data[n:]
                     else:
                         chunk, in_open = _read_some(in_fd)
                         if chunk:
@@ -181,14 +200,9 @@ def pump(stream: Stream | Any, in_fd: int = 0, out_fd: int = 1) -> tuple[int, in
                     if side is stream:
                         stream.flush()
                     elif to_local:
-                        try:
-                            n = os.write(out_fd, to_local)
-                        except BlockingIOError:
-                            continue
-                        except OSError as exc:
-                            if exc.errno in (errno.EPIPE, errno.EBADF):
-                                return sent, received
-                            raise
+                        n = _write_some(out_fd, to_local)
+                        if n is None:
+                            return sent, received
                         del to_local[:n]
     finally:
         stream.close()

@@ -11,6 +11,7 @@ import urllib.request
 import pytest
 
 from mmerep.cluster import build, local, sample
+from mmerep.cluster.podsshd import route_port
 from mmerep.errors import RegistryError
 from mmerep.kube import Kube
 from mmerep.registry import RegistryClient
@@ -92,10 +93,7 @@ def test_port_forward_to_a_simulated_pod_reaches_a_local_server(
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hello)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        kube.apply({"apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "PortForward",
-                    "metadata": {"name": "web", "namespace": namespace},
-                    "spec": {"forwards": [{"ports": [8080], "target": {
-                        "address": "127.0.0.1", "port": server.server_address[1]}}]}})
+        route_port(kube, namespace, "web", 8080, server.server_address[1])
         _running_pod(kube, namespace, "web")
         proc = subprocess.Popen(
             [str(build.binary_path("kubectl")), "--kubeconfig", str(local.kubeconfig_path()),

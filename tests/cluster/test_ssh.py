@@ -24,7 +24,7 @@ import yaml
 
 from mmerep import environments
 from mmerep.cluster import build, local
-from mmerep.cluster.podsshd import Sshd
+from mmerep.cluster.podsshd import Sshd, route_port
 from mmerep.kube import Kube
 from mmerep.profiles import validate
 
@@ -307,10 +307,7 @@ def test_env_open_forwards_a_web_environment_with_its_token(
     environments.deploy(kube, rendered, timeout=120)
     pod = next(p["metadata"]["name"] for p in kube.list_objects(
         "v1", "Pod", namespace, label_selector="app.kubernetes.io/instance=notebooks"))
-    kube.apply({"apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "PortForward",
-                "metadata": {"name": pod, "namespace": namespace},
-                "spec": {"forwards": [{"ports": [8888], "target": {
-                    "address": "127.0.0.1", "port": server.server_address[1]}}]}})
+    route_port(kube, namespace, pod, 8888, server.server_address[1])
     proc = subprocess.Popen([sys.executable, "-m", "mmerep", "env", "open", "notebooks",
                              "--profiles", str(profiles)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)

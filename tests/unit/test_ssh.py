@@ -15,7 +15,7 @@ import pytest
 
 from mmerep import environments, sshkeys
 from mmerep.errors import KubeError, UsageError
-from mmerep.kube import PortForward
+from mmerep.portforward import PortForward
 from mmerep.profiles import validate
 from mmerep.ssh.config import EnvKeys, known_hosts, replace_block, ssh_config
 from mmerep.ssh.hosts import parse_host
@@ -313,7 +313,8 @@ def test_port_forward_handshake_sends_credentials_and_maps_refusals() -> None:
     import json as jsonlib
 
     from mmerep.errors import KubeForbidden
-    from mmerep.kube import Kube, endpoint_of
+    from mmerep.kube import Kube
+    from mmerep.portforward import endpoint_of
 
     def accept(request: bytes) -> bytes:
         key = next(line.split(b": ")[1] for line in request.split(b"\r\n")
@@ -342,6 +343,84 @@ def test_port_forward_handshake_sends_credentials_and_maps_refusals() -> None:
                               + str(len(status)).encode() + b"\r\n\r\n" + status)
     with pytest.raises(KubeForbidden, match='cannot create resource "pods/portforward"'):
         PortForward.open(endpoint_of(Kube.from_url(url)), "s3", "p", 2222)
+
+
+def _websocket_accept(request: bytes) -> bytes:
+    import hashlib
+
+    key = next(line.split(b": ")[1] for line in request.split(b"\r\n")
+               if line.lower().startswith(b"sec-websocket-key"))
+    digest = hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest()
+    return (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + base64.b64encode(digest)
+            + b"\r\n\r\n" + _server_frame(b"\x00" + (2222).to_bytes(2, "little"))
+            + _server_frame(b"\x00SSH-2.0-test\r\n"))
+
+
+def test_the_pod_lookup_and_the_port_forward_share_one_connection() -> None:
+    """The proxy's quick path: a chunked JSON answer, then the upgrade on the same
+    keep-alive connection (one TCP and TLS handshake, not two)."""
+    import json as jsonlib
+
+    from mmerep.kube import Kube
+    from mmerep.portforward import RawApi, endpoint_of
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[bytes] = []
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        accepted.append(b"")
+        listener.close()
+        with conn:
+            data = b""
+            for answer in ("list", "upgrade"):
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                request, _, data = data.partition(b"\r\n\r\n")
+                accepted[0] += request + b"\r\n\r\n"
+                if answer == "list":
+                    body = jsonlib.dumps({"items": [{"metadata": {"name": "p-1"}}]}).encode()
+                    chunks = [body[:10], body[10:]]
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                 + b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in chunks)
+                                 + b"0\r\n\r\n")
+                else:
+                    conn.sendall(_websocket_accept(request))
+            time.sleep(0.5)
+    threading.Thread(target=serve, daemon=True).start()
+    endpoint = endpoint_of(Kube.from_url(f"http://127.0.0.1:{listener.getsockname()[1]}",
+                                         token="s3cr3t"))
+    api = RawApi(endpoint)
+    pods = api.request("GET", "/api/v1/namespaces/s3/pods",
+                       query={"labelSelector": "app.kubernetes.io/instance=sentinel3"})
+    assert pods == {"items": [{"metadata": {"name": "p-1"}}]}
+    pf = PortForward.open(endpoint, "s3", "p-1", 2222, api=api)
+    assert _wait_data(pf, 14) == b"SSH-2.0-test\r\n"
+    pf.close()
+    requests = accepted[0].decode().split("\r\n\r\n")
+    assert requests[0].startswith("GET /api/v1/namespaces/s3/pods?labelSelector="
+                                  "app.kubernetes.io%2Finstance%3Dsentinel3 HTTP/1.1\r\n")
+    assert requests[1].startswith("GET /api/v1/namespaces/s3/pods/p-1/portforward?ports=2222 ")
+    assert all("Authorization: Bearer s3cr3t" in r for r in requests[:2])
+
+
+def test_a_refused_lookup_on_the_quick_path_is_the_gateways_error() -> None:
+    import json as jsonlib
+
+    from mmerep.errors import KubeForbidden
+    from mmerep.kube import Kube
+    from mmerep.portforward import RawApi, endpoint_of
+
+    status = jsonlib.dumps({"kind": "Status", "reason": "Forbidden", "message": (
+        'pods is forbidden: User "bob" cannot list resource "pods" in API group "" in the '
+        'namespace "s3"')}).encode()
+    url, _ = _one_shot_server(lambda _: b"HTTP/1.1 403 Forbidden\r\nContent-Length: "
+                              + str(len(status)).encode() + b"\r\n\r\n" + status)
+    api = RawApi(endpoint_of(Kube.from_url(url)))
+    with pytest.raises(KubeForbidden, match='list pods in s3: pods is forbidden: User "bob"'):
+        api.request("GET", "/api/v1/namespaces/s3/pods", what="list pods in s3")
+    api.close()
 
 
 def test_the_proxys_short_path_leaves_help_and_unknown_options_to_the_cli() -> None:
@@ -393,17 +472,21 @@ contexts: [{{name: c, context: {{cluster: c, user: u}}}}]
     env = {**os.environ, "MMEREP_CACHE_DIR": str(tmp_path / "cache")}
     cmd = [sys.executable, "-X", "importtime", "-m", "mmerep", "ssh", "proxy",
            "--profiles", str(profiles), "e-scheduler.p.c", "22"]
-    for _ in range(2):  # the first run resolves the kubeconfig and caches it
+    runs = []
+    for _ in range(3):  # the first run resolves the kubeconfig and the host, and keeps both
         out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        assert "error: no environment e in namespace n (profile p)" in out.stderr
+        assert out.returncode == 1
+        runs.append({line.split("|")[-1].strip() for line in out.stderr.splitlines()
+                     if line.startswith("import time:")})
     server.shutdown()
-    assert "error: no environment e in namespace n (profile p)" in out.stderr
-    assert out.returncode == 1
-    imported = {line.split("|")[-1].strip() for line in out.stderr.splitlines()
-                if line.startswith("import time:")}
-    assert "mmerep.kube" in imported and "yaml" in imported
-    heavy = {m for m in imported if m.split(".")[0] in ("kubernetes", "typer", "rich", "click",
-                                                         "urllib3", "websocket", "jinja2")}
-    assert not heavy
+    assert "kubernetes" in runs[0]
+    heavy = ("kubernetes", "typer", "rich", "click", "urllib3", "websocket", "jinja2")
+    assert not {m for m in runs[1] if m.split(".")[0] in heavy}
+    # Later runs neither read the profiles file nor load the gateway or an HTTP library:
+    # the remembered route and the cached connection, and the standard library.
+    assert not {m for m in runs[2] if m.split(".")[0] in (*heavy, "yaml", "http")}
+    assert not {"mmerep.kube", "mmerep.profiles", "mmerep.templates"} & runs[2]
 
 
 def test_an_unreachable_cluster_is_one_line_from_the_proxy(tmp_path: Path) -> None:
@@ -442,7 +525,8 @@ def test_a_refused_websocket_port_forward_falls_back_to_kubectl(
     after printing its "Forwarding from" line."""
     import logging
 
-    from mmerep.kube import Kube, endpoint_of
+    from mmerep.kube import Kube
+    from mmerep.portforward import endpoint_of
     from mmerep.profiles import validate
     from mmerep.ssh.hosts import SshHost
     from mmerep.ssh.proxy import Target, open_stream
@@ -477,3 +561,38 @@ def test_a_refused_websocket_port_forward_falls_back_to_kubectl(
         proc.terminate()
         proc.wait(5)
         listener.close()
+
+
+def test_a_remembered_route_is_forgotten_when_what_it_was_read_from_changes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The proxy skips the profiles file only while the file (and the variables that
+    choose files) are what the route was resolved from."""
+    from mmerep.ssh import routes
+
+    monkeypatch.setenv("MMEREP_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    profiles = tmp_path / "profiles.yaml"
+    profiles.write_text("profiles: {p: {namespace: a}}\n")
+    host = "e-scheduler.p.c"
+    route = routes.Route("p", "a", "/k", "c", "e", "scheduler")
+    assert routes.lookup(host, str(profiles)) is None
+    routes.save(host, str(profiles), route)
+    assert routes.lookup(host, str(profiles)) == route
+    assert routes.lookup("f-scheduler.p.c", str(profiles)) is None
+    entry = next((tmp_path / "cache" / "ssh-routes").iterdir())
+    assert entry.stat().st_mode & 0o077 == 0  # the user's own
+    monkeypatch.setenv("KUBECONFIG", "/elsewhere")
+    assert routes.lookup(host, str(profiles)) is None
+    monkeypatch.delenv("KUBECONFIG")
+    assert routes.lookup(host, str(profiles)) == route
+    profiles.write_text("profiles: {p: {namespace: b}}\n")  # same size, new content
+    os.utime(profiles, ns=(1, 1))
+    assert routes.lookup(host, str(profiles)) is None
+
+
+@pytest.mark.parametrize("size", [0, 1, 3, 4, 5, 16383, 16384, 16387, 262145])
+def test_client_frames_are_masked_with_the_whole_key_at_every_size(size: int) -> None:
+    from mmerep.portforward import masked
+
+    data, key = os.urandom(size), os.urandom(4)
+    assert bytes(masked(data, key)) == bytes(b ^ key[i % 4] for i, b in enumerate(data))
