@@ -30,7 +30,8 @@ from typing import Any, Protocol
 from prometheus_client.parser import text_string_to_metric_families
 
 from mmerep.errors import KubeError, MmerepError
-from mmerep.kube import Kube, PortForward, endpoint_of
+from mmerep.kube import Kube
+from mmerep.portforward import PortForward, endpoint_of
 
 MONITOR_PORT = 9111  # the monitor's --metrics-port in the htcondor-batch template
 RANGES = {"15m": 900, "1h": 3600, "6h": 6 * 3600, "24h": 24 * 3600}
