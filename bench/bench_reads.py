@@ -2,8 +2,19 @@
 
   mme-rep env list                 vs  kubectl get configmaps -l mme-rep/record=true
   mme-rep env status sentinel3     vs  kubectl get deploy,ds,svc,pods,events -l instance=...
+  mme-rep scaler -F bench sentinel3
+                                   vs  kubectl get deploy,configmaps,pods -l instance=...
+  mme-rep scaler --in-cluster --env sentinel3 (as /configs/scaler.sh runs it, with the
+                                   scaler's service-account token) vs the same kubectl get
+                                   with that token
+  mme-rep provisioner status       vs  kubectl get configmaps,leases,pv,storageclasses in
+                                   its namespace
+  mme-rep --help                   vs  python -c pass
   mme-rep env list (cache cold)    the first command after a kubeconfig change: it resolves
                                    the kubeconfig with the official client (one-off cost)
+
+The scaler also asks the HTCondor collector for the pool's size: here (simulated pods) no
+collector answers, so that part is the bindings' import and a refused query.
 
 Run interleaved, round after round, each one's median taken. Target: at most 2x kubectl.
 Uses its own cluster state directory and cache, so the user's are left alone.
@@ -41,6 +52,25 @@ def _once(cmd: list[str], env: dict[str, str], cpu: list[float] | None = None) -
     return wall
 
 
+def _service_account(work: Path, kubectl: list[str], env: dict[str, str],
+                     kubeconfig: str) -> dict[str, str]:
+    """The environment /configs/scaler.sh sees in the scheduler pod: the scaler's
+    service-account token and the cluster's CA in a directory, the API server's address."""
+    from urllib.parse import urlsplit
+
+    sa_dir = work / "serviceaccount"
+    sa_dir.mkdir()
+    token = subprocess.run([*kubectl, "create", "token", "sentinel3-scaler"], check=True,
+                           capture_output=True, text=True).stdout.strip()
+    (sa_dir / "token").write_text(token)
+    (sa_dir / "namespace").write_text(NAMESPACE)
+    cluster = yaml.safe_load(Path(kubeconfig).read_text())["clusters"][0]["cluster"]
+    shutil.copy(cluster["certificate-authority"], sa_dir / "ca.crt")
+    server = urlsplit(cluster["server"])
+    return {**env, "MMEREP_SA_DIR": str(sa_dir), "KUBERNETES_SERVICE_HOST": str(server.hostname),
+            "KUBERNETES_SERVICE_PORT": str(server.port)}
+
+
 def run(rounds: int = 9) -> list[dict[str, object]]:
     from mmerep.cluster import build, local, sample
 
@@ -61,6 +91,17 @@ def run(rounds: int = 9) -> list[dict[str, object]]:
         kubectl = [str(build.binary_path("kubectl")), "--kubeconfig", kubeconfig,
                    "-n", NAMESPACE]
         selector = "app.kubernetes.io/instance=sentinel3"
+        in_cluster_env = _service_account(work, kubectl, env, kubeconfig)
+        sa_kubectl = [str(build.binary_path("kubectl")), "--server",
+                      f"https://{in_cluster_env['KUBERNETES_SERVICE_HOST']}:"
+                      f"{in_cluster_env['KUBERNETES_SERVICE_PORT']}",
+                      "--certificate-authority", f"{in_cluster_env['MMEREP_SA_DIR']}/ca.crt",
+                      "--token", (Path(in_cluster_env["MMEREP_SA_DIR"]) / "token").read_text(),
+                      "-n", NAMESPACE]
+        subprocess.run([*mmerep, "provisioner", "install", "-F", "bench"], check=True,
+                       capture_output=True, env=env)
+        prov_ns = "mmerep-provisioner"
+        scaler_objects = ["get", "deploy,configmaps,pods", "-l", selector]
         cases = {
             "kubectl get configmaps -l mme-rep/record=true":
                 [*kubectl, "get", "configmaps", "-l", "mme-rep/record=true"],
@@ -69,27 +110,46 @@ def run(rounds: int = 9) -> list[dict[str, object]]:
                 [*kubectl, "get", "deploy,ds,svc,pods,events", "-l", selector],
             "mme-rep env status sentinel3": [*mmerep, "env", "status", "-F", "bench",
                                              "sentinel3"],
+            "kubectl get deploy,configmaps,pods -l instance": [*kubectl, *scaler_objects],
+            "mme-rep scaler -F bench sentinel3": [*mmerep, "scaler", "-F", "bench", "sentinel3"],
+            "kubectl get (scaler's token) deploy,configmaps,pods -l instance":
+                [*sa_kubectl, *scaler_objects],
+            "mme-rep scaler --in-cluster --env sentinel3":
+                [*mmerep, "scaler", "--in-cluster", "--env", "sentinel3"],
+            "kubectl get configmaps,leases,pv,storageclasses": [
+                *kubectl[:-2], "-n", prov_ns, "get", "configmaps,leases,pv,storageclasses"],
+            "mme-rep provisioner status": [*mmerep, "provisioner", "status", "-F", "bench"],
+            "python -c pass": [sys.executable, "-c", "pass"],
+            "mme-rep --help": [*mmerep, "--help"],
         }
-        for cmd in cases.values():  # warm the file cache, the .pyc files and our cache
-            _once(cmd, env)
+        envs = {"mme-rep scaler --in-cluster --env sentinel3": in_cluster_env}
+        for name, cmd in cases.items():  # warm the file cache, the .pyc files and our cache
+            _once(cmd, envs.get(name, env))
         times: dict[str, list[float]] = {name: [] for name in cases}
         cpu: dict[str, list[float]] = {name: [] for name in cases}
         cold: list[float] = []
         for _ in range(rounds):
             for name, cmd in cases.items():
-                times[name].append(_once(cmd, env, cpu[name]))
+                times[name].append(_once(cmd, envs.get(name, env), cpu[name]))
             shutil.rmtree(cache / "kube", ignore_errors=True)
             cold.append(_once(cases["mme-rep env list"], env))
     med = {name: statistics.median(t) for name, t in times.items()}
     med_cpu = {name: statistics.median(t) for name, t in cpu.items()}
     pairs = [("mme-rep env list", "kubectl get configmaps -l mme-rep/record=true"),
-             ("mme-rep env status sentinel3", "kubectl get deploy,ds,svc,pods,events -l instance")]
+             ("mme-rep env status sentinel3", "kubectl get deploy,ds,svc,pods,events -l instance"),
+             ("mme-rep scaler -F bench sentinel3",
+              "kubectl get deploy,configmaps,pods -l instance"),
+             ("mme-rep scaler --in-cluster --env sentinel3",
+              "kubectl get (scaler's token) deploy,configmaps,pods -l instance"),
+             ("mme-rep provisioner status", "kubectl get configmaps,leases,pv,storageclasses"),
+             ("mme-rep --help", "python -c pass")]
     rows: list[dict[str, object]] = []
     for ours, theirs in pairs:
         rows.append({"case": theirs, "median_ms": round(med[theirs] * 1000), "ratio": 1.0,
                      "cpu_ms": round(med_cpu[theirs] * 1000)})
         rows.append({"case": ours, "median_ms": round(med[ours] * 1000),
-                     "ratio": round(med[ours] / med[theirs], 2), "target": "<=2",
+                     "ratio": round(med[ours] / med[theirs], 2),
+                     "target": "<3" if ours == "mme-rep --help" else "<=2",
                      "cpu_ms": round(med_cpu[ours] * 1000),
                      "cpu_ratio": round(med_cpu[ours] / med_cpu[theirs], 2)})
     base = med["kubectl get configmaps -l mme-rep/record=true"]
