@@ -1,0 +1,92 @@
+"""Tables drawn without rich (read commands whose output is not a terminal) look exactly
+as rich draws them; anything rich would draw differently is left to rich."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from rich.console import Console
+
+from mmerep.cli.plain import Line, Stack, Table, plain_text
+
+
+def _rich(renderable: object, width: int) -> str:
+    out = io.StringIO()
+    Console(file=out, width=width, color_system=None, highlight=False).print(renderable)
+    return out.getvalue()
+
+
+def _plain(renderable: Table | Line | Stack, width: int) -> str | None:
+    drawn = renderable.lines(width)
+    return None if drawn is None else "".join(line + "\n" for line in drawn)
+
+
+ENV_LIST = Table(None, ["namespace", "name", "template", "revision", "status", "image",
+                        "updated"],
+                 [("s3", "sentinel3", "htcondor-batch", 2, "deployed",
+                   ".../mme-rep/htcondor-batch/sentinel3@sha256:0123456789ab",
+                   "2026-12-02T01:00:00Z"), ("s3", "olci", "jupyter", 1, "failed", "x", None)])
+
+
+def test_env_list_table_is_drawn_as_rich_draws_it() -> None:
+    assert _plain(ENV_LIST, 150) == _rich(ENV_LIST, 150)
+    assert "┃ namespace ┃ name      ┃" in _plain(ENV_LIST, 150)  # type: ignore[operator]
+
+
+def test_a_table_wider_than_the_output_is_left_to_rich() -> None:
+    assert _plain(ENV_LIST, 60) is None  # rich shrinks the columns, with ellipses
+
+
+@pytest.mark.parametrize("cell", ["[bold]x[/]", "naïve", ":smile:", ":100:", "a\tb",
+                                  "two\nlines"])
+def test_cells_rich_would_interpret_are_left_to_rich(cell: str) -> None:
+    assert _plain(Table(None, ["a"], [[cell]]), 100) is None
+
+
+def test_times_with_colons_are_drawn_plainly() -> None:
+    t = Table(None, ["time"], [["01:00:00"], ["12:34:56Z"]])
+    assert _plain(t, 40) == _rich(t, 40)
+
+
+def test_title_empty_table_and_lines_match_rich() -> None:
+    stack = Stack([Line("environment sentinel3 in namespace s3", bold=True),
+                   Line("image .../sentinel3:v0.1.0", fold=True),
+                   Table("recent warnings", ["object", "reason", "message"], []),
+                   Table("pods Kubernetes stopped", ["component", "pod"],
+                         [("executor", "sentinel3-executor-abc")])])
+    assert _plain(stack, 80) == _rich(stack, 80)
+    # rich wraps a title wider than its table: left to rich
+    assert _plain(Table("a long title over a narrow table", ["x"], []), 80) is None
+    assert _plain(Line("x" * 81), 80) is None
+
+
+cell_text = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=12)
+
+
+@settings(max_examples=150, deadline=None)
+@given(columns=st.lists(cell_text.filter(bool), min_size=1, max_size=5),
+       data=st.data(), title=st.none() | cell_text, width=st.integers(20, 120))
+def test_any_plain_table_matches_rich(columns: list[str], data: st.DataObject,
+                                      title: str | None, width: int) -> None:
+    rows = data.draw(st.lists(st.lists(cell_text, min_size=len(columns),
+                                       max_size=len(columns)), max_size=4))
+    table = Table(title, columns, rows)
+    drawn = _plain(table, width)
+    if drawn is not None:
+        assert drawn == _rich(table, width)
+
+
+def test_redirected_command_output_skips_rich() -> None:
+    code = ("import sys; from mmerep.cli.output import render, table; "
+            "from mmerep.cli.formats import OutputFormat; "
+            "render([1], OutputFormat.table, lambda r: table(None, ['n'], [r])); "
+            "print('rich' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env={"COLUMNS": "80", "PATH": "/usr/bin:/bin"})
+    assert out.stdout == "┏━━━┓\n┃ n ┃\n┡━━━┩\n│ 1 │\n└───┘\nFalse\n"
+    assert plain_text(object()) is None
