@@ -73,8 +73,10 @@ def age(seconds: int | None) -> str:
 
 
 def fail(message: str, hint: str | None = None) -> None:
-    _err_console().print(f"[bold red]error:[/] {message}" + (f" [dim]({hint})[/]" if hint else ""),
-                      soft_wrap=True)
+    from rich.markup import escape  # a hint such as "[status|scale N]" is not markup
+
+    _err_console().print(f"[bold red]error:[/] {escape(message)}"
+                         + (f" [dim]({escape(hint)})[/]" if hint else ""), soft_wrap=True)
 
 
 class Spinner:

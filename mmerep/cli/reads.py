@@ -141,3 +141,94 @@ def env_status(name: str, profile_name: str, profiles_file: str | None, on: str 
 
     profile, kube = _target(profile_name, profiles_file, name, on)
     render(environment_status(kube, profile.namespace, name), output, status_table)
+
+
+def provisioner_target(profile_name: str, profiles_file: str | None,
+                       namespace: str) -> tuple[Any, Any]:
+    from mmerep.kube import Kube
+    from mmerep.profiles import get_profile
+
+    profile = get_profile(profile_name, profiles_file)
+    return profile, Kube.from_kubeconfig(profile.kubeconfig, profile.context,
+                                         namespace=namespace)
+
+
+def provisioner_status(profile: str, profiles_file: str | None, namespace: str, name: str,
+                       output: OutputFormat) -> None:
+    from mmerep.cli.output import render, table
+    from mmerep.cli.plain import Line, Stack
+    from provisioner import service
+    from provisioner.status import status as read_status
+
+    service.check_common(name, namespace)
+    _, kube = provisioner_target(profile, profiles_file, namespace)
+    data = read_status(kube, namespace, name)
+
+    def as_table(d: dict[str, Any]) -> object:
+        classes = ", ".join(d["storage_classes"]) or "none"
+        return Stack([Line(f"provisioner {d['provisioner']} in {d['namespace']}: leader "
+                           f"{d['leader'] or 'none'}; classes {classes}; "
+                           f"volumes {d['volumes'] or 'none'}"),
+                      table(None, ["node", "disk", "size", "allocatable", "reserved",
+                                   "available", "used", "volumes", "quota", "agent seen"],
+                            [(r["node"], r["disk"], _size(r["size"]), _size(r["allocatable"]),
+                              _size(r["reserved"]), _size(r["available"]), _size(r["used"]),
+                              r["volumes"], "yes" if r["quota"] else "no",
+                              "-" if r["agent_age"] is None else f"{r['agent_age']:.0f}s ago")
+                             for r in d["disks"]])])
+
+    render(data, output, as_table)
+
+
+def _size(value: int | None) -> str:
+    if value is None:
+        return "-"
+    for unit, size in (("Ti", 1 << 40), ("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)):
+        if abs(value) >= size:
+            return f"{value / size:.1f}{unit}"
+    return str(value)
+
+
+def scaler_connect(in_cluster: bool, profile_name: str, profiles_file: str | None,
+             env: str) -> tuple[Any, Any, str]:
+    """The connection, the profile (None in the pod) and the namespace; with a profile
+    group, the member that holds ``env``."""
+    from mmerep.kube import Kube
+
+    if in_cluster:
+        kube = Kube.in_cluster()
+        return kube, None, kube.namespace
+    profile, kube = _target(profile_name, profiles_file, env)
+    return kube, profile, profile.namespace
+
+
+def scaler_pool(env: str, namespace: str, collector: str | None, timeout: float) -> Any:
+    from mmerep.condor import BindingsPool
+
+    return BindingsPool(env, collector=collector or f"{env}-collector.{namespace}.svc:9618",
+                        timeout=timeout)
+
+
+def scaler_forbidden(exc: Any) -> Any:
+    """A 403 as one line naming what is missing."""
+    from mmerep.errors import KubeForbidden
+
+    text = str(exc.message)
+    missing = text.split("cannot ", 1)[1].split(":")[0] if "cannot " in text else text
+    return KubeForbidden(f"not allowed: cannot {missing}",
+                         hint="the scaler's Role lacks this permission; redeploy the "
+                         "environment, or ask a cluster admin")
+
+
+def scaler_status(kube: Any, namespace: str, name: str, pool: Any, output: OutputFormat) -> None:
+    import dataclasses
+
+    from mmerep.cli.output import render
+    from mmerep.scaler import executors as ex
+
+    st = ex.status(kube, namespace, name, pool)
+    if output is OutputFormat.table:
+        for line in st.lines():
+            print(line)
+        return
+    render(dataclasses.asdict(st), output, lambda d: d)
