@@ -58,36 +58,130 @@ class Table:
         yield self.rich()
 
     def lines(self, width: int) -> list[str] | None:
-        """The drawing, or None when rich would draw it differently (too wide, or a cell
-        rich would interpret)."""
+        """The drawing at most ``width`` wide, or None when rich would draw it otherwise
+        (a cell rich would interpret, a title wider than the table)."""
         cells = [self.columns, *self.rows]
         if any(len(r) != len(self.columns) for r in self.rows) or not self.columns:
             return None
         if not all(_safe(c) for r in cells for c in r):
             return None
-        widths = [max(len(r[i]) for r in cells) for i in range(len(self.columns))]
-        total = sum(widths) + 3 * len(widths) + 1
-        if total > width:
+        widths = _column_widths([max(len(r[i]) for r in cells)
+                                 for i in range(len(self.columns))],
+                                width - len(self.columns) - 1)
+        if widths is None:
             return None
+        total = sum(widths) + len(widths) + 1
 
         def rule(parts: tuple[str, str, str, str]) -> str:
             left, line, cross, right = parts
-            return left + cross.join(line * (w + 2) for w in widths) + right
+            return left + cross.join(line * w for w in widths) + right
 
-        def row(values: list[str], parts: tuple[str, str, str]) -> str:
+        def row(values: list[str], parts: tuple[str, str, str], bottom: bool) -> list[str]:
             left, mid, right = parts
-            return left + mid.join(f" {v.ljust(w)} " for v, w in zip(values, widths,
-                                                                        strict=True)) + right
+            wrapped = [_wrap(v, w - 2) for v, w in zip(values, widths, strict=True)]
+            height = max(len(c) for c in wrapped)
+            for c, w in zip(wrapped, widths, strict=True):
+                blank = [" " * (w - 2)] * (height - len(c))
+                if bottom:  # the header sits on its rule
+                    c[:0] = blank
+                else:
+                    c.extend(blank)
+            return [left + mid.join(f" {c[i]} " for c in wrapped) + right
+                    for i in range(height)]
 
         out = []
         if self.title:
             if not _safe(self.title) or len(self.title) > total:
                 return None
             out.append(self.title.ljust(total))
-        out += [rule(_TOP), row(self.columns, _HEAD), rule(_HEAD_RULE)]
-        out += [row(r, _ROW) for r in self.rows]
+        out += [rule(_TOP), *row(self.columns, _HEAD, True), rule(_HEAD_RULE)]
+        for r in self.rows:
+            out += row(r, _ROW, False)
         out.append(rule(_BOTTOM))
         return out
+
+
+def _ratio_reduce(total: int, ratios: list[int], maximums: list[int],
+                  values: list[int]) -> list[int]:
+    """rich's ``ratio_reduce``: take ``total`` off ``values`` in proportion to ``ratios``."""
+    ratios = [ratio if top else 0 for ratio, top in zip(ratios, maximums, strict=True)]
+    total_ratio = sum(ratios)
+    if not total_ratio:
+        return values[:]
+    remaining = total
+    result = []
+    for ratio, top, value in zip(ratios, maximums, values, strict=True):
+        if ratio and total_ratio > 0:
+            taken = min(top, round(ratio * remaining / total_ratio))
+            result.append(value - taken)
+            remaining -= taken
+            total_ratio -= ratio
+        else:
+            result.append(value)
+    return result
+
+
+def _column_widths(longest: list[int], room: int) -> list[int] | None:
+    """Each column's width with its padding, as rich's table lays them out in ``room``
+    cells: natural widths, the widest columns narrowed first when they do not fit, then
+    all evenly; None when a column would be left without room for a character."""
+    if room < 1:
+        return None
+    widths = [min(n + 2, room) for n in longest]
+    if sum(widths) > room:
+        excess = sum(widths) - room
+        while sum(widths) and excess > 0:
+            widest = max(widths)
+            second = max((w for w in widths if w != widest), default=0)
+            ratios = [1 if w == widest else 0 for w in widths]
+            if not widest - second:
+                break
+            widths = _ratio_reduce(excess, ratios, [min(excess, widest - second)] * len(widths),
+                                   widths)
+            excess = sum(widths) - room
+        if sum(widths) > room:
+            widths = _ratio_reduce(sum(widths) - room, [1] * len(widths), widths, widths)
+        widths = [min(n + 2, w) for n, w in zip(longest, widths, strict=True)]
+    return None if any(w < 3 for w in widths) else widths
+
+
+def _wrap(text: str, width: int, fold: bool = False) -> list[str]:
+    """``text`` in lines of ``width``, as rich wraps it: at spaces; a word longer than the
+    line cut with an ellipsis and each line padded to ``width`` (a table cell), or folded
+    onto the next lines (``fold``: a line of text, not padded)."""
+    breaks = []
+    offset = 0
+    for match in re.finditer(r"\s*\S+\s*", text):
+        start, word = match.start(), match.group(0)
+        length = len(word.rstrip())
+        if width - offset >= length:
+            offset += len(word)
+        elif length > width and fold:
+            pieces = [word[i:i + width] for i in range(0, len(word), width)]
+            for i, piece in enumerate(pieces):
+                if start:
+                    breaks.append(start)
+                if i == len(pieces) - 1:
+                    offset = len(piece)
+                else:
+                    start += len(piece)
+        elif length > width:
+            if start:
+                breaks.append(start)
+            offset = len(word)
+        elif offset and start:
+            breaks.append(start)
+            offset = len(word)
+    lines = []
+    for begin, end in zip([0, *breaks], [*breaks, len(text)], strict=True):
+        line = text[begin:end]
+        if len(line) > width:  # rich's rstrip_end: trailing spaces past the width go
+            trailing = len(line) - len(line.rstrip())
+            line = line[:len(line) - min(trailing, len(line) - width)]
+        if len(line) > width:
+            line = line[:width] if fold else line[:width - 1] + "…"
+        lines.append(line if fold else line.ljust(width))
+    return lines
 
 
 class Line:
@@ -108,8 +202,9 @@ class Line:
         yield self.rich()
 
     def lines(self, width: int) -> list[str] | None:
-        ok = len(self.text) <= width and all(" " <= ch <= "~" for ch in self.text)
-        return [self.text] if ok else None
+        if not all(" " <= ch <= "~" for ch in self.text) or width < 1:
+            return None
+        return _wrap(self.text, width, fold=True) if len(self.text) > width else [self.text]
 
 
 class Stack:

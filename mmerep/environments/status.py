@@ -6,13 +6,9 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from mmerep.environments.events import belongs_to, event_time, warning_events
 from mmerep.environments.model import RECORD_LABEL, WORKLOAD_KINDS, Obj
-from mmerep.environments.parts import live_parts
-from mmerep.environments.synclocal_nodes import synclocal_line
 from mmerep.errors import UsageError
 from mmerep.kube import Kube, workload_status
-from mmerep.workload_policy import pod_health
 
 STATUS_KINDS = (("apps/v1", "Deployment"), ("apps/v1", "DaemonSet"), ("apps/v1", "StatefulSet"),
                 ("v1", "Service"))
@@ -50,6 +46,12 @@ def environment_rows(records: list[Obj]) -> list[dict[str, Any]]:
 
 def environment_status(kube: Kube, namespace: str, env_name: str) -> dict[str, Any]:
     """Components with their pods, restarts and ports; recent warning events."""
+    # here, not above: ``env list`` imports this module and needs none of them
+    from mmerep.environments.events import belongs_to, event_time, warning_events
+    from mmerep.environments.parts import live_parts
+    from mmerep.environments.synclocal_nodes import synclocal_line
+    from mmerep.workload_policy import pod_health
+
     # What the status shows, read at once: workloads and services, pods, warning events,
     # and the autoscaler's and the monitor's state.
     parts, pods, events, scaler, monitor = kube.map(lambda read: read(), [

@@ -38,8 +38,9 @@ def test_env_list_table_is_drawn_as_rich_draws_it() -> None:
     assert "┃ namespace ┃ name      ┃" in _plain(ENV_LIST, 150)  # type: ignore[operator]
 
 
-def test_a_table_wider_than_the_output_is_left_to_rich() -> None:
-    assert _plain(ENV_LIST, 60) is None  # rich shrinks the columns, with ellipses
+@pytest.mark.parametrize("width", [40, 60, 80, 100])
+def test_a_table_wider_than_the_output_is_narrowed_as_rich_does(width: int) -> None:
+    assert _plain(ENV_LIST, width) == _rich(ENV_LIST, width)  # wrapped, cut with "…"
 
 
 @pytest.mark.parametrize("cell", ["[bold]x[/]", "naïve", ":smile:", ":100:", "a\tb",
@@ -62,15 +63,22 @@ def test_title_empty_table_and_lines_match_rich() -> None:
     assert _plain(stack, 80) == _rich(stack, 80)
     # rich wraps a title wider than its table: left to rich
     assert _plain(Table("a long title over a narrow table", ["x"], []), 80) is None
-    assert _plain(Line("x" * 81), 80) is None
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=200),
+       width=st.integers(5, 100), bold=st.booleans(), fold=st.booleans())
+def test_long_lines_wrap_as_rich_wraps_them(text: str, width: int, bold: bool,
+                                            fold: bool) -> None:
+    line = Line(text, bold=bold, fold=fold)
+    assert _plain(line, width) == _rich(line, width)
 
 
-cell_text = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=12)
+cell_text = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=30)
 
 
-@settings(max_examples=150, deadline=None)
-@given(columns=st.lists(cell_text.filter(bool), min_size=1, max_size=5),
-       data=st.data(), title=st.none() | cell_text, width=st.integers(20, 120))
+@settings(max_examples=400, deadline=None)
+@given(columns=st.lists(cell_text.filter(bool), min_size=1, max_size=8),
+       data=st.data(), title=st.none() | cell_text, width=st.integers(10, 120))
 def test_any_plain_table_matches_rich(columns: list[str], data: st.DataObject,
                                       title: str | None, width: int) -> None:
     rows = data.draw(st.lists(st.lists(cell_text, min_size=len(columns),
@@ -90,3 +98,16 @@ def test_redirected_command_output_skips_rich() -> None:
                          check=True, env={"COLUMNS": "80", "PATH": "/usr/bin:/bin"})
     assert out.stdout == "┏━━━┓\n┃ n ┃\n┡━━━┩\n│ 1 │\n└───┘\nFalse\n"
     assert plain_text(object()) is None
+
+
+@pytest.mark.parametrize("width", [50, 80, 100, 140])
+def test_env_status_is_drawn_as_rich_draws_it(width: int) -> None:
+    from mmerep.cli.reads import status_table
+    from tests.unit.test_env_tables import DATA
+
+    data = {**DATA, "scaler": "scaler: daemon off (min 0, max profile limit)",
+            "warnings": [{"time": "2026-12-02T01:00:00Z", "object": "Pod/barsenv-executor-x",
+                          "reason": "FailedScheduling", "message": "0/3 nodes are available: "
+                          "3 Insufficient cpu. preemption: 0/3 nodes are available."}]}
+    shown = status_table(data, width=width)
+    assert _plain(shown, width) == _rich(shown, width)
