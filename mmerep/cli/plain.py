@@ -22,17 +22,25 @@ _HEAD = ("┃", "┃", "┃")
 _HEAD_RULE = ("┡", "━", "╇", "┩")
 _ROW = ("│", "│", "│")
 _BOTTOM = ("└", "─", "┴", "┘")
-# rich replaces :name: with an emoji; the only names without a letter are these.
+# rich replaces :name: by an emoji when it knows the name. Its names (ASCII ones) are
+# made of these characters; the only ones without a letter are 100 and 1234.
 _EMOJI = re.compile(r":(\S*?):")
+_EMOJI_CHARS = re.compile(r"[a-z0-9!#&()*+\-._]+")
 _DIGIT_EMOJI = {"100", "1234"}
+
+
+def _maybe_emoji(name: str) -> bool:
+    name = name.lower()
+    if not _EMOJI_CHARS.fullmatch(name):
+        return False  # e.g. ":v0.1.0@sha256:" in an image reference
+    return not name.isdigit() or name in _DIGIT_EMOJI  # e.g. not ":00:" in a time
 
 
 def _safe(text: str) -> bool:
     """Drawn by rich exactly as written: printable ASCII, no markup, no emoji code."""
     if not all(" " <= ch <= "~" for ch in text) or "[" in text:
         return False
-    return all(not m.group(1) or (m.group(1).isdigit() and m.group(1) not in _DIGIT_EMOJI)
-               for m in _EMOJI.finditer(text))
+    return not any(_maybe_emoji(m.group(1)) for m in _EMOJI.finditer(text))
 
 
 class Table:

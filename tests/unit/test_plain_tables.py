@@ -44,13 +44,14 @@ def test_a_table_wider_than_the_output_is_narrowed_as_rich_does(width: int) -> N
 
 
 @pytest.mark.parametrize("cell", ["[bold]x[/]", "naïve", ":smile:", ":100:", "a\tb",
-                                  "two\nlines"])
+                                  "two\nlines", ":Smile:", ":smile-emoji:"])
 def test_cells_rich_would_interpret_are_left_to_rich(cell: str) -> None:
     assert _plain(Table(None, ["a"], [[cell]]), 100) is None
 
 
-def test_times_with_colons_are_drawn_plainly() -> None:
-    t = Table(None, ["time"], [["01:00:00"], ["12:34:56Z"]])
+def test_times_and_digests_with_colons_are_drawn_plainly() -> None:
+    t = Table(None, ["time"], [["01:00:00"], ["12:34:56Z"], ["x/s3:v0.1.0@sha256:03cc"]])
+    assert t.lines(40) is not None
     assert _plain(t, 40) == _rich(t, 40)
 
 
@@ -111,3 +112,10 @@ def test_env_status_is_drawn_as_rich_draws_it(width: int) -> None:
                           "3 Insufficient cpu. preemption: 0/3 nodes are available."}]}
     shown = status_table(data, width=width)
     assert _plain(shown, width) == _rich(shown, width)
+
+
+def test_every_emoji_name_rich_knows_is_left_to_rich() -> None:
+    from rich._emoji_codes import EMOJI
+
+    assert all(_plain(Table(None, ["a"], [[f":{name}:"]]), 80) is None
+               for name in EMOJI if name.isascii())
