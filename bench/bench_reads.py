@@ -83,7 +83,10 @@ def run(rounds: int = 9) -> list[dict[str, object]]:
             "context": local.CONTEXT, "kubeconfig": kubeconfig, "registry": info.registry,
             "project": "mme-rep", "namespace": NAMESPACE}}}))
         cache = work / "cache"
-        env = {**os.environ, "MMEREP_PROFILES": str(profiles), "MMEREP_CACHE_DIR": str(cache),
+        # As users run it: with the .pyc files Python writes (a shell that sets
+        # PYTHONDONTWRITEBYTECODE would have every run compile its modules again).
+        env = {**{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},
+               "MMEREP_PROFILES": str(profiles), "MMEREP_CACHE_DIR": str(cache),
                "COLUMNS": "100"}
         mmerep = [sys.executable, "-m", "mmerep"]
         subprocess.run([*mmerep, "env", "deploy", "-F", "bench", "htcondor-batch",

@@ -47,6 +47,8 @@ from mmerep.retry import RetryPolicy
 log = logging.getLogger(__name__)
 
 FIELD_MANAGER = "mme-rep"
+# Accept header for a list of metadata only (meta.k8s.io/v1 PartialObjectMetadataList).
+METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
 # How often a wait reports progress when nothing changes (a stuck rollout's warnings).
 HEARTBEAT = 2.0
 DEFAULT_SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
@@ -343,7 +345,7 @@ class Kube:
     def request(self, method: str, path: str, *, body: Any = None,
                 query: dict[str, Any] | None = None, content_type: str | None = None,
                 what: str | None = None, timeout: float | None = None,
-                stream: bool = False, retry_busy: bool = True) -> Any:
+                stream: bool = False, retry_busy: bool = True, accept: str | None = None) -> Any:
         """Send one request, retrying transient failures; JSON body in, parsed JSON out.
 
         With ``stream`` the open response is returned (for watches): iterate it for
@@ -356,6 +358,8 @@ class Kube:
 
         what = what or f"{method} {path}"
         headers = {"Content-Type": content_type} if content_type and body is not None else {}
+        if accept:
+            headers["Accept"] = accept
         params = [(k, v) for k, v in (query or {}).items() if v is not None]
         delays = self.retry.delays()
         while True:
@@ -452,6 +456,20 @@ class Kube:
         items: list[Obj] = self.list_raw(
             api_version, kind, namespace, label_selector=label_selector,
             field_selector=field_selector, all_namespaces=all_namespaces).get("items", [])
+        return items
+
+    def list_metadata(self, api_version: str, kind: str, namespace: str | None = None, *,
+                      label_selector: str | None = None,
+                      all_namespaces: bool = False) -> list[Obj]:
+        """Only the objects' metadata (names, labels, annotations): the API server sends a
+        PartialObjectMetadataList, a fraction of the bytes of the objects themselves."""
+        res = self.resource(api_version, kind)
+        ns = None if (all_namespaces or not res.namespaced) else (namespace or self.namespace)
+        data: Obj = self.request("GET", res.path(ns), query={"labelSelector": label_selector},
+                                 what=f"list {res.plural}", accept=METADATA_LIST)
+        items: list[Obj] = data.get("items") or []
+        for item in items:  # each says PartialObjectMetadata: say what it describes
+            item["apiVersion"], item["kind"] = api_version, kind
         return items
 
     def list_raw(self, api_version: str, kind: str, namespace: str | None = None, *,

@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from mmerep.environments.model import RECORD_LABEL, WORKLOAD_KINDS, Obj
+from mmerep.environments.model import RECORD_LABEL, WORKLOAD_KINDS, Obj, selector
 from mmerep.errors import UsageError
 from mmerep.kube import Kube, workload_status
 
@@ -48,19 +48,26 @@ def environment_status(kube: Kube, namespace: str, env_name: str) -> dict[str, A
     """Components with their pods, restarts and ports; recent warning events."""
     # here, not above: ``env list`` imports this module and needs none of them
     from mmerep.environments.events import belongs_to, event_time, warning_events
-    from mmerep.environments.parts import live_parts
     from mmerep.environments.synclocal_nodes import synclocal_line
     from mmerep.workload_policy import pod_health
 
-    # What the status shows, read at once: workloads and services, pods, warning events,
-    # and the autoscaler's and the monitor's state.
-    parts, pods, events, scaler, monitor = kube.map(lambda read: read(), [
-        lambda: live_parts(kube, namespace, env_name, STATUS_KINDS),
-        lambda: kube.list_objects("v1", "Pod", namespace,
-                                  label_selector=f"app.kubernetes.io/instance={env_name}"),
-        lambda: warning_events(kube, namespace),
-        lambda: kube.get("v1", "ConfigMap", f"{env_name}-scaler-state", namespace),
-        lambda: kube.get("v1", "ConfigMap", f"{env_name}-monitor-state", namespace)])
+    # What the status shows: workloads and services, pods, warning events, the
+    # autoscaler's and the monitor's state, and synclocal's node notes (kept only for an
+    # environment with a synclocal component; read anyway, beside the others, as waiting
+    # for the parts first would add a round trip). Nine requests over three connections:
+    # each new connection is a TLS handshake, which costs more CPU than a request.
+    ours = selector(env_name)
+    reads = [*(lambda k=k: kube.list_objects(k[0], k[1], namespace, label_selector=ours)
+               for k in STATUS_KINDS),
+             lambda: kube.list_objects("v1", "Pod", namespace,
+                                       label_selector=f"app.kubernetes.io/instance={env_name}"),
+             lambda: warning_events(kube, namespace),
+             lambda: kube.get("v1", "ConfigMap", f"{env_name}-scaler-state", namespace),
+             lambda: kube.get("v1", "ConfigMap", f"{env_name}-monitor-state", namespace),
+             lambda: synclocal_line(kube)]
+    *found, pods, events, scaler, monitor, synclocal = kube.map(lambda read: read(), reads,
+                                                                workers=3)
+    parts = [obj for objs in found for obj in objs]
     if not parts:
         raise UsageError(f"environment {env_name} not found in namespace {namespace}",
                          hint="mme-rep env list shows what is deployed")
@@ -103,7 +110,7 @@ def environment_status(kube: Kube, namespace: str, env_name: str) -> dict[str, A
                             "components": components, "warnings": warnings,
                             "stopped": stopped}
     if any(c["component"] == "synclocal" for c in components):
-        data["synclocal"] = synclocal_line(kube)
+        data["synclocal"] = synclocal
     if scaler is not None:
         data["scaler"] = scaler_line(scaler)
     if monitor is not None:

@@ -12,6 +12,6 @@ def synclocal_line(kube: Kube) -> str:
     from mmerep.synclocal.node import status_line
 
     try:
-        return status_line(kube.list_objects("v1", "Node"))
+        return status_line(kube.list_metadata("v1", "Node"))  # the notes are annotations
     except KubeForbidden:
         return "synclocal: nodes are not readable with these credentials"
