@@ -14,6 +14,23 @@ from mmerep.environments.model import RECORD_LABEL, Obj, Rendered
 from mmerep.errors import UsageError
 from mmerep.kube import Kube
 
+SUMMARY_ANNOTATION = "mme-rep/summary"
+
+
+def record_summary(record: Obj) -> dict[str, Any] | None:
+    """Revision, template, status, image and time of a record from its metadata alone;
+    None for a record written before they were kept there (read its data instead)."""
+    meta = record["metadata"]
+    notes, labels = meta.get("annotations") or {}, meta.get("labels") or {}
+    try:
+        summary = json.loads(notes[SUMMARY_ANNOTATION])
+        return {"revision": int(labels["mme-rep/revision"]),
+                "template": labels["mme-rep/template"],
+                "status": notes[revisions.STATUS_ANNOTATION],
+                "image": summary["image"], "time": summary["time"]}
+    except (KeyError, ValueError, TypeError):
+        return None
+
 
 def record_name(env_name: str, revision: int) -> str:
     return f"{env_name}-mmerep-r{revision}"
@@ -32,16 +49,23 @@ def build_record(rendered: Rendered, revision: int, status: str, note: str = "")
     labels = {**templates.standard_labels(rendered.env_name, rendered.template, "record"),
               RECORD_LABEL: "true", "mme-rep/revision": str(revision)}
     stored = [o for o in rendered.objects if o["kind"] != "Secret"]
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return {
         "apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": record_name(rendered.env_name, revision),
-                     "namespace": rendered.namespace, "labels": labels},
+                     "namespace": rendered.namespace, "labels": labels,
+                     # what `env list` shows, readable from the metadata alone (with the
+                     # labels' template and revision); revisions.set_status keeps
+                     # STATUS_ANNOTATION equal to data.status
+                     "annotations": {SUMMARY_ANNOTATION: json.dumps(
+                         {"image": rendered.image, "time": now}, sort_keys=True),
+                         revisions.STATUS_ANNOTATION: status}},
         "data": {"revision": str(revision), "status": status, "template": rendered.template,
                  "image": rendered.image, "params": json.dumps(rendered.params, sort_keys=True),
                  "workloads": json.dumps(list(rendered.workloads)),
                  "secrets": json.dumps({k: list(v) for k, v in rendered.secrets.items()}),
                  "web": json.dumps(rendered.web),
-                 "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "note": note},
+                 "time": now, "note": note},
         "binaryData": {"objects.json.gz": _pack(stored)},
     }
 

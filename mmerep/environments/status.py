@@ -22,26 +22,38 @@ def _age(timestamp: str | None) -> float | None:
 
 
 def list_environments(kube: Kube, namespace: str | None) -> list[dict[str, Any]]:
-    """Deployed environments (from their latest revision record)."""
-    records = kube.list_objects("v1", "ConfigMap", namespace, label_selector=f"{RECORD_LABEL}=true",
-                                all_namespaces=namespace is None)
+    """Deployed environments (from their latest revision record). The records' metadata
+    carries what the list shows: only that is read (a record's data holds its rendered
+    objects), unless a record written by an older version lacks it."""
+    from mmerep.environments.records import record_summary
+
+    records = kube.list_metadata("v1", "ConfigMap", namespace,
+                                 label_selector=f"{RECORD_LABEL}=true",
+                                 all_namespaces=namespace is None)
+    if any(record_summary(r) is None for r in records):
+        records = kube.list_objects("v1", "ConfigMap", namespace,
+                                    label_selector=f"{RECORD_LABEL}=true",
+                                    all_namespaces=namespace is None)
     return environment_rows(records)
 
 
 def environment_rows(records: list[Obj]) -> list[dict[str, Any]]:
     """One row per environment from its revision records (the latest one); pure, so the
     console builds the same rows from what its watch holds."""
-    latest: dict[tuple[str, str], Obj] = {}
+    from mmerep.environments.records import record_summary
+
+    latest: dict[tuple[str, str], dict[str, Any]] = {}
     for r in records:
         key = (r["metadata"]["namespace"], r["metadata"]["labels"]["app.kubernetes.io/instance"])
-        if key not in latest or int(r["data"]["revision"]) > int(latest[key]["data"]["revision"]):
-            latest[key] = r
-    rows = []
-    for (ns, env), r in sorted(latest.items()):
-        rows.append({"namespace": ns, "name": env, "template": r["data"]["template"],
-                     "revision": int(r["data"]["revision"]), "status": r["data"]["status"],
-                     "image": r["data"]["image"], "updated": r["data"]["time"]})
-    return rows
+        d = r.get("data") or {}
+        summary = record_summary(r) or {
+            "revision": int(d["revision"]), "template": d["template"], "status": d["status"],
+            "image": d["image"], "time": d["time"]}
+        if key not in latest or summary["revision"] > latest[key]["revision"]:
+            latest[key] = summary
+    return [{"namespace": ns, "name": env, "template": s["template"], "revision": s["revision"],
+             "status": s["status"], "image": s["image"], "updated": s["time"]}
+            for (ns, env), s in sorted(latest.items())]
 
 
 def environment_status(kube: Kube, namespace: str, env_name: str) -> dict[str, Any]:
