@@ -11,7 +11,10 @@ altogether when their arguments are plain (``mmerep.cli.fast``); the typer appli
 from __future__ import annotations
 
 import sys
-from typing import Any
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing for `--help`
+if TYPE_CHECKING:
+    from typing import Any
 
 # name: (module holding the group's `app`, the start of its help for the root listing).
 # tests/unit/test_cli.py checks that each group's own help starts with this text.
@@ -52,6 +55,10 @@ def __getattr__(name: str) -> Any:  # the typer side, imported on first use
 
 
 def main() -> None:
+    from mmerep.cli.roothelp import print_root_help
+
+    if print_root_help(sys.argv[1:]):
+        return
     from mmerep.cli.fast import run_fast
 
     if run_fast(sys.argv[1:]):
