@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import difflib
 import os
 import re
 import stat
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,6 +137,8 @@ def get_profile(name: str, path: str | os.PathLike[str] | None = None) -> Profil
     if name in groups:
         raise UsageError(f"'{name}' is a group of profiles ({', '.join(groups[name])}); "
                          "this command needs one of them", hint="pick one with -F MEMBER")
+    import difflib  # here: every command reads profiles, few misspell one
+
     close = difflib.get_close_matches(name, profiles, n=1)
     hint = (f"did you mean '{close[0]}'? " if close else "") + f"known: {', '.join(profiles)}"
     raise UsageError(f"unknown profile '{name}'", hint=hint + "; add one with: mme-rep profile add")
@@ -269,6 +269,8 @@ def parse_toleration(text: str) -> dict[str, str]:
 
 
 def _did_you_mean(word: str, choices: tuple[str, ...] | list[str], noun: str = "keys") -> str:
+    import difflib
+
     close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
     return f"did you mean '{close[0]}'?" if close else f"known {noun}: {', '.join(choices)}"
 
@@ -523,6 +525,8 @@ def _write_atomically(file: Path, text: str) -> None:
     target = Path(os.path.realpath(file))  # replace a symlink's target, not the link
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
+        import tempfile  # here: only writing the file needs it
+
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     except OSError as exc:
         raise MmerepError(f"cannot write profiles file {file}: {exc.strerror}") from None

@@ -10,26 +10,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mmerep import revisions, templates
-from mmerep.environments.model import RECORD_LABEL, Obj, Rendered
+from mmerep.environments.model import (
+    RECORD_LABEL,
+    SUMMARY_ANNOTATION,
+    Obj,
+    Rendered,
+)
 from mmerep.errors import UsageError
 from mmerep.kube import Kube
-
-SUMMARY_ANNOTATION = "mme-rep/summary"
-
-
-def record_summary(record: Obj) -> dict[str, Any] | None:
-    """Revision, template, status, image and time of a record from its metadata alone;
-    None for a record written before they were kept there (read its data instead)."""
-    meta = record["metadata"]
-    notes, labels = meta.get("annotations") or {}, meta.get("labels") or {}
-    try:
-        summary = json.loads(notes[SUMMARY_ANNOTATION])
-        return {"revision": int(labels["mme-rep/revision"]),
-                "template": labels["mme-rep/template"],
-                "status": notes[revisions.STATUS_ANNOTATION],
-                "image": summary["image"], "time": summary["time"]}
-    except (KeyError, ValueError, TypeError):
-        return None
 
 
 def record_name(env_name: str, revision: int) -> str:

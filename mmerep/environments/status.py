@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from mmerep.environments.model import RECORD_LABEL, WORKLOAD_KINDS, Obj, selector
+from mmerep.environments.model import RECORD_LABEL, WORKLOAD_KINDS, Obj, record_summary, selector
 from mmerep.errors import UsageError
 from mmerep.kube import Kube, workload_status
 
@@ -25,8 +25,6 @@ def list_environments(kube: Kube, namespace: str | None) -> list[dict[str, Any]]
     """Deployed environments (from their latest revision record). The records' metadata
     carries what the list shows: only that is read (a record's data holds its rendered
     objects), unless a record written by an older version lacks it."""
-    from mmerep.environments.records import record_summary
-
     records = kube.list_metadata("v1", "ConfigMap", namespace,
                                  label_selector=f"{RECORD_LABEL}=true",
                                  all_namespaces=namespace is None)
@@ -40,8 +38,6 @@ def list_environments(kube: Kube, namespace: str | None) -> list[dict[str, Any]]
 def environment_rows(records: list[Obj]) -> list[dict[str, Any]]:
     """One row per environment from its revision records (the latest one); pure, so the
     console builds the same rows from what its watch holds."""
-    from mmerep.environments.records import record_summary
-
     latest: dict[tuple[str, str], dict[str, Any]] = {}
     for r in records:
         key = (r["metadata"]["namespace"], r["metadata"]["labels"]["app.kubernetes.io/instance"])

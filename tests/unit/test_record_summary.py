@@ -8,8 +8,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from mmerep.environments.model import Rendered
-from mmerep.environments.records import build_record, record_summary
+from mmerep.environments.model import Rendered, record_summary
+from mmerep.environments.records import build_record
 from mmerep.environments.status import environment_rows
 
 
@@ -38,3 +38,10 @@ def test_records_written_before_are_read_from_their_data() -> None:
     assert record_summary(old) is None
     assert environment_rows([old])[0]["revision"] == 3
     assert environment_rows([old])[0]["image"] == "reg/p/htcondor-batch/s3:v1@sha256:ab"
+
+
+def test_the_status_annotation_is_the_one_revisions_writes() -> None:
+    from mmerep import revisions
+    from mmerep.environments import model
+
+    assert model.STATUS_ANNOTATION == revisions.STATUS_ANNOTATION
