@@ -17,8 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
-import yaml
-
 from mmerep.errors import MmerepError, UsageError
 from mmerep.grammar import assignments, oci
 from mmerep.grammar.names import DNS_LABEL, DNS_SUBDOMAIN, LABEL_NAME, LABEL_VALUE
@@ -200,6 +198,8 @@ def add_profile(profile_dict: Mapping[str, Any], path: str | os.PathLike[str] | 
         raise UsageError(f"profile '{name}' already exists ({where})",
                          hint="use --replace to overwrite it")
     document["profiles"] = {**existing, name: profile.to_yaml_dict()}
+    import yaml
+
     _write_atomically(file, yaml.safe_dump(document, sort_keys=False, default_flow_style=False))
     return dataclasses.replace(profile, source=str(file))
 
@@ -495,22 +495,89 @@ class _Validator:
 
 def _read_document(file: Path) -> dict[str, Any]:
     """The whole file as a mapping with a ``profiles`` mapping; UsageError when it is not."""
+    document = _cached_document(file)
+    if document is None:
+        document = _parse_document(file)
+        _keep_document(file, document)
+    document = {} if document is None else document
+    if not isinstance(document, dict):
+        raise UsageError(f"{file}: must be a mapping with the key 'profiles'",
+                         hint="profiles: {dev-s3: {namespace: s3, ...}}")
+    return _checked_document(file, document)
+
+
+def _parse_document(file: Path) -> Any:
+    import yaml
+
     try:
         text = file.read_text()
     except OSError as exc:
         raise UsageError(f"cannot read profiles file {file}: {exc.strerror}") from None
     try:
-        document = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f" at line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or "syntax error"
         raise UsageError(f"{file}: not valid YAML{line}: {problem}",
                          hint="fix the syntax; see: mme-rep profile add --help") from None
-    document = {} if document is None else document
-    if not isinstance(document, dict):
-        raise UsageError(f"{file}: must be a mapping with the key 'profiles'",
-                         hint="profiles: {dev-s3: {namespace: s3, ...}}")
+
+
+def _document_key(file: Path) -> str | None:
+    try:
+        st = file.stat()
+    except OSError:
+        return None
+    return f"{file.resolve()}:{st.st_mtime_ns}:{st.st_size}:{st.st_ino}:{st.st_mode}"
+
+
+def _cache_file(file: Path) -> Path:
+    import zlib
+
+    from mmerep.paths import cache_dir
+
+    return cache_dir() / "profiles" / f"{zlib.crc32(str(file.resolve()).encode()):08x}.json"
+
+
+def _cached_document(file: Path) -> Any:
+    """The file's document as parsed before, while the file is unchanged (path, mtime,
+    size, inode, mode): read commands then skip PyYAML (~10 ms of a ~100 ms command)."""
+    import json
+
+    key = _document_key(file)
+    try:
+        kept = json.loads(_cache_file(file).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(kept, dict) or key is None or kept.get("key") != key:
+        return None
+    return kept.get("document")
+
+
+def _keep_document(file: Path, document: Any) -> None:
+    """Keep a document JSON says exactly (not one with dates or non-string keys);
+    readable by the user only, as the file may be."""
+    import json
+
+    key = _document_key(file)
+    try:
+        text = json.dumps({"key": key, "document": document})
+        if key is None or json.loads(text)["document"] != document:
+            return
+        target = _cache_file(file)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, text.encode())
+        finally:
+            os.close(fd)
+        os.replace(tmp, target)
+    except (OSError, TypeError, ValueError):
+        pass  # a cache only
+
+
+def _checked_document(file: Path, document: dict[str, Any]) -> dict[str, Any]:
     for key in document:
         if key not in ("profiles", "groups"):
             raise UsageError(f"{file}: unknown top-level key '{key}'",
