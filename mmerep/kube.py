@@ -617,10 +617,35 @@ class Kube:
         results in order, and the first error is raised."""
         if len(items) <= 1:
             return [fn(i) for i in items]
-        from concurrent.futures import ThreadPoolExecutor
+        # Threads of its own: importing concurrent.futures costs a read command as much
+        # as a request.
+        results: list[Any] = [None] * len(items)
+        errors: list[BaseException | None] = [None] * len(items)
+        todo = iter(enumerate(items))
+        lock = threading.Lock()
 
-        with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
-            return list(pool.map(fn, items))
+        def work() -> None:
+            while True:
+                with lock:
+                    nxt = next(todo, None)
+                if nxt is None:
+                    return
+                index, item = nxt
+                try:
+                    results[index] = fn(item)
+                except BaseException as exc:  # raised below, in the caller's thread
+                    errors[index] = exc
+
+        threads = [threading.Thread(target=work, daemon=True)
+                   for _ in range(min(workers, len(items)))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for error in errors:
+            if error is not None:
+                raise error
+        return results
 
     def create(self, obj: Obj, *, dry_run: bool = False,
                field_manager: str = FIELD_MANAGER) -> Obj:
