@@ -63,7 +63,7 @@ def environment_status(kube: Kube, namespace: str, env_name: str) -> dict[str, A
     # autoscaler's and the monitor's state, and synclocal's node notes (kept only for an
     # environment with a synclocal component; read anyway, beside the others, as waiting
     # for the parts first would add a round trip). Nine requests over three connections:
-    # each new connection is a TLS handshake, which costs more CPU than a request.
+    # each thread and its connection (a TLS handshake) costs CPU, most of a request's.
     ours = selector(env_name)
     reads = [*(lambda k=k: kube.list_objects(k[0], k[1], namespace, label_selector=ours)
                for k in STATUS_KINDS),
