@@ -23,11 +23,14 @@ ensure_venv() {
     "$python" -m venv "$venv" || die "could not create $venv (is the venv module installed?)"
   fi
   stamp="$venv/.mmerep-installed$extra"
-  want="$(cat "$here/pyproject.toml" | cksum)"
+  # "compat": a plain path in a .pth file; the default editable finder is imported by every
+  # Python start in the venv (~18 ms of each command's ~60).
+  want="$(cat "$here/pyproject.toml" | cksum) compat"
   if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "mme-rep: installing mme-rep${extra:+ with its $extra extra} into the virtual environment..." >&2
     local log="$venv/install.log"
-    if ! "$venv/bin/python" -m pip install --disable-pip-version-check -q -e "$here${extra:+[$extra]}" >"$log" 2>&1; then
+    if ! "$venv/bin/python" -m pip install --disable-pip-version-check -q \
+        --config-settings editable_mode=compat -e "$here${extra:+[$extra]}" >"$log" 2>&1; then
       tail -n 20 "$log" >&2
       die "installing dependencies failed (full log: $log)"
     fi

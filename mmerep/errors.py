@@ -193,3 +193,24 @@ class Terminated(KeyboardInterrupt):
     Exit code 143 (128 + SIGTERM)."""
 
     how = "SIGTERM"
+    raised = False  # set when it is raised: typer turns any KeyboardInterrupt into exit 130
+
+
+def stop_on_sigterm() -> None:
+    """From now on SIGTERM raises :class:`Terminated` in the main thread."""
+    import signal
+
+    def terminate(signum: int, frame: object) -> None:
+        Terminated.raised = True
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, terminate)
+
+
+def exit_interrupted(stop: KeyboardInterrupt) -> None:
+    """Say how the command was stopped and exit 130 (Ctrl-C) or 143 (SIGTERM)."""
+    import sys
+
+    how = getattr(stop, "how", None)
+    print(f"interrupted by {how}" if how else "interrupted", file=sys.stderr)
+    sys.exit(143 if how else 130)

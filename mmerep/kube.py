@@ -47,6 +47,8 @@ from mmerep.retry import RetryPolicy
 log = logging.getLogger(__name__)
 
 FIELD_MANAGER = "mme-rep"
+# Accept header for a list of metadata only (meta.k8s.io/v1 PartialObjectMetadataList).
+METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
 # How often a wait reports progress when nothing changes (a stuck rollout's warnings).
 HEARTBEAT = 2.0
 DEFAULT_SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
@@ -343,7 +345,7 @@ class Kube:
     def request(self, method: str, path: str, *, body: Any = None,
                 query: dict[str, Any] | None = None, content_type: str | None = None,
                 what: str | None = None, timeout: float | None = None,
-                stream: bool = False, retry_busy: bool = True) -> Any:
+                stream: bool = False, retry_busy: bool = True, accept: str | None = None) -> Any:
         """Send one request, retrying transient failures; JSON body in, parsed JSON out.
 
         With ``stream`` the open response is returned (for watches): iterate it for
@@ -356,6 +358,8 @@ class Kube:
 
         what = what or f"{method} {path}"
         headers = {"Content-Type": content_type} if content_type and body is not None else {}
+        if accept:
+            headers["Accept"] = accept
         params = [(k, v) for k, v in (query or {}).items() if v is not None]
         delays = self.retry.delays()
         while True:
@@ -452,6 +456,20 @@ class Kube:
         items: list[Obj] = self.list_raw(
             api_version, kind, namespace, label_selector=label_selector,
             field_selector=field_selector, all_namespaces=all_namespaces).get("items", [])
+        return items
+
+    def list_metadata(self, api_version: str, kind: str, namespace: str | None = None, *,
+                      label_selector: str | None = None,
+                      all_namespaces: bool = False) -> list[Obj]:
+        """Only the objects' metadata (names, labels, annotations): the API server sends a
+        PartialObjectMetadataList, a fraction of the bytes of the objects themselves."""
+        res = self.resource(api_version, kind)
+        ns = None if (all_namespaces or not res.namespaced) else (namespace or self.namespace)
+        data: Obj = self.request("GET", res.path(ns), query={"labelSelector": label_selector},
+                                 what=f"list {res.plural}", accept=METADATA_LIST)
+        items: list[Obj] = data.get("items") or []
+        for item in items:  # each says PartialObjectMetadata: say what it describes
+            item["apiVersion"], item["kind"] = api_version, kind
         return items
 
     def list_raw(self, api_version: str, kind: str, namespace: str | None = None, *,
@@ -599,10 +617,35 @@ class Kube:
         results in order, and the first error is raised."""
         if len(items) <= 1:
             return [fn(i) for i in items]
-        from concurrent.futures import ThreadPoolExecutor
+        # Threads of its own: importing concurrent.futures costs a read command as much
+        # as a request.
+        results: list[Any] = [None] * len(items)
+        errors: list[BaseException | None] = [None] * len(items)
+        todo = iter(enumerate(items))
+        lock = threading.Lock()
 
-        with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
-            return list(pool.map(fn, items))
+        def work() -> None:
+            while True:
+                with lock:
+                    nxt = next(todo, None)
+                if nxt is None:
+                    return
+                index, item = nxt
+                try:
+                    results[index] = fn(item)
+                except BaseException as exc:  # raised below, in the caller's thread
+                    errors[index] = exc
+
+        threads = [threading.Thread(target=work, daemon=True)
+                   for _ in range(min(workers, len(items)))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for error in errors:
+            if error is not None:
+                raise error
+        return results
 
     def create(self, obj: Obj, *, dry_run: bool = False,
                field_manager: str = FIELD_MANAGER) -> Obj:

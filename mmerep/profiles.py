@@ -9,27 +9,24 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import difflib
 import os
 import re
 import stat
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
-import yaml
-
 from mmerep.errors import MmerepError, UsageError
 from mmerep.grammar import assignments, oci
 from mmerep.grammar.names import DNS_LABEL, DNS_SUBDOMAIN, LABEL_NAME, LABEL_VALUE
-from mmerep.paths import config_dir
+from mmerep.paths import config_dir, state_dir
 from mmerep.quantity import parse_cpu, parse_memory
 from mmerep.workload_policy import profile_fields
 
 ENV_VAR = "MMEREP_PROFILES"
 LOCAL = "local"
+LOCAL_CONTEXT = "mmerep-local"
 # Stands for the local cluster's registry, whose port is known only while it runs.
 LOCAL_REGISTRY = "local"
 TIERS = ("local-ssd", "bulk", "datalake")
@@ -93,9 +90,9 @@ class Profile:
 
 def local_profile() -> Profile:
     """The built-in profile of the local cluster (``mme-rep cluster up``)."""
-    from mmerep.cluster import local
-
-    return Profile(name=LOCAL, context=local.CONTEXT, kubeconfig=str(local.kubeconfig_path()),
+    # mmerep.cluster.local's CONTEXT and kubeconfig_path(), without importing it: every
+    # profile lookup builds this one, and that module costs a read command ~10 ms.
+    return Profile(name=LOCAL, context=LOCAL_CONTEXT, kubeconfig=str(state_dir() / "kubeconfig"),
                    namespace="mmerep", registry=LOCAL_REGISTRY, project="mme-rep",
                    requests={"cpu": "1", "memory": "2Gi"},
                    storage_classes={"local-ssd": "mmerep-local-ssd"},
@@ -141,6 +138,8 @@ def get_profile(name: str, path: str | os.PathLike[str] | None = None) -> Profil
     if name in groups:
         raise UsageError(f"'{name}' is a group of profiles ({', '.join(groups[name])}); "
                          "this command needs one of them", hint="pick one with -F MEMBER")
+    import difflib  # here: every command reads profiles, few misspell one
+
     close = difflib.get_close_matches(name, profiles, n=1)
     hint = (f"did you mean '{close[0]}'? " if close else "") + f"known: {', '.join(profiles)}"
     raise UsageError(f"unknown profile '{name}'", hint=hint + "; add one with: mme-rep profile add")
@@ -202,6 +201,8 @@ def add_profile(profile_dict: Mapping[str, Any], path: str | os.PathLike[str] | 
         raise UsageError(f"profile '{name}' already exists ({where})",
                          hint="use --replace to overwrite it")
     document["profiles"] = {**existing, name: profile.to_yaml_dict()}
+    import yaml
+
     _write_atomically(file, yaml.safe_dump(document, sort_keys=False, default_flow_style=False))
     return dataclasses.replace(profile, source=str(file))
 
@@ -271,6 +272,8 @@ def parse_toleration(text: str) -> dict[str, str]:
 
 
 def _did_you_mean(word: str, choices: tuple[str, ...] | list[str], noun: str = "keys") -> str:
+    import difflib
+
     close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
     return f"did you mean '{close[0]}'?" if close else f"known {noun}: {', '.join(choices)}"
 
@@ -518,22 +521,89 @@ class _Validator:
 
 def _read_document(file: Path) -> dict[str, Any]:
     """The whole file as a mapping with a ``profiles`` mapping; UsageError when it is not."""
+    document = _cached_document(file)
+    if document is None:
+        document = _parse_document(file)
+        _keep_document(file, document)
+    document = {} if document is None else document
+    if not isinstance(document, dict):
+        raise UsageError(f"{file}: must be a mapping with the key 'profiles'",
+                         hint="profiles: {dev-s3: {namespace: s3, ...}}")
+    return _checked_document(file, document)
+
+
+def _parse_document(file: Path) -> Any:
+    import yaml
+
     try:
         text = file.read_text()
     except OSError as exc:
         raise UsageError(f"cannot read profiles file {file}: {exc.strerror}") from None
     try:
-        document = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f" at line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or "syntax error"
         raise UsageError(f"{file}: not valid YAML{line}: {problem}",
                          hint="fix the syntax; see: mme-rep profile add --help") from None
-    document = {} if document is None else document
-    if not isinstance(document, dict):
-        raise UsageError(f"{file}: must be a mapping with the key 'profiles'",
-                         hint="profiles: {dev-s3: {namespace: s3, ...}}")
+
+
+def _document_key(file: Path) -> str | None:
+    try:
+        st = file.stat()
+    except OSError:
+        return None
+    return f"{file.resolve()}:{st.st_mtime_ns}:{st.st_size}:{st.st_ino}:{st.st_mode}"
+
+
+def _cache_file(file: Path) -> Path:
+    import zlib
+
+    from mmerep.paths import cache_dir
+
+    return cache_dir() / "profiles" / f"{zlib.crc32(str(file.resolve()).encode()):08x}.json"
+
+
+def _cached_document(file: Path) -> Any:
+    """The file's document as parsed before, while the file is unchanged (path, mtime,
+    size, inode, mode): read commands then skip PyYAML (~10 ms of a ~100 ms command)."""
+    import json
+
+    key = _document_key(file)
+    try:
+        kept = json.loads(_cache_file(file).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(kept, dict) or key is None or kept.get("key") != key:
+        return None
+    return kept.get("document")
+
+
+def _keep_document(file: Path, document: Any) -> None:
+    """Keep a document JSON says exactly (not one with dates or non-string keys);
+    readable by the user only, as the file may be."""
+    import json
+
+    key = _document_key(file)
+    try:
+        text = json.dumps({"key": key, "document": document})
+        if key is None or json.loads(text)["document"] != document:
+            return
+        target = _cache_file(file)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, text.encode())
+        finally:
+            os.close(fd)
+        os.replace(tmp, target)
+    except (OSError, TypeError, ValueError):
+        pass  # a cache only
+
+
+def _checked_document(file: Path, document: dict[str, Any]) -> dict[str, Any]:
     for key in document:
         if key not in ("profiles", "groups"):
             raise UsageError(f"{file}: unknown top-level key '{key}'",
@@ -548,6 +618,8 @@ def _write_atomically(file: Path, text: str) -> None:
     target = Path(os.path.realpath(file))  # replace a symlink's target, not the link
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
+        import tempfile  # here: only writing the file needs it
+
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     except OSError as exc:
         raise MmerepError(f"cannot write profiles file {file}: {exc.strerror}") from None

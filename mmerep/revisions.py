@@ -20,6 +20,8 @@ from mmerep.errors import KubeConflict, KubeError, MmerepError
 
 Obj = dict[str, Any]
 RECORD_LABEL = "mme-rep/record"
+# The status again, in the metadata: ``env list`` reads records' metadata only.
+STATUS_ANNOTATION = "mme-rep/status"
 KILLED_NOTE = ("the command that made this revision stopped before finishing (killed?); "
                "its objects may be partly applied; a later deploy or rollback replaced them")
 SIGINT_NOTE = ("interrupted by {how} during {operation}; the objects may be partly "
@@ -43,7 +45,8 @@ def set_status(kube: Any, record: Obj, status: str, note: str | None = None) -> 
     meta = record["metadata"]
     data = {"status": status} if note is None else {"status": status, "note": note}
     res = kube.resource("v1", "ConfigMap")
-    kube.request("PATCH", res.path(meta["namespace"], meta["name"]), body={"data": data},
+    body = {"data": data, "metadata": {"annotations": {STATUS_ANNOTATION: status}}}
+    kube.request("PATCH", res.path(meta["namespace"], meta["name"]), body=body,
                  content_type="application/merge-patch+json",
                  what=f"mark revision {meta['name']} {status}")
 

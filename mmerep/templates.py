@@ -13,8 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from mmerep.errors import UsageError
 from mmerep.grammar.names import DNS_1035_LABEL
 
@@ -64,6 +62,8 @@ def validate_env_name(name: str) -> str:
 
 
 def _read_template(folder: Path) -> Template:
+    import yaml  # here, as in render_manifests: read commands import this module only
+
     meta_file = folder / "template.yaml"
     try:
         meta = yaml.safe_load(meta_file.read_text()) or {}
@@ -145,8 +145,11 @@ def coerce_parameters(template: Template, given: Mapping[str, Any]) -> dict[str,
     return values
 
 
-# libyaml's safe loader where PyYAML was built with it: ten times the pure-Python one.
-SAFE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+def safe_loader() -> Any:
+    """libyaml's safe loader where PyYAML was built with it: ten times the pure-Python one."""
+    import yaml
+
+    return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def _bytecode_cache() -> Any:
@@ -168,6 +171,7 @@ def render_manifests(template: Template, context: Mapping[str, Any],
                      filters: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
     """Render every ``manifests/*.yaml.j2`` (files starting with ``_`` are macros)."""
     import jinja2
+    import yaml
 
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(template.path / "manifests")),
@@ -181,7 +185,7 @@ def render_manifests(template: Template, context: Mapping[str, Any],
     for fname in files:
         try:
             text = env.get_template(fname).render(**context)
-            docs = [d for d in yaml.load_all(text, Loader=SAFE_LOADER) if d]
+            docs = [d for d in yaml.load_all(text, Loader=safe_loader()) if d]
         except jinja2.UndefinedError as exc:
             raise UsageError(f"template {template.name}/{fname}: {exc.message}") from exc
         except yaml.YAMLError as exc:

@@ -8,7 +8,6 @@ and the live view ("started" versus "serving", pods Kubernetes evicted and why).
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -39,6 +38,8 @@ def parse_endpoint(text: Any, where: str, fail: Fail) -> dict[str, Any]:
     network, slash, rest = text.partition("/")
     prefix, colon, ports_text = rest.partition(":")
     try:
+        import ipaddress  # here: only a profile with egress rules needs it
+
         cidr = str(ipaddress.ip_network(f"{network}{slash}{prefix}", strict=False))
     except ValueError:
         fail(f"{where} '{text}' has no valid network address", hint=forms)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from mmerep.errors import KubeError
 from mmerep.kube import Kube
 from provisioner import objects as o
 from provisioner.ledger import NodeLedger
@@ -40,22 +39,22 @@ def disk_rows(reports: dict[str, Report], ledgers: dict[str, NodeLedger],
 
 def status(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
     store = Store(kube, namespace, name)
-    try:
-        reports = store.reports()
-        ledgers = {n: led for n, (led, _) in store.ledgers().items()}
-    except KubeError:
-        raise
-    pvs = kube.list_objects("v1", "PersistentVolume",
-                            label_selector=f"{o.LABEL_PROVISIONER}={name}")
+    # Five independent reads, over at most three connections (each one a TLS handshake).
+    reports, ledgers_read, pvs, all_classes, leader = kube.map(lambda read: read(), [
+        store.reports, store.ledgers,
+        lambda: kube.list_objects("v1", "PersistentVolume",
+                                  label_selector=f"{o.LABEL_PROVISIONER}={name}"),
+        lambda: kube.list_objects("storage.k8s.io/v1", "StorageClass"),
+        Lease(kube, namespace, f"{name}-controller", "").holder], workers=3)
+    ledgers = {n: led for n, (led, _) in ledgers_read.items()}
     phases: dict[str, int] = {}
     for pv in pvs:
         phase = (pv.get("status") or {}).get("phase", "Pending")
         phases[phase] = phases.get(phase, 0) + 1
-    classes = [sc["metadata"]["name"] for sc in kube.list_objects(
-        "storage.k8s.io/v1", "StorageClass") if sc.get("provisioner") == name]
+    classes = [sc["metadata"]["name"] for sc in all_classes if sc.get("provisioner") == name]
     return {
         "provisioner": name, "namespace": namespace,
-        "leader": Lease(kube, namespace, f"{name}-controller", "").holder(),
+        "leader": leader,
         "storage_classes": sorted(classes),
         "volumes": phases,
         "disks": disk_rows(reports, ledgers, time.time()),

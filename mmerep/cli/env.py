@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 
 from mmerep.cli.options import OutputFormat, OutputOption
+from mmerep.cli.reads import WIDE, _connect, _short_image, _target, status_table
+
+__all__ = ["WIDE", "_connect", "_short_image", "_target", "app", "status_table"]
 
 if TYPE_CHECKING:
     from mmerep.environments import Rendered
-    from mmerep.kube import Kube
     from mmerep.profiles import Profile
 
 app = typer.Typer(
@@ -37,12 +39,6 @@ def _parse_sets(values: list[str]) -> dict[str, str]:
     return parse_assignments(values, "--set", "executors=4")
 
 
-def _connect(profile: Profile) -> Kube:
-    from mmerep.kube import Kube
-
-    return Kube.from_kubeconfig(profile.kubeconfig, profile.context, namespace=profile.namespace)
-
-
 def _render(template: str, image: str, profile_name: str, profiles_file: str | None,
             name: str | None, sets: list[str], no_resolve: bool) -> tuple[Profile, Rendered]:
     """The profile and the environment rendered for it (every input validated)."""
@@ -52,21 +48,6 @@ def _render(template: str, image: str, profile_name: str, profiles_file: str | N
     profile = get_profile(profile_name, profiles_file)
     return profile, environments.render_environment(
         profile, template, image, name=name, params=_parse_sets(sets), resolve=not no_resolve)
-
-
-def _target(profile_name: str, profiles_file: str | None,
-            env_name: str | None = None, on: str | None = None) -> tuple[Profile, Kube]:
-    """The profile and a connection to its cluster; for a profile group, the member that
-    holds ``env_name`` (or ``on``)."""
-    from mmerep.profiles import get_profile, load_groups, members_of
-
-    if env_name is not None and profile_name in load_groups(profiles_file):
-        from mmerep.campaign.groups import find_environment
-
-        profile = find_environment(members_of(profile_name, profiles_file), env_name, on)
-    else:
-        profile = get_profile(profile_name, profiles_file)
-    return profile, _connect(profile)
 
 
 OnOption = typer.Option(None, "--on", metavar="MEMBER", help="With a profile group: the "
@@ -91,81 +72,6 @@ def _place(template: str, image: str, group: str, profiles_file: str | None,
                             rows))
     err_console.print(f"[bold]{placement.chosen}[/] chosen: {placement.why}", soft_wrap=True)
     return placement.chosen
-
-
-def _short_image(image: str) -> str:
-    """Without the registry host and with a short digest, as operators read it."""
-    from mmerep.grammar.oci import split_host
-
-    name, _, digest = image.partition("@")
-    host, path = split_host(name)
-    if host:
-        name = ".../" + path
-    return f"{name}@{digest[:19]}" if digest else name
-
-
-# At or above this many columns the status table also shows each object's full name and kind.
-WIDE = 120
-
-
-def status_table(data: dict[str, Any], width: int | None = None) -> Any:
-    """The environment's name and image(s) once above, then one line per component (by
-    its role: collector, scheduler, ...), fitting ``width`` (default: the terminal's)."""
-    from rich.console import Group
-    from rich.text import Text
-
-    from mmerep.cli.output import age, console, table
-
-    width = width or console.width
-    wide = width >= WIDE
-    comps = data["components"]
-    roles_by_image: dict[str, list[str]] = {}
-    for c in comps:
-        roles_by_image.setdefault(c["image"], []).append(c["component"] or c["name"])
-    columns = ["role", "state", "ready", "age", "restarts", "ports"]
-    if wide:
-        columns[1:1] = ["name", "kind"]
-    rows = []
-    for c in comps:
-        pods = f"{c['ready']}/{c['desired']}"
-        # "ready" counts pods serving (readiness passes); "started" ones run, past their
-        # start-up probe, but their service does not answer yet.
-        if c.get("started", c["ready"]) > c["ready"]:
-            pods += f" ({c['started']} started)"
-        if c["kind"] == "DaemonSet":
-            pods += ", 1/node"
-        row = [c["component"] or c["name"], c["state"], pods, age(c["age_seconds"]),
-               c["restarts"], ", ".join(c["ports"]) or "-"]
-        if wide:
-            row[1:1] = [c["name"], c["kind"]]
-        rows.append(row)
-    heading = Text(f"environment {data['name']} in namespace {data['namespace']}",
-                   style="bold")
-    parts: list[Any] = [heading]
-    for image, roles in roles_by_image.items():  # one line when all share it (the usual)
-        owners = f" ({', '.join(roles)})" if len(roles_by_image) > 1 else ""
-        parts.append(Text(f"image {_short_image(image)}{owners}", overflow="fold"))
-    parts.append(table(None, columns, rows))
-    if data.get("synclocal"):
-        parts.append(Text(data["synclocal"], overflow="fold"))
-    if data.get("scaler"):
-        parts.append(Text(data["scaler"], overflow="fold"))
-    if data.get("monitor"):
-        parts.append(Text(data["monitor"]["line"], overflow="fold"))
-        parts += [Text(f"  {f.get('kind')}: {f.get('message')}", overflow="fold")
-                  for f in data["monitor"]["findings"]]
-    if data.get("stopped"):
-        parts.append(table("pods Kubernetes stopped", ["component", "pod", "reason", "message"],
-                           [(s["component"], s["pod"], s["reason"], s["message"])
-                            for s in data["stopped"]]))
-    if data.get("warnings"):
-        warn_columns = ["time", "object", "reason", "message"] if wide else [
-            "object", "reason", "message"]
-        parts.append(table("recent warnings", warn_columns,
-                           [([w["time"]] if wide else []) + [w["object"], w["reason"],
-                                                             w["message"]]
-                            for w in data["warnings"]]))
-    return Group(*parts)
 
 
 @app.command("deploy")
@@ -318,29 +224,9 @@ def list_cmd(
     output: OutputFormat = OutputOption,
 ) -> None:
     """Environments in the profile's namespace (or all)."""
-    from mmerep import environments
-    from mmerep.cli.output import render, table
+    from mmerep.cli.reads import env_list
 
-    if everywhere:
-        from mmerep.campaign.groups import list_everywhere
-        from mmerep.profiles import load_profiles
-
-        found = list_everywhere(list(load_profiles(profiles_file).values()))
-        render(found, output, lambda r: table(None, [
-            "profile", "namespace", "name", "template", "revision", "status", "image"],
-            [(x["profile"], x["namespace"], x["name"], x["template"], x["revision"],
-              x["status"] + (f": {x['error']}" if x.get("error") else ""),
-              _short_image(x["image"])) for x in r]))
-        return
-
-    profile, kube = _target(profile_name, profiles_file)
-    rows = environments.list_environments(kube, None if all_namespaces else profile.namespace)
-    render(rows, output, lambda r: table(None, ["namespace", "name", "template", "revision",
-                                                "status", "image", "updated"],
-                                         [(x["namespace"], x["name"], x["template"],
-                                           x["revision"], x["status"],
-                                           _short_image(x["image"]), x["updated"])
-                                          for x in r]))
+    env_list(profile_name, profiles_file, all_namespaces, everywhere, output)
 
 
 @app.command("status")
@@ -352,11 +238,9 @@ def status_cmd(
     output: OutputFormat = OutputOption,
 ) -> None:
     """Components, pods, restarts and recent warning events of one environment."""
-    from mmerep import environments
-    from mmerep.cli.output import render
+    from mmerep.cli.reads import env_status
 
-    profile, kube = _target(profile_name, profiles_file, name, on)
-    render(environments.environment_status(kube, profile.namespace, name), output, status_table)
+    env_status(name, profile_name, profiles_file, on, output)
 
 
 @app.command("history")

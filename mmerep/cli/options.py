@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
-
 import typer
 
+from mmerep.cli.formats import OutputFormat
 
-class OutputFormat(StrEnum):
-    table = "table"
-    json = "json"
-    yaml = "yaml"
+__all__ = ["OutputFormat", "OutputOption"]
 
 
 OutputOption = typer.Option(OutputFormat.table, "--output", "-o",

@@ -1,27 +1,48 @@
-"""The one shared console and the renderers every read command uses."""
+"""The one shared console and the renderers every read command uses.
+
+rich is imported when something is drawn with it: read commands whose output is not a
+terminal print their tables without it (``mmerep.cli.plain``), and ``-o json`` never
+needs it. ``console`` and ``err_console`` are made on first use.
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.table import Table
+from mmerep.cli.formats import OutputFormat
+from mmerep.cli.plain import Table, plain_text
 
-from mmerep.cli.options import OutputFormat
+if TYPE_CHECKING:
+    from rich.console import Console
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+    console: Console
+    err_console: Console
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("console", "err_console"):  # made once, then an ordinary module attribute
+        from rich.console import Console
+
+        made = globals()[name] = Console(stderr=name == "err_console", highlight=False)
+        return made
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _console() -> Console:
+    con: Console = globals().get("console") or __getattr__("console")
+    return con
+
+
+def _err_console() -> Console:
+    con: Console = globals().get("err_console") or __getattr__("err_console")
+    return con
 
 
 def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Table:
-    t = Table(title=title, title_justify="left", header_style="bold")
-    for col in columns:
-        t.add_column(col)
-    for row in rows:
-        t.add_row(*("" if v is None else str(v) for v in row))
-    return t
+    """A table: drawn by rich (it is a rich renderable), or without it by ``render``."""
+    return Table(title, columns, rows)
 
 
 def render(data: Any, output: OutputFormat, as_table: Callable[[Any], Any]) -> None:
@@ -33,7 +54,12 @@ def render(data: Any, output: OutputFormat, as_table: Callable[[Any], Any]) -> N
 
         print(yaml.safe_dump(data, sort_keys=False, default_flow_style=False), end="")
     else:
-        console.print(as_table(data))
+        shown = as_table(data)
+        text = plain_text(shown)
+        if text is None:
+            _console().print(shown)
+        else:
+            print(text, end="")
 
 
 def age(seconds: int | None) -> str:
@@ -47,8 +73,10 @@ def age(seconds: int | None) -> str:
 
 
 def fail(message: str, hint: str | None = None) -> None:
-    err_console.print(f"[bold red]error:[/] {message}" + (f" [dim]({hint})[/]" if hint else ""),
-                      soft_wrap=True)
+    from rich.markup import escape  # a hint such as "[status|scale N]" is not markup
+
+    _err_console().print(f"[bold red]error:[/] {escape(message)}"
+                         + (f" [dim]({escape(hint)})[/]" if hint else ""), soft_wrap=True)
 
 
 class Spinner:
@@ -62,11 +90,11 @@ class Spinner:
         self._last = 0.0
 
     def __enter__(self) -> Spinner:
-        if err_console.is_terminal:
-            self._status = err_console.status(self.label)
+        if _err_console().is_terminal:
+            self._status = _err_console().status(self.label)
             self._status.__enter__()
         else:
-            err_console.print(f"{self.label}...")
+            _err_console().print(f"{self.label}...")
         return self
 
     def __call__(self, message: str) -> None:
@@ -76,7 +104,7 @@ class Spinner:
             self._status.update(message)
         elif time.monotonic() - self._last >= self.every:
             self._last = time.monotonic()
-            err_console.print(f"  {message}", soft_wrap=True)
+            _err_console().print(f"  {message}", soft_wrap=True)
 
     def __exit__(self, *exc: object) -> None:
         if self._status is not None:
@@ -104,11 +132,11 @@ class LiveWorkloads:
         self._last: str = ""
 
     def __enter__(self) -> LiveWorkloads:
-        err_console.print(f"{self.label}...", soft_wrap=True)
-        if err_console.is_terminal:
+        _err_console().print(f"{self.label}...", soft_wrap=True)
+        if _err_console().is_terminal:
             from rich.live import Live
 
-            self._live = Live(console=err_console, refresh_per_second=4, transient=False)
+            self._live = Live(console=_err_console(), refresh_per_second=4, transient=False)
             self._live.__enter__()
         return self
 
@@ -123,7 +151,7 @@ class LiveWorkloads:
                             + (f" ({n})" if n else "") for st, w, p, n in rows)
         if summary != self._last:  # without a terminal, print only changes
             self._last = summary
-            err_console.print(f"  {summary}", soft_wrap=True)
+            _err_console().print(f"  {summary}", soft_wrap=True)
 
     def _shown(self, kind: str, name: str) -> str:
         if self.prefix and name.startswith(self.prefix):

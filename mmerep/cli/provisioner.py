@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import typer
 
 from mmerep.cli.options import OutputFormat, OutputOption
+from mmerep.cli.reads import provisioner_target as _target
 
 app = typer.Typer(
     help="The node-local SSD volume provisioner: capacity-aware local volumes for claims "
@@ -105,15 +105,6 @@ def run_agent(
 
 
 
-def _target(profile_name: str, profiles_file: str | None, namespace: str) -> tuple[Any, Any]:
-    from mmerep.kube import Kube
-    from mmerep.profiles import get_profile
-
-    profile = get_profile(profile_name, profiles_file)
-    return profile, Kube.from_kubeconfig(profile.kubeconfig, profile.context,
-                                         namespace=namespace)
-
-
 @app.command("install")
 def install(
     profile: str = ProfileOption,
@@ -157,37 +148,9 @@ def status(
     output: OutputFormat = OutputOption,
 ) -> None:
     """Per node and disk: size, allocatable, reserved, used, volumes; and who leads."""
-    from mmerep.cli.output import console, render, table
-    from provisioner import service
-    from provisioner.status import status as read_status
+    from mmerep.cli.reads import provisioner_status
 
-    service.check_common(name, namespace)
-    _, kube = _target(profile, profiles_file, namespace)
-    data = read_status(kube, namespace, name)
-
-    def as_table(d: dict[str, Any]) -> object:
-        classes = ", ".join(d["storage_classes"]) or "none"
-        console.print(f"provisioner {d['provisioner']} in {d['namespace']}: leader "
-                      f"{d['leader'] or 'none'}; classes {classes}; "
-                      f"volumes {d['volumes'] or 'none'}")
-        return table(None, ["node", "disk", "size", "allocatable", "reserved", "available",
-                            "used", "volumes", "quota", "agent seen"],
-                     [(r["node"], r["disk"], _size(r["size"]), _size(r["allocatable"]),
-                       _size(r["reserved"]), _size(r["available"]), _size(r["used"]),
-                       r["volumes"], "yes" if r["quota"] else "no",
-                       "-" if r["agent_age"] is None else f"{r['agent_age']:.0f}s ago")
-                      for r in d["disks"]])
-
-    render(data, output, as_table)
-
-
-def _size(value: int | None) -> str:
-    if value is None:
-        return "-"
-    for unit, size in (("Ti", 1 << 40), ("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)):
-        if abs(value) >= size:
-            return f"{value / size:.1f}{unit}"
-    return str(value)
+    provisioner_status(profile, profiles_file, namespace, name, output)
 
 
 @app.command("uninstall")

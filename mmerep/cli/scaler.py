@@ -7,6 +7,10 @@ from typing import Any
 import typer
 
 from mmerep.cli.options import OutputFormat, OutputOption
+from mmerep.cli.reads import scaler_connect as _connect
+from mmerep.cli.reads import scaler_forbidden as _forbidden
+from mmerep.cli.reads import scaler_pool as _pool
+from mmerep.cli.reads import scaler_status as _status
 
 HELP = """Scale an environment's executors and drive the autoscaler.
 
@@ -50,39 +54,6 @@ def _split(args: list[str], env: str | None) -> tuple[str, str, list[str]]:
     if verb not in VERBS:
         raise UsageError(f"unknown verb '{verb}'", hint=f"use one of: {', '.join(VERBS)}")
     return env, verb, rest
-
-
-def _connect(in_cluster: bool, profile_name: str, profiles_file: str | None,
-             env: str) -> tuple[Any, Any, str]:
-    """The connection, the profile (None in the pod) and the namespace; with a profile
-    group, the member that holds ``env``."""
-    from mmerep.kube import Kube
-
-    if in_cluster:
-        kube = Kube.in_cluster()
-        return kube, None, kube.namespace
-    from mmerep.cli.env import _target
-
-    profile, kube = _target(profile_name, profiles_file, env)
-    return kube, profile, profile.namespace
-
-
-def _pool(env: str, namespace: str, collector: str | None, timeout: float) -> Any:
-    from mmerep.condor import BindingsPool
-
-    return BindingsPool(env, collector=collector or f"{env}-collector.{namespace}.svc:9618",
-                        timeout=timeout)
-
-
-def _forbidden(exc: Any) -> Any:
-    """A 403 as one line naming what is missing."""
-    from mmerep.errors import KubeForbidden
-
-    text = str(exc.message)
-    missing = text.split("cannot ", 1)[1].split(":")[0] if "cannot " in text else text
-    return KubeForbidden(f"not allowed: cannot {missing}",
-                         hint="the scaler's Role lacks this permission; redeploy the "
-                         "environment, or ask a cluster admin")
 
 
 @app.command(help=HELP, context_settings={"ignore_unknown_options": True})
@@ -158,20 +129,6 @@ def _resources(rest: list[str], limits: Any) -> Any:
 
     cpu, memory, *top = rest
     return ex.parse_resources(cpu, memory, *(top or ["", ""]), limits=limits)
-
-
-def _status(kube: Any, namespace: str, name: str, pool: Any, output: OutputFormat) -> None:
-    import dataclasses
-
-    from mmerep.cli.output import render
-    from mmerep.scaler import executors as ex
-
-    st = ex.status(kube, namespace, name, pool)
-    if output is OutputFormat.table:
-        for line in st.lines():
-            print(line)
-        return
-    render(dataclasses.asdict(st), output, lambda d: d)
 
 
 def _scale(kube: Any, profile: Any, namespace: str, name: str, count_text: str, stall: float,

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mmerep import envlock
-from mmerep.environments.deploy import with_revision
+from mmerep.environments.deploy_flow import with_revision
 from mmerep.environments.model import Obj, OnWorkloadStatuses
 from mmerep.environments.records import build_record, read_records, rendered_from_record
 from mmerep.environments.replicas import settle_replicas

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -71,3 +72,22 @@ def kind_and_name(obj: Obj) -> str:
 def selector(env_name: str) -> str:
     """The label selector of every part of an environment."""
     return f"app.kubernetes.io/instance={env_name},app.kubernetes.io/managed-by=mme-rep"
+
+
+SUMMARY_ANNOTATION = "mme-rep/summary"
+STATUS_ANNOTATION = "mme-rep/status"  # mmerep.revisions.STATUS_ANNOTATION: it writes it
+
+
+def record_summary(record: Obj) -> dict[str, Any] | None:
+    """Revision, template, status, image and time of a record from its metadata alone;
+    None for a record written before they were kept there (read its data instead)."""
+    meta = record["metadata"]
+    notes, labels = meta.get("annotations") or {}, meta.get("labels") or {}
+    try:
+        summary = json.loads(notes[SUMMARY_ANNOTATION])
+        return {"revision": int(labels["mme-rep/revision"]),
+                "template": labels["mme-rep/template"],
+                "status": notes[STATUS_ANNOTATION],
+                "image": summary["image"], "time": summary["time"]}
+    except (KeyError, ValueError, TypeError):
+        return None

@@ -10,7 +10,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mmerep import revisions, templates
-from mmerep.environments.model import RECORD_LABEL, Obj, Rendered
+from mmerep.environments.model import (
+    RECORD_LABEL,
+    SUMMARY_ANNOTATION,
+    Obj,
+    Rendered,
+)
 from mmerep.errors import UsageError
 from mmerep.kube import Kube
 
@@ -32,16 +37,23 @@ def build_record(rendered: Rendered, revision: int, status: str, note: str = "")
     labels = {**templates.standard_labels(rendered.env_name, rendered.template, "record"),
               RECORD_LABEL: "true", "mme-rep/revision": str(revision)}
     stored = [o for o in rendered.objects if o["kind"] != "Secret"]
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return {
         "apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": record_name(rendered.env_name, revision),
-                     "namespace": rendered.namespace, "labels": labels},
+                     "namespace": rendered.namespace, "labels": labels,
+                     # what `env list` shows, readable from the metadata alone (with the
+                     # labels' template and revision); revisions.set_status keeps
+                     # STATUS_ANNOTATION equal to data.status
+                     "annotations": {SUMMARY_ANNOTATION: json.dumps(
+                         {"image": rendered.image, "time": now}, sort_keys=True),
+                         revisions.STATUS_ANNOTATION: status}},
         "data": {"revision": str(revision), "status": status, "template": rendered.template,
                  "image": rendered.image, "params": json.dumps(rendered.params, sort_keys=True),
                  "workloads": json.dumps(list(rendered.workloads)),
                  "secrets": json.dumps({k: list(v) for k, v in rendered.secrets.items()}),
                  "web": json.dumps(rendered.web),
-                 "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "note": note},
+                 "time": now, "note": note},
         "binaryData": {"objects.json.gz": _pack(stored)},
     }
 

@@ -14,7 +14,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from mmerep import envlock, revisions, sshkeys
-from mmerep.environments.deploy import generated_secrets, with_revision
+from mmerep.environments.deploy_flow import generated_secrets, with_revision
 from mmerep.environments.model import RECORD_LABEL, Obj, OnWorkloadStatuses, Rendered, kind_and_name
 from mmerep.environments.parts import live_parts
 from mmerep.environments.records import (

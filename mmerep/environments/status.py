@@ -6,13 +6,9 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from mmerep.environments.events import belongs_to, event_time, warning_events
-from mmerep.environments.model import RECORD_LABEL, WORKLOAD_KINDS, Obj
-from mmerep.environments.parts import live_parts
-from mmerep.environments.synclocal_nodes import synclocal_line
+from mmerep.environments.model import RECORD_LABEL, WORKLOAD_KINDS, Obj, record_summary, selector
 from mmerep.errors import UsageError
 from mmerep.kube import Kube, workload_status
-from mmerep.workload_policy import pod_health
 
 STATUS_KINDS = (("apps/v1", "Deployment"), ("apps/v1", "DaemonSet"), ("apps/v1", "StatefulSet"),
                 ("v1", "Service"))
@@ -26,39 +22,60 @@ def _age(timestamp: str | None) -> float | None:
 
 
 def list_environments(kube: Kube, namespace: str | None) -> list[dict[str, Any]]:
-    """Deployed environments (from their latest revision record)."""
-    records = kube.list_objects("v1", "ConfigMap", namespace, label_selector=f"{RECORD_LABEL}=true",
-                                all_namespaces=namespace is None)
+    """Deployed environments (from their latest revision record). The records' metadata
+    carries what the list shows: only that is read (a record's data holds its rendered
+    objects), unless a record written by an older version lacks it."""
+    records = kube.list_metadata("v1", "ConfigMap", namespace,
+                                 label_selector=f"{RECORD_LABEL}=true",
+                                 all_namespaces=namespace is None)
+    if any(record_summary(r) is None for r in records):
+        records = kube.list_objects("v1", "ConfigMap", namespace,
+                                    label_selector=f"{RECORD_LABEL}=true",
+                                    all_namespaces=namespace is None)
     return environment_rows(records)
 
 
 def environment_rows(records: list[Obj]) -> list[dict[str, Any]]:
     """One row per environment from its revision records (the latest one); pure, so the
     console builds the same rows from what its watch holds."""
-    latest: dict[tuple[str, str], Obj] = {}
+    latest: dict[tuple[str, str], dict[str, Any]] = {}
     for r in records:
         key = (r["metadata"]["namespace"], r["metadata"]["labels"]["app.kubernetes.io/instance"])
-        if key not in latest or int(r["data"]["revision"]) > int(latest[key]["data"]["revision"]):
-            latest[key] = r
-    rows = []
-    for (ns, env), r in sorted(latest.items()):
-        rows.append({"namespace": ns, "name": env, "template": r["data"]["template"],
-                     "revision": int(r["data"]["revision"]), "status": r["data"]["status"],
-                     "image": r["data"]["image"], "updated": r["data"]["time"]})
-    return rows
+        d = r.get("data") or {}
+        summary = record_summary(r) or {
+            "revision": int(d["revision"]), "template": d["template"], "status": d["status"],
+            "image": d["image"], "time": d["time"]}
+        if key not in latest or summary["revision"] > latest[key]["revision"]:
+            latest[key] = summary
+    return [{"namespace": ns, "name": env, "template": s["template"], "revision": s["revision"],
+             "status": s["status"], "image": s["image"], "updated": s["time"]}
+            for (ns, env), s in sorted(latest.items())]
 
 
 def environment_status(kube: Kube, namespace: str, env_name: str) -> dict[str, Any]:
     """Components with their pods, restarts and ports; recent warning events."""
-    # What the status shows, read at once: workloads and services, pods, warning events,
-    # and the autoscaler's and the monitor's state.
-    parts, pods, events, scaler, monitor = kube.map(lambda read: read(), [
-        lambda: live_parts(kube, namespace, env_name, STATUS_KINDS),
-        lambda: kube.list_objects("v1", "Pod", namespace,
-                                  label_selector=f"app.kubernetes.io/instance={env_name}"),
-        lambda: warning_events(kube, namespace),
-        lambda: kube.get("v1", "ConfigMap", f"{env_name}-scaler-state", namespace),
-        lambda: kube.get("v1", "ConfigMap", f"{env_name}-monitor-state", namespace)])
+    # here, not above: ``env list`` imports this module and needs none of them
+    from mmerep.environments.events import belongs_to, event_time, warning_events
+    from mmerep.environments.synclocal_nodes import synclocal_line
+    from mmerep.workload_policy import pod_health
+
+    # What the status shows: workloads and services, pods, warning events, the
+    # autoscaler's and the monitor's state, and synclocal's node notes (kept only for an
+    # environment with a synclocal component; read anyway, beside the others, as waiting
+    # for the parts first would add a round trip). Nine requests over three connections:
+    # each thread and its connection (a TLS handshake) costs CPU, most of a request's.
+    ours = selector(env_name)
+    reads = [*(lambda k=k: kube.list_objects(k[0], k[1], namespace, label_selector=ours)
+               for k in STATUS_KINDS),
+             lambda: kube.list_objects("v1", "Pod", namespace,
+                                       label_selector=f"app.kubernetes.io/instance={env_name}"),
+             lambda: warning_events(kube, namespace),
+             lambda: kube.get("v1", "ConfigMap", f"{env_name}-scaler-state", namespace),
+             lambda: kube.get("v1", "ConfigMap", f"{env_name}-monitor-state", namespace),
+             lambda: synclocal_line(kube)]
+    *found, pods, events, scaler, monitor, synclocal = kube.map(lambda read: read(), reads,
+                                                                workers=3)
+    parts = [obj for objs in found for obj in objs]
     if not parts:
         raise UsageError(f"environment {env_name} not found in namespace {namespace}",
                          hint="mme-rep env list shows what is deployed")
@@ -101,7 +118,7 @@ def environment_status(kube: Kube, namespace: str, env_name: str) -> dict[str, A
                             "components": components, "warnings": warnings,
                             "stopped": stopped}
     if any(c["component"] == "synclocal" for c in components):
-        data["synclocal"] = synclocal_line(kube)
+        data["synclocal"] = synclocal
     if scaler is not None:
         data["scaler"] = scaler_line(scaler)
     if monitor is not None:

@@ -179,11 +179,28 @@ def read_pool(pool: Pool) -> tuple[int | None, int | None, str]:
 
 
 def status(kube: Any, namespace: str, env_name: str, pool: Pool) -> Status:
+    # The pool is asked in a thread while the API is read: the HTCondor bindings' import
+    # (~50 ms) and the collector's answer overlap the three requests' waits.
+    import threading
+
+    answer: dict[str, Any] = {}
+
+    def ask_pool() -> None:
+        try:
+            answer["pool"] = read_pool(pool)
+        except BaseException as exc:  # raised below, in the caller's thread
+            answer["error"] = exc
+
+    asking = threading.Thread(target=ask_pool, name="pool", daemon=True)
+    asking.start()
     deployment = executor_deployment(kube, namespace, env_name)
     state = read_state(kube, namespace, env_name)
     pods = kube.list_objects("v1", "Pod", namespace, label_selector=executor_selector(env_name))
     running, pending, _ = pod_counts(pods)
-    size, busy, note = read_pool(pool)
+    asking.join()
+    if "error" in answer:
+        raise answer["error"]
+    size, busy, note = answer["pool"]
     return Status(env_name, namespace, state.daemon, state.minimum, state.maximum, size, busy,
                   note, int(deployment["spec"].get("replicas", 0)), running, pending,
                   container_resources(deployment), state.decisions[-5:], state.observed)

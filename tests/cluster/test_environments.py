@@ -118,6 +118,11 @@ def test_htcondor_batch_lifecycle(kube: Kube, fresh_ns: str, images: dict[str, s
     rows = environments.list_environments(kube, fresh_ns)
     assert [(r["name"], r["revision"], r["status"]) for r in rows] == [
         ("sentinel3", 2, "deployed")]
+    # env list reads the records' metadata only: it says what their data says
+    full = kube.list_objects("v1", "ConfigMap", fresh_ns, label_selector="mme-rep/record=true")
+    for record in full:
+        del record["metadata"]["annotations"]
+    assert rows == environments.environment_rows(full)
 
     assert f"ClusterRole/mmerep-{fresh_ns}-sentinel3-synclocal" in ours(kube, fresh_ns)
     gone = environments.delete_environment(kube, fresh_ns, "sentinel3")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from mmerep import __version__
 
@@ -126,10 +127,19 @@ def test_every_group_answers_its_help() -> None:
         assert out.stdout.startswith(f"Usage: mme-rep {name}")
 
 
-def test_root_help_loads_no_command_group() -> None:
+def test_root_help_loads_no_command_group(tmp_path: Path) -> None:
+    from mmerep.cli import GROUPS
+
     code = ("import sys\nsys.argv=['mme-rep','--help']\nimport mmerep.cli as c\n"
             "try:\n    c.main()\nexcept SystemExit:\n    pass\n"
             "print(sorted(m for m in sys.modules if m.startswith('mmerep.cli.')))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=60)
-    assert out.stdout.strip().splitlines()[-1] == "[]"
+    env = {**os.environ, "MMEREP_CACHE_DIR": str(tmp_path)}
+    first, again = (subprocess.run([sys.executable, "-c", code], capture_output=True,
+                                   text=True, timeout=60, env=env) for _ in range(2))
+    for out in (first, again):
+        loaded = out.stdout.strip().splitlines()[-1]
+        assert not any(f"'{module}'" in loaded for module, _ in GROUPS.values()), loaded
+    # the second one prints what typer rendered the first time, without typer
+    assert first.stdout.startswith("Usage: mme-rep [OPTIONS] COMMAND")
+    assert again.stdout.splitlines()[:-1] == first.stdout.splitlines()[:-1]
+    assert "'mmerep.cli.root'" not in again.stdout.splitlines()[-1]

@@ -568,3 +568,13 @@ def test_cli_add_bad_input_changes_nothing(default_file: Path) -> None:
     assert isinstance(out.exception, UsageError)
     assert "requests.memory '10X' is not a quantity" in str(out.exception)
     assert default_file.read_bytes() == before
+
+
+def test_builtin_local_profile_points_at_the_local_cluster(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from mmerep.cluster import local
+    from mmerep.profiles import local_profile
+
+    monkeypatch.setenv("MMEREP_STATE_DIR", str(tmp_path / "state"))
+    profile = local_profile()
+    assert (profile.context, profile.kubeconfig) == (local.CONTEXT, str(local.kubeconfig_path()))

@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from mmerep.environments.deploy import with_revision
+from mmerep.environments.deploy_flow import with_revision
 from mmerep.environments.model import Obj, Rendered, kind_and_name
 from mmerep.environments.parts import live_parts, prunable
 from mmerep.environments.records import read_records, revision_of
