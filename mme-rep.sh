@@ -36,6 +36,14 @@ ensure_venv() {
     fi
     echo "$want" >"$stamp"
   fi
+  # Byte-compile our own modules as an installed package is, when a source file changed:
+  # with PYTHONDONTWRITEBYTECODE set, every command would otherwise compile them again.
+  local compiled="$venv/.mmerep-compiled"
+  if [ ! -f "$compiled" ] || [ -n "$(find "$here/mmerep" "$here/provisioner" -name '*.py' \
+      -newer "$compiled" -print -quit)" ]; then
+    touch "$compiled"
+    "$venv/bin/python" -m compileall -q "$here/mmerep" "$here/provisioner" >/dev/null 2>&1 || true
+  fi
 }
 
 run_mmerep() { "$venv/bin/python" -m mmerep "$@"; }
