@@ -10,7 +10,6 @@ resourceVersion it read, so no stale writer ever gives the same bytes twice.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import socket
@@ -18,6 +17,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +25,7 @@ from mmerep.errors import KubeConflict, KubeError, KubeNotFound
 from mmerep.kube import Kube
 from provisioner import DEFAULT_NAME
 from provisioner import objects as o
-from provisioner.ledger import Lost, NodeLedger, plan
+from provisioner.ledger import Lost, NodeLedger, Reservation, plan
 from provisioner.metrics import ControllerMetrics
 from provisioner.store import Lease, Report, Store, now_iso, parse_time, report_from_configmap
 
@@ -72,6 +72,16 @@ def watch_forever(kube: Kube, api_version: str, kind: str, handle: Callable[[str
             delay = min(delay * 2, 10)
 
 
+@dataclass(frozen=True)
+class Creation:
+    """A claim whose space is reserved, waiting for its PV."""
+
+    node: str
+    claim: Obj
+    reservation: Reservation
+    path: str  # the disk's mount point on the node
+
+
 class Controller:
     def __init__(self, kube: Kube, settings: Settings,
                  metrics: ControllerMetrics | None = None) -> None:
@@ -102,6 +112,10 @@ class Controller:
         self._events: list[Obj] = []
         self._lost_done: set[str] = set()
         self._threads: list[threading.Thread] = []
+        # PVs are created off the node's worker, so the node's next batch can reserve while
+        # they are on the wire; the pool's threads keep their connections to the API.
+        self._creator: ThreadPoolExecutor | None = None
+        self._inflight: set[str] = set()  # claim uids whose PV is being created
 
     # -- running -------------------------------------------------------------------------
 
@@ -134,6 +148,8 @@ class Controller:
             self.metrics.leader.set(0)
             with self._cv:
                 self._cv.notify_all()
+            if self._creator is not None:
+                self._creator.shutdown(wait=False, cancel_futures=True)
             self.lease.release()
 
     def _safe_acquire(self) -> bool:
@@ -170,6 +186,8 @@ class Controller:
         # Classes, reports, nodes and volumes first: claims are judged against them.
         self._initial_sync()
         self.reconcile()
+        self._creator = ThreadPoolExecutor(max_workers=self.s.workers * 2,
+                                           thread_name_prefix="create-pv")
         self._watch("v1", "PersistentVolumeClaim", self._on_claim, all_namespaces=True)
         for _ in range(self.s.workers):
             self._thread(self._worker)
@@ -290,8 +308,9 @@ class Controller:
                 batch = self._pending.pop(node, {})
                 releases = self._releases.pop(node, set())
                 self._busy.add(node)
+            creations: list[Creation] = []
             try:
-                self.process_node(node, batch, releases)
+                creations = self.process_node(node, batch, releases)
             except Exception:
                 log.exception("provisioning on %s failed; retrying", node)
                 with self._cv:  # put the work back, after a pause
@@ -303,6 +322,7 @@ class Controller:
                 with self._cv:
                     self._busy.discard(node)
                     self._cv.notify_all()
+            self._dispatch(creations)
 
     def _ledger(self, node: str, fresh: bool = False) -> tuple[NodeLedger, str | None]:
         cached = None if fresh else self._ledgers.get(node)
@@ -326,14 +346,19 @@ class Controller:
             return new
         raise KubeConflict(f"the ledger of {node} kept changing under us")
 
-    def process_node(self, node: str, batch: dict[str, Obj], releases: set[str]) -> None:
+    def process_node(self, node: str, batch: dict[str, Obj],
+                     releases: set[str]) -> list[Creation]:
+        """Release and reserve in the node's ledger; returns the PVs now to be created
+        (their space is recorded, so creating them needs no lock)."""
+        creations: list[Creation] = []
         with self._node_locks[node]:
             if releases:
                 self._release(node, releases)
             if batch:
-                self._provision(node, batch)
+                creations = self._provision(node, batch)
         with self._lock:
             self._capacity_dirty.add(node)
+        return creations
 
     def _release(self, node: str, uids: set[str]) -> None:
         def drop(ledger: NodeLedger) -> NodeLedger | None:
@@ -350,19 +375,19 @@ class Controller:
         for uid in sorted(freed & uids):
             log.info("released the reservation of claim %s on %s", uid, node)
 
-    def _provision(self, node: str, batch: dict[str, Obj]) -> None:
+    def _provision(self, node: str, batch: dict[str, Obj]) -> list[Creation]:
         with self._lock:
             report = self.reports.get(node)
         fresh_claims = {u: c for u, c in batch.items() if self._still_wanted(c, node)}
         if not fresh_claims:
-            return
+            return []
         if report is None or time.time() - report.heartbeat > self.s.agent_stale:
             why = (f"no local-ssd agent reports disks on node {node}" if report is None else
                    f"the local-ssd agent on {node} has not reported for "
                    f"{time.time() - report.heartbeat:.0f}s")
             for claim in fresh_claims.values():
                 self._hand_back(claim, why, "no-agent")
-            return
+            return []
         wanted = [(u, o.claim_key(c), o.claim_size(c)) for u, c in fresh_claims.items()]
         result: dict[str, Any] = {}
 
@@ -375,40 +400,80 @@ class Controller:
         with self._lock:
             oldest = min((self._seen.get(u, t0) for u in fresh_claims), default=t0)
         self._write(node, reserve)
-        t1 = time.monotonic()
         p = result["plan"]
-        disks = {d.name: d for d in report.disks}
-
-        def create(uid: str) -> None:
-            claim = fresh_claims[uid]
-            res = p.placed[uid]
-            opts, _ = o.class_options(self.classes[claim["spec"]["storageClassName"]])
-            assert opts is not None
-            pv = o.persistent_volume(claim, opts, node, res.disk, disks[res.disk].path,
-                                     self.s.name)
-            with contextlib.suppress(KubeConflict):
-                self.kube.create(pv)  # 409: created before a restart, the same PV
-            with self._lock:
-                seen = self._seen.pop(uid, None)
-            if seen is not None:
-                self.metrics.latency.observe(time.monotonic() - seen)
-            self.metrics.provisioned.inc()
-            self._event(claim, "ProvisioningSucceeded",
-                        f"local volume {pv['metadata']['name']} ({res.size} bytes) on "
-                        f"{node} disk {res.disk}", warning=False)
-
-        self.kube.map(create, sorted(p.placed))
-        log.debug("%s: %d claim(s); queued %.0f ms, ledger %.0f ms, PVs %.0f ms", node,
-                  len(fresh_claims), (t0 - oldest) * 1000, (t1 - t0) * 1000,
-                  (time.monotonic() - t1) * 1000)
+        log.debug("%s: %d claim(s); queued %.0f ms, ledger %.0f ms", node, len(fresh_claims),
+                  (t0 - oldest) * 1000, (time.monotonic() - t0) * 1000)
         for uid, why in p.refused.items():
             self._hand_back(fresh_claims[uid], why, "no-space")
+        disks = {d.name: d for d in report.disks}
+        creations = [Creation(node, fresh_claims[uid], p.placed[uid],
+                              disks[p.placed[uid].disk].path) for uid in sorted(p.placed)]
+        with self._lock:
+            self._inflight.update(c.claim["metadata"]["uid"] for c in creations)
+        return creations
+
+    def _dispatch(self, creations: list[Creation]) -> None:
+        creator = self._creator
+        for c in creations:
+            if creator is None:
+                self._create(c)
+                continue
+            try:
+                creator.submit(self._create, c)
+            except RuntimeError:  # shutting down (lease lost): the next leader finishes it
+                with self._lock:
+                    self._inflight.discard(c.claim["metadata"]["uid"])
+
+    def _create(self, c: Creation) -> None:
+        """Create one reserved claim's PV (409: it exists already, the same PV)."""
+        claim, res, node = c.claim, c.reservation, c.node
+        uid = claim["metadata"]["uid"]
+        started = time.monotonic()
+        try:
+            with self._lock:
+                sc = self.classes.get(claim["spec"]["storageClassName"])
+            opts, _ = o.class_options(sc) if sc is not None else (None, None)
+            if opts is None:  # the class went away meanwhile; resync frees the space
+                return
+            pv = o.persistent_volume(claim, opts, node, res.disk, c.path, self.s.name)
+            try:
+                created = self.kube.create(pv)
+            except KubeConflict:
+                created = pv  # created before a restart (or by a previous attempt)
+            with self._lock:
+                # Known at once, so a claim update arriving before the PV's watch event
+                # does not queue it again.
+                self.pvs.setdefault(pv["metadata"]["name"], created)
+                seen = self._seen.pop(uid, None)
+        except Exception as exc:
+            log.warning("creating the PV of claim %s on %s failed (%s); retrying",
+                        o.claim_key(claim), node, exc)
+            with self._cv:
+                self._inflight.discard(uid)
+            self.stop.wait(1.0)
+            with self._cv:
+                self._pending[node].setdefault(uid, claim)
+                self._cv.notify_all()
+            return
+        finally:
+            with self._lock:
+                self._inflight.discard(uid)
+        if seen is not None:
+            self.metrics.latency.observe(time.monotonic() - seen)
+        self.metrics.provisioned.inc()
+        log.debug("%s: PV of %s created in %.0f ms", node, o.claim_key(claim),
+                  (time.monotonic() - started) * 1000)
+        self._event(claim, "ProvisioningSucceeded",
+                    f"local volume {pv['metadata']['name']} ({res.size} bytes) on "
+                    f"{node} disk {res.disk}", warning=False)
 
     def _still_wanted(self, claim: Obj, node: str) -> bool:
         """The claim as queued may be old news: bound since, or sent elsewhere."""
         meta = claim["metadata"]
         name = o.pv_name(meta["uid"])
         with self._lock:
+            if meta["uid"] in self._inflight:
+                return False  # its PV is being created; a failure queues it again
             if name in self.pvs:
                 self._seen.pop(meta["uid"], None)
                 return False
