@@ -233,10 +233,13 @@ class Controller:
             if kind == "DELETED":
                 self.nodes.pop(name, None)
             else:
-                if name not in self.nodes and name in self._lost_done:
+                back = name in self._lost_done and (
+                    name not in self.nodes or self._not_ready_for(node) == 0.0)
+                if back:
                     log.warning("node %s is back; its local-ssd volumes were released when it "
-                                "was lost, so its agent will wipe their directories as "
-                                "orphans", name)
+                                "was lost (their claims were re-created and may be bound "
+                                "elsewhere), so nothing of theirs is reattached: its agent "
+                                "wipes their directories as orphans", name)
                     self._lost_done.discard(name)
                 self.nodes[name] = node
         if kind == "DELETED" and self.leading.is_set():

@@ -38,6 +38,6 @@ def check_storage_classes(kube: Kube, rendered: Rendered) -> None:
             raise UsageError(
                 f"{rendered.env_name}: {', '.join(sorted(set(users)))} claim(s) volumes of "
                 f"StorageClass {cls}, which this cluster does not have",
-                hint="install the local-SSD provisioner (mme-rep provisioner install -F "
-                "PROFILE), or set scratch_volume: false in the profile to keep scratch and "
-                "synclocal's cache on emptyDir")
+                hint="install the local-SSD provisioner with: mme-rep provisioner install -F "
+                "PROFILE; or set scratch_volume: false in the profile (scratch and "
+                "synclocal's cache then stay emptyDirs)")
