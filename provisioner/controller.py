@@ -18,14 +18,14 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from mmerep.errors import KubeConflict, KubeError, KubeNotFound
 from mmerep.kube import Kube
 from provisioner import DEFAULT_NAME
 from provisioner import objects as o
-from provisioner.ledger import Lost, NodeLedger, Reservation, plan
+from provisioner.ledger import Lost, NodeLedger, Reservation, fit_ahead, plan, refill_ahead
 from provisioner.metrics import ControllerMetrics
 from provisioner.store import Lease, Report, Store, now_iso, parse_time, report_from_configmap
 
@@ -45,6 +45,9 @@ class Settings:
     resync: float = 30.0
     workers: int = 16
     orphan_age: float = 30.0  # a reservation without PV or pending claim this old is freed
+    # Share of each disk the leader sets aside in the ledger for claims to come, so their
+    # PVs need no ledger write first (one API write per claim on the way, not two); 0: off.
+    reserve_ahead: float = 0.2
 
 
 def watch_forever(kube: Kube, api_version: str, kind: str, handle: Callable[[str, Obj], None],
@@ -80,6 +83,7 @@ class Creation:
     claim: Obj
     reservation: Reservation
     path: str  # the disk's mount point on the node
+    ahead: bool = False  # from set-aside bytes: the ledger does not name it yet
 
 
 class Controller:
@@ -116,6 +120,12 @@ class Controller:
         # they are on the wire; the pool's threads keep their connections to the API.
         self._creator: ThreadPoolExecutor | None = None
         self._inflight: set[str] = set()  # claim uids whose PV is being created
+        # Set-aside bytes (see Settings.reserve_ahead), per node and disk, not yet used, and
+        # the reservations made from them that the ledger does not name yet.
+        self._budget: dict[str, dict[str, int]] = {}
+        self._unrecorded: dict[str, dict[str, Reservation]] = defaultdict(dict)
+        self._renewed_at = 0.0
+        self._led_since = 0.0
 
     # -- running -------------------------------------------------------------------------
 
@@ -127,17 +137,17 @@ class Controller:
             self.stop.wait(max(0.5, self.s.lease_duration / 4))
         if self.stop.is_set():
             return
+        self._renewed_at = self._led_since = time.monotonic()
         self.leading.set()
         self.metrics.leader.set(1)
         log.info("controller %s leads", self.s.identity)
         try:
             self._start()
-            last_renew = time.monotonic()
             next_resync = time.monotonic() + self.s.resync
             while not self.stop.wait(min(1.0, self.s.lease_duration / 3)):
                 if self._safe_acquire():
-                    last_renew = time.monotonic()
-                elif time.monotonic() - last_renew > self.s.lease_duration * 2 / 3:
+                    self._renewed_at = time.monotonic()
+                elif time.monotonic() - self._renewed_at > self.s.lease_duration * 2 / 3:
                     log.error("lost the lease; stopping so another instance can lead")
                     break
                 if time.monotonic() >= next_resync:
@@ -326,6 +336,15 @@ class Controller:
                     self._busy.discard(node)
                     self._cv.notify_all()
             self._dispatch(creations)
+            if self._unrecorded.get(node):
+                # Name the new reservations and top the set-aside bytes up again, while
+                # the PVs are on the wire (their bytes are held in the ledger already).
+                try:
+                    with self._node_locks[node]:
+                        self._write(node, lambda ledger: ledger)
+                except Exception:
+                    log.exception("recording the reservations on %s failed; the next write "
+                                  "or resync records them", node)
 
     def _ledger(self, node: str, fresh: bool = False) -> tuple[NodeLedger, str | None]:
         cached = None if fresh else self._ledgers.get(node)
@@ -335,19 +354,68 @@ class Controller:
         return cached
 
     def _write(self, node: str, change: Callable[[NodeLedger], NodeLedger | None]) -> NodeLedger:
-        """Apply ``change`` to the node's ledger and write it, re-reading on conflicts."""
+        """Apply ``change`` to the node's ledger and write it, re-reading on conflicts.
+
+        Called with the node's lock held. Every write also names the reservations made
+        from set-aside bytes since the last one and sets aside bytes anew (``_settle``).
+        """
         for attempt in range(8):
             ledger, version = self._ledger(node, fresh=attempt > 0)
             new = change(ledger)
-            if new is None:
+            if new is None and not self._unrecorded.get(node):
                 return ledger
+            new = self._settle(node, new or ledger)
             try:
                 version = self.store.write_ledger(new, version)
             except KubeConflict:
                 continue
             self._ledgers[node] = (new, version)
+            self._unrecorded.pop(node, None)
+            self._budget[node] = dict(new.ahead) if new.ahead_holder == self.s.identity else {}
             return new
         raise KubeConflict(f"the ledger of {node} kept changing under us")
+
+    def _settle(self, node: str, ledger: NodeLedger) -> NodeLedger:
+        """``ledger`` with the unrecorded reservations named and our set-aside bytes topped
+        up. Another holder's set-aside bytes stay until it has surely stopped (we have led
+        for a whole lease duration: an old leader stops after 2/3 of one without renewal);
+        its PVs made from them are recorded by the resync meanwhile."""
+        reservations = {**ledger.reservations, **self._unrecorded.get(node, {})}
+        new = replace(ledger, reservations=reservations)
+        other = new.ahead_holder not in ("", self.s.identity)
+        if other and time.monotonic() - self._led_since < self.s.lease_duration:
+            return new
+        with self._lock:
+            report = self.reports.get(node)
+        if report is None or self.s.reserve_ahead <= 0 or node not in self.nodes:
+            return replace(new, ahead={}, ahead_holder="")
+        refilled = refill_ahead(new.with_disks(report.disks), self.s.identity,
+                                self.s.reserve_ahead)
+        return replace(refilled, disks={})
+
+    def _lease_fresh(self) -> bool:
+        """Renewed recently enough that no other instance can lead yet."""
+        return time.monotonic() - self._renewed_at < self.s.lease_duration * 2 / 3
+
+    def _take_ahead(self, node: str, fresh_claims: dict[str, Obj],
+                    ledger: NodeLedger) -> dict[str, Reservation]:
+        """Reservations for the claims that fit the set-aside bytes (no write needed)."""
+        budget = self._budget.get(node)
+        if not budget or not self._lease_fresh():
+            return {}
+        taken: dict[str, Reservation] = {}
+        now = time.time()
+        for uid, claim in sorted(fresh_claims.items(), key=lambda kv: -o.claim_size(kv[1])):
+            if uid in ledger.reservations or uid in self._unrecorded[node]:
+                continue
+            size = o.claim_size(claim)
+            disk = fit_ahead(budget, size)
+            if disk is None:
+                continue
+            budget[disk] -= size
+            taken[uid] = self._unrecorded[node][uid] = Reservation(
+                uid, o.claim_key(claim), disk, size, now)
+        return taken
 
     def process_node(self, node: str, batch: dict[str, Obj],
                      releases: set[str]) -> list[Creation]:
@@ -368,8 +436,8 @@ class Controller:
             gone = uids & set(ledger.reservations)
             if not gone:
                 return None
-            return NodeLedger(node, {}, {u: r for u, r in ledger.reservations.items()
-                                         if u not in gone}, ledger.lost)
+            return replace(ledger, reservations={u: r for u, r in ledger.reservations.items()
+                                                 if u not in gone})
 
         before = set(self._ledger(node)[0].reservations)
         after = self._write(node, drop)
@@ -391,26 +459,36 @@ class Controller:
             for claim in fresh_claims.values():
                 self._hand_back(claim, why, "no-agent")
             return []
-        wanted = [(u, o.claim_key(c), o.claim_size(c)) for u, c in fresh_claims.items()]
-        result: dict[str, Any] = {}
-
-        def reserve(ledger: NodeLedger) -> NodeLedger | None:
-            p = plan(ledger.with_disks(report.disks), wanted, time.time())
-            result["plan"] = p
-            return p.ledger if p.new else None
-
         t0 = time.monotonic()
         with self._lock:
             oldest = min((self._seen.get(u, t0) for u in fresh_claims), default=t0)
-        self._write(node, reserve)
-        p = result["plan"]
-        log.debug("%s: %d claim(s); queued %.0f ms, ledger %.0f ms", node, len(fresh_claims),
-                  (t0 - oldest) * 1000, (time.monotonic() - t0) * 1000)
-        for uid, why in p.refused.items():
-            self._hand_back(fresh_claims[uid], why, "no-space")
+        placed = self._take_ahead(node, fresh_claims, self._ledger(node)[0])
+        rest = {u: c for u, c in fresh_claims.items() if u not in placed}
+        if rest:
+            wanted = [(u, o.claim_key(c), o.claim_size(c)) for u, c in rest.items()]
+            result: dict[str, Any] = {}
+
+            def reserve(ledger: NodeLedger) -> NodeLedger | None:
+                base = replace(ledger, reservations={**ledger.reservations,
+                                                     **self._unrecorded.get(node, {})})
+                if base.ahead_holder == self.s.identity:  # ours: free to use for these
+                    base = replace(base, ahead={}, ahead_holder="")
+                p = plan(base.with_disks(report.disks), wanted, time.time())
+                result["plan"] = p
+                return replace(p.ledger, disks={}) if p.new else None
+
+            self._write(node, reserve)
+            p = result["plan"]
+            placed.update(p.placed)
+            for uid, why in p.refused.items():
+                self._hand_back(fresh_claims[uid], why, "no-space")
+        log.debug("%s: %d claim(s); queued %.0f ms, %d set aside, ledger %.0f ms", node,
+                  len(fresh_claims), (t0 - oldest) * 1000, len(fresh_claims) - len(rest),
+                  (time.monotonic() - t0) * 1000)
         disks = {d.name: d for d in report.disks}
-        creations = [Creation(node, fresh_claims[uid], p.placed[uid],
-                              disks[p.placed[uid].disk].path) for uid in sorted(p.placed)]
+        creations = [Creation(node, fresh_claims[uid], placed[uid],
+                              disks[placed[uid].disk].path, uid in self._unrecorded[node])
+                     for uid in sorted(placed)]
         with self._lock:
             self._inflight.update(c.claim["metadata"]["uid"] for c in creations)
         return creations
@@ -432,6 +510,14 @@ class Controller:
         claim, res, node = c.claim, c.reservation, c.node
         uid = claim["metadata"]["uid"]
         started = time.monotonic()
+        if c.ahead and not self._lease_fresh():
+            # Maybe no longer the leader: only bytes named in the ledger may be given now;
+            # queued again, the claim goes through a ledger write (409 if another leads).
+            with self._cv:
+                self._inflight.discard(uid)
+                self._pending[node].setdefault(uid, claim)
+                self._cv.notify_all()
+            return
         try:
             with self._lock:
                 sc = self.classes.get(claim["spec"]["storageClassName"])
@@ -538,7 +624,11 @@ class Controller:
             report = self.reports.get(node)
             classes = sorted(self.classes)
             present = node in self.nodes
-        ledger = self._ledger(node)[0].with_disks(report.disks if report else [])
+        ledger = self._ledger(node)[0]
+        if ledger.ahead_holder == self.s.identity:  # our set-aside bytes are for claims
+            ledger = replace(ledger, ahead={}, ahead_holder="", reservations={
+                **ledger.reservations, **self._unrecorded.get(node, {})})
+        ledger = ledger.with_disks(report.disks if report else [])
         for d in ledger.disks:
             self.metrics.capacity.labels(node, d).set(ledger.disks[d].allocatable)
             self.metrics.reserved.labels(node, d).set(ledger.reserved(d))
@@ -573,8 +663,11 @@ class Controller:
                 self._reconcile_node(node, ledger, pvs)
             if node not in nodes:
                 self._guarded_node_lost(node, "deleted")
-            elif self._not_ready_for(nodes[node]) > self.s.node_grace:
+            elif (dark := self._not_ready_for(nodes[node])) > self.s.node_grace:
                 self._guarded_node_lost(node, "NotReady")
+            elif dark:
+                log.info("node %s NotReady for %.0fs (lost after %.0fs)", node, dark,
+                         self.s.node_grace)
         for pv in pvs.values():  # a PV whose reservation is missing: record it again
             pv_at = o.pv_node(pv)
             if pv_at and pv_at not in ledgers:
@@ -620,7 +713,7 @@ class Controller:
                     o.storage_bytes(pv["spec"]["capacity"]["storage"]) or 0, now)
             if reservations == current.reservations:
                 return None
-            return NodeLedger(node, {}, reservations, current.lost)
+            return replace(current, reservations=reservations)
 
         if stale or missing:
             for uid in sorted(stale):
@@ -679,8 +772,7 @@ class Controller:
                 lost = dict(current.lost)
                 for c in claims:
                     lost.setdefault(c["metadata"]["uid"], Lost(c["metadata"]["uid"], c, now))
-                return None if lost == current.lost else NodeLedger(
-                    node, {}, current.reservations, lost)
+                return None if lost == current.lost else replace(current, lost=lost)
 
             self._write(node, remember)
             uses = {o.claim_key(c) for c in claims}
@@ -732,7 +824,7 @@ class Controller:
         if done:
             def forget(current: NodeLedger) -> NodeLedger | None:
                 lost = {u: v for u, v in current.lost.items() if u not in done}
-                return NodeLedger(node, {}, current.reservations, lost)
+                return replace(current, lost=lost)
             ledger = self._write(node, forget)
         remaining = bool(ledger.lost)
         with self._lock:
