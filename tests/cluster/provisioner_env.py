@@ -53,7 +53,8 @@ def loops_of(images: list[Path]) -> list[str]:
 
 def kwok_node(name: str, tag: str, managed: bool = True) -> dict[str, Any]:
     """A node kwok keeps Ready, or (``managed=False``) one whose status the test writes."""
-    resources = {"cpu": "16", "memory": "64Gi", "pods": "110"}
+    # (ephemeral-storage: the environments' pods request some for logs and run files)
+    resources = {"cpu": "16", "memory": "64Gi", "pods": "110", "ephemeral-storage": "100Gi"}
     return {"apiVersion": "v1", "kind": "Node", "metadata": {
         "name": name, "annotations": {"kwok.x-k8s.io/node": "fake"} if managed else {},
         "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
