@@ -382,8 +382,7 @@ class Controller:
         its PVs made from them are recorded by the resync meanwhile."""
         reservations = {**ledger.reservations, **self._unrecorded.get(node, {})}
         new = replace(ledger, reservations=reservations)
-        other = new.ahead_holder not in ("", self.s.identity)
-        if other and time.monotonic() - self._led_since < self.s.lease_duration:
+        if self._others_ahead(new) and not self._may_drop_others():
             return new
         with self._lock:
             report = self.reports.get(node)
@@ -392,6 +391,22 @@ class Controller:
         refilled = refill_ahead(new.with_disks(report.disks), self.s.identity,
                                 self.s.reserve_ahead)
         return replace(refilled, disks={})
+
+    def _others_ahead(self, ledger: NodeLedger) -> bool:
+        return ledger.ahead_holder not in ("", self.s.identity)
+
+    def _may_drop_others(self) -> bool:
+        """Another holder's set-aside bytes are ours to free once we have led a whole lease
+        duration (an old leader stops creating from them 2/3 of one after its last renewal,
+        and could not renew since we took the lease)."""
+        return time.monotonic() - self._led_since >= self.s.lease_duration
+
+    def _requeue_later(self, node: str, claims: dict[str, Obj], delay: float) -> None:
+        self.stop.wait(delay)
+        with self._cv:
+            for uid, claim in claims.items():
+                self._pending[node].setdefault(uid, claim)
+            self._cv.notify_all()
 
     def _lease_fresh(self) -> bool:
         """Renewed recently enough that no other instance can lead yet."""
@@ -471,17 +486,30 @@ class Controller:
             def reserve(ledger: NodeLedger) -> NodeLedger | None:
                 base = replace(ledger, reservations={**ledger.reservations,
                                                      **self._unrecorded.get(node, {})})
-                if base.ahead_holder == self.s.identity:  # ours: free to use for these
+                # Our set-aside bytes are free to use for these; a former leader's too,
+                # once it has surely stopped.
+                dropped = self._others_ahead(base) and self._may_drop_others()
+                if base.ahead_holder == self.s.identity or dropped:
                     base = replace(base, ahead={}, ahead_holder="")
                 p = plan(base.with_disks(report.disks), wanted, time.time())
                 result["plan"] = p
-                return replace(p.ledger, disks={}) if p.new else None
+                result["waiting"] = self._others_ahead(p.ledger)
+                return replace(p.ledger, disks={}) if p.new or dropped else None
 
             self._write(node, reserve)
             p = result["plan"]
             placed.update(p.placed)
-            for uid, why in p.refused.items():
-                self._hand_back(fresh_claims[uid], why, "no-space")
+            if result["waiting"] and p.refused:
+                # A former leader's set-aside bytes may be what is missing: look again once
+                # they are free, rather than send the claims away.
+                delay = max(0.5, self.s.lease_duration - (time.monotonic() - self._led_since))
+                log.info("%s: %d claim(s) wait %.1fs for a former leader's set-aside bytes",
+                         node, len(p.refused), delay)
+                self._thread(self._requeue_later, node,
+                             {u: fresh_claims[u] for u in p.refused}, delay)
+            else:
+                for uid, why in p.refused.items():
+                    self._hand_back(fresh_claims[uid], why, "no-space")
         log.debug("%s: %d claim(s); queued %.0f ms, %d set aside, ledger %.0f ms", node,
                   len(fresh_claims), (t0 - oldest) * 1000, len(fresh_claims) - len(rest),
                   (time.monotonic() - t0) * 1000)
@@ -711,11 +739,12 @@ class Controller:
                     uid, f"{ref['namespace']}/{ref['name']}",
                     (pv["metadata"].get("annotations") or {}).get(o.ANN_DISK, "?"),
                     o.storage_bytes(pv["spec"]["capacity"]["storage"]) or 0, now)
-            if reservations == current.reservations:
+            if reservations == current.reservations and not (
+                    self._others_ahead(current) and self._may_drop_others()):
                 return None
             return replace(current, reservations=reservations)
 
-        if stale or missing:
+        if stale or missing or (self._others_ahead(ledger) and self._may_drop_others()):
             for uid in sorted(stale):
                 log.info("freed reservation %s on %s (no volume and no claim waiting)", uid,
                          node)
