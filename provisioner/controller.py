@@ -10,7 +10,6 @@ resourceVersion it read, so no stale writer ever gives the same bytes twice.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import socket
@@ -18,14 +17,15 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from typing import Any
 
 from mmerep.errors import KubeConflict, KubeError, KubeNotFound
 from mmerep.kube import Kube
 from provisioner import DEFAULT_NAME
 from provisioner import objects as o
-from provisioner.ledger import Lost, NodeLedger, plan
+from provisioner.ledger import Lost, NodeLedger, Reservation, fit_ahead, plan, refill_ahead
 from provisioner.metrics import ControllerMetrics
 from provisioner.store import Lease, Report, Store, now_iso, parse_time, report_from_configmap
 
@@ -45,6 +45,9 @@ class Settings:
     resync: float = 30.0
     workers: int = 16
     orphan_age: float = 30.0  # a reservation without PV or pending claim this old is freed
+    # Share of each disk the leader sets aside in the ledger for claims to come, so their
+    # PVs need no ledger write first (one API write per claim on the way, not two); 0: off.
+    reserve_ahead: float = 0.2
 
 
 def watch_forever(kube: Kube, api_version: str, kind: str, handle: Callable[[str, Obj], None],
@@ -70,6 +73,17 @@ def watch_forever(kube: Kube, api_version: str, kind: str, handle: Callable[[str
             log.exception("watch %s failed; again in %.1fs", kind, delay)
             stop.wait(delay)
             delay = min(delay * 2, 10)
+
+
+@dataclass(frozen=True)
+class Creation:
+    """A claim whose space is reserved, waiting for its PV."""
+
+    node: str
+    claim: Obj
+    reservation: Reservation
+    path: str  # the disk's mount point on the node
+    ahead: bool = False  # from set-aside bytes: the ledger does not name it yet
 
 
 class Controller:
@@ -102,6 +116,16 @@ class Controller:
         self._events: list[Obj] = []
         self._lost_done: set[str] = set()
         self._threads: list[threading.Thread] = []
+        # PVs are created off the node's worker, so the node's next batch can reserve while
+        # they are on the wire; the pool's threads keep their connections to the API.
+        self._creator: ThreadPoolExecutor | None = None
+        self._inflight: set[str] = set()  # claim uids whose PV is being created
+        # Set-aside bytes (see Settings.reserve_ahead), per node and disk, not yet used, and
+        # the reservations made from them that the ledger does not name yet.
+        self._budget: dict[str, dict[str, int]] = {}
+        self._unrecorded: dict[str, dict[str, Reservation]] = defaultdict(dict)
+        self._renewed_at = 0.0
+        self._led_since = 0.0
 
     # -- running -------------------------------------------------------------------------
 
@@ -113,17 +137,17 @@ class Controller:
             self.stop.wait(max(0.5, self.s.lease_duration / 4))
         if self.stop.is_set():
             return
+        self._renewed_at = self._led_since = time.monotonic()
         self.leading.set()
         self.metrics.leader.set(1)
         log.info("controller %s leads", self.s.identity)
         try:
             self._start()
-            last_renew = time.monotonic()
             next_resync = time.monotonic() + self.s.resync
             while not self.stop.wait(min(1.0, self.s.lease_duration / 3)):
                 if self._safe_acquire():
-                    last_renew = time.monotonic()
-                elif time.monotonic() - last_renew > self.s.lease_duration * 2 / 3:
+                    self._renewed_at = time.monotonic()
+                elif time.monotonic() - self._renewed_at > self.s.lease_duration * 2 / 3:
                     log.error("lost the lease; stopping so another instance can lead")
                     break
                 if time.monotonic() >= next_resync:
@@ -134,6 +158,8 @@ class Controller:
             self.metrics.leader.set(0)
             with self._cv:
                 self._cv.notify_all()
+            if self._creator is not None:
+                self._creator.shutdown(wait=False, cancel_futures=True)
             self.lease.release()
 
     def _safe_acquire(self) -> bool:
@@ -170,6 +196,8 @@ class Controller:
         # Classes, reports, nodes and volumes first: claims are judged against them.
         self._initial_sync()
         self.reconcile()
+        self._creator = ThreadPoolExecutor(max_workers=self.s.workers * 2,
+                                           thread_name_prefix="create-pv")
         self._watch("v1", "PersistentVolumeClaim", self._on_claim, all_namespaces=True)
         for _ in range(self.s.workers):
             self._thread(self._worker)
@@ -215,10 +243,13 @@ class Controller:
             if kind == "DELETED":
                 self.nodes.pop(name, None)
             else:
-                if name not in self.nodes and name in self._lost_done:
+                back = name in self._lost_done and (
+                    name not in self.nodes or self._not_ready_for(node) == 0.0)
+                if back:
                     log.warning("node %s is back; its local-ssd volumes were released when it "
-                                "was lost, so its agent will wipe their directories as "
-                                "orphans", name)
+                                "was lost (their claims were re-created and may be bound "
+                                "elsewhere), so nothing of theirs is reattached: its agent "
+                                "wipes their directories as orphans", name)
                     self._lost_done.discard(name)
                 self.nodes[name] = node
         if kind == "DELETED" and self.leading.is_set():
@@ -290,8 +321,9 @@ class Controller:
                 batch = self._pending.pop(node, {})
                 releases = self._releases.pop(node, set())
                 self._busy.add(node)
+            creations: list[Creation] = []
             try:
-                self.process_node(node, batch, releases)
+                creations = self.process_node(node, batch, releases)
             except Exception:
                 log.exception("provisioning on %s failed; retrying", node)
                 with self._cv:  # put the work back, after a pause
@@ -303,6 +335,16 @@ class Controller:
                 with self._cv:
                     self._busy.discard(node)
                     self._cv.notify_all()
+            self._dispatch(creations)
+            if self._unrecorded.get(node):
+                # Name the new reservations and top the set-aside bytes up again, while
+                # the PVs are on the wire (their bytes are held in the ledger already).
+                try:
+                    with self._node_locks[node]:
+                        self._write(node, lambda ledger: ledger)
+                except Exception:
+                    log.exception("recording the reservations on %s failed; the next write "
+                                  "or resync records them", node)
 
     def _ledger(self, node: str, fresh: bool = False) -> tuple[NodeLedger, str | None]:
         cached = None if fresh else self._ledgers.get(node)
@@ -312,36 +354,105 @@ class Controller:
         return cached
 
     def _write(self, node: str, change: Callable[[NodeLedger], NodeLedger | None]) -> NodeLedger:
-        """Apply ``change`` to the node's ledger and write it, re-reading on conflicts."""
+        """Apply ``change`` to the node's ledger and write it, re-reading on conflicts.
+
+        Called with the node's lock held. Every write also names the reservations made
+        from set-aside bytes since the last one and sets aside bytes anew (``_settle``).
+        """
         for attempt in range(8):
             ledger, version = self._ledger(node, fresh=attempt > 0)
             new = change(ledger)
-            if new is None:
+            if new is None and not self._unrecorded.get(node):
                 return ledger
+            new = self._settle(node, new or ledger)
             try:
                 version = self.store.write_ledger(new, version)
             except KubeConflict:
                 continue
             self._ledgers[node] = (new, version)
+            self._unrecorded.pop(node, None)
+            self._budget[node] = dict(new.ahead) if new.ahead_holder == self.s.identity else {}
             return new
         raise KubeConflict(f"the ledger of {node} kept changing under us")
 
-    def process_node(self, node: str, batch: dict[str, Obj], releases: set[str]) -> None:
+    def _settle(self, node: str, ledger: NodeLedger) -> NodeLedger:
+        """``ledger`` with the unrecorded reservations named and our set-aside bytes topped
+        up. Another holder's set-aside bytes stay until it has surely stopped (we have led
+        for a whole lease duration: an old leader stops after 2/3 of one without renewal);
+        its PVs made from them are recorded by the resync meanwhile."""
+        reservations = {**ledger.reservations, **self._unrecorded.get(node, {})}
+        new = replace(ledger, reservations=reservations)
+        if self._others_ahead(new) and not self._may_drop_others():
+            return new
+        with self._lock:
+            report = self.reports.get(node)
+        if report is None or self.s.reserve_ahead <= 0 or node not in self.nodes:
+            return replace(new, ahead={}, ahead_holder="")
+        refilled = refill_ahead(new.with_disks(report.disks), self.s.identity,
+                                self.s.reserve_ahead)
+        return replace(refilled, disks={})
+
+    def _others_ahead(self, ledger: NodeLedger) -> bool:
+        return ledger.ahead_holder not in ("", self.s.identity)
+
+    def _may_drop_others(self) -> bool:
+        """Another holder's set-aside bytes are ours to free once we have led a whole lease
+        duration (an old leader stops creating from them 2/3 of one after its last renewal,
+        and could not renew since we took the lease)."""
+        return time.monotonic() - self._led_since >= self.s.lease_duration
+
+    def _requeue_later(self, node: str, claims: dict[str, Obj], delay: float) -> None:
+        self.stop.wait(delay)
+        with self._cv:
+            for uid, claim in claims.items():
+                self._pending[node].setdefault(uid, claim)
+            self._cv.notify_all()
+
+    def _lease_fresh(self) -> bool:
+        """Renewed recently enough that no other instance can lead yet."""
+        return time.monotonic() - self._renewed_at < self.s.lease_duration * 2 / 3
+
+    def _take_ahead(self, node: str, fresh_claims: dict[str, Obj],
+                    ledger: NodeLedger) -> dict[str, Reservation]:
+        """Reservations for the claims that fit the set-aside bytes (no write needed)."""
+        budget = self._budget.get(node)
+        if not budget or not self._lease_fresh():
+            return {}
+        taken: dict[str, Reservation] = {}
+        now = time.time()
+        for uid, claim in sorted(fresh_claims.items(), key=lambda kv: -o.claim_size(kv[1])):
+            if uid in ledger.reservations or uid in self._unrecorded[node]:
+                continue
+            size = o.claim_size(claim)
+            disk = fit_ahead(budget, size)
+            if disk is None:
+                continue
+            budget[disk] -= size
+            taken[uid] = self._unrecorded[node][uid] = Reservation(
+                uid, o.claim_key(claim), disk, size, now)
+        return taken
+
+    def process_node(self, node: str, batch: dict[str, Obj],
+                     releases: set[str]) -> list[Creation]:
+        """Release and reserve in the node's ledger; returns the PVs now to be created
+        (their space is recorded, so creating them needs no lock)."""
+        creations: list[Creation] = []
         with self._node_locks[node]:
             if releases:
                 self._release(node, releases)
             if batch:
-                self._provision(node, batch)
+                creations = self._provision(node, batch)
         with self._lock:
             self._capacity_dirty.add(node)
+        return creations
 
     def _release(self, node: str, uids: set[str]) -> None:
         def drop(ledger: NodeLedger) -> NodeLedger | None:
             gone = uids & set(ledger.reservations)
             if not gone:
                 return None
-            return NodeLedger(node, {}, {u: r for u, r in ledger.reservations.items()
-                                         if u not in gone}, ledger.lost)
+            return replace(ledger, reservations={u: r for u, r in ledger.reservations.items()
+                                                 if u not in gone})
 
         before = set(self._ledger(node)[0].reservations)
         after = self._write(node, drop)
@@ -350,65 +461,136 @@ class Controller:
         for uid in sorted(freed & uids):
             log.info("released the reservation of claim %s on %s", uid, node)
 
-    def _provision(self, node: str, batch: dict[str, Obj]) -> None:
+    def _provision(self, node: str, batch: dict[str, Obj]) -> list[Creation]:
         with self._lock:
             report = self.reports.get(node)
         fresh_claims = {u: c for u, c in batch.items() if self._still_wanted(c, node)}
         if not fresh_claims:
-            return
+            return []
         if report is None or time.time() - report.heartbeat > self.s.agent_stale:
             why = (f"no local-ssd agent reports disks on node {node}" if report is None else
                    f"the local-ssd agent on {node} has not reported for "
                    f"{time.time() - report.heartbeat:.0f}s")
             for claim in fresh_claims.values():
                 self._hand_back(claim, why, "no-agent")
-            return
-        wanted = [(u, o.claim_key(c), o.claim_size(c)) for u, c in fresh_claims.items()]
-        result: dict[str, Any] = {}
-
-        def reserve(ledger: NodeLedger) -> NodeLedger | None:
-            p = plan(ledger.with_disks(report.disks), wanted, time.time())
-            result["plan"] = p
-            return p.ledger if p.new else None
-
+            return []
         t0 = time.monotonic()
         with self._lock:
             oldest = min((self._seen.get(u, t0) for u in fresh_claims), default=t0)
-        self._write(node, reserve)
-        t1 = time.monotonic()
-        p = result["plan"]
+        placed = self._take_ahead(node, fresh_claims, self._ledger(node)[0])
+        rest = {u: c for u, c in fresh_claims.items() if u not in placed}
+        if rest:
+            wanted = [(u, o.claim_key(c), o.claim_size(c)) for u, c in rest.items()]
+            result: dict[str, Any] = {}
+
+            def reserve(ledger: NodeLedger) -> NodeLedger | None:
+                base = replace(ledger, reservations={**ledger.reservations,
+                                                     **self._unrecorded.get(node, {})})
+                # Our set-aside bytes are free to use for these; a former leader's too,
+                # once it has surely stopped.
+                dropped = self._others_ahead(base) and self._may_drop_others()
+                if base.ahead_holder == self.s.identity or dropped:
+                    base = replace(base, ahead={}, ahead_holder="")
+                p = plan(base.with_disks(report.disks), wanted, time.time())
+                result["plan"] = p
+                result["waiting"] = self._others_ahead(p.ledger)
+                return replace(p.ledger, disks={}) if p.new or dropped else None
+
+            self._write(node, reserve)
+            p = result["plan"]
+            placed.update(p.placed)
+            if result["waiting"] and p.refused:
+                # A former leader's set-aside bytes may be what is missing: look again once
+                # they are free, rather than send the claims away.
+                delay = max(0.5, self.s.lease_duration - (time.monotonic() - self._led_since))
+                log.info("%s: %d claim(s) wait %.1fs for a former leader's set-aside bytes",
+                         node, len(p.refused), delay)
+                self._thread(self._requeue_later, node,
+                             {u: fresh_claims[u] for u in p.refused}, delay)
+            else:
+                for uid, why in p.refused.items():
+                    self._hand_back(fresh_claims[uid], why, "no-space")
+        log.debug("%s: %d claim(s); queued %.0f ms, %d set aside, ledger %.0f ms", node,
+                  len(fresh_claims), (t0 - oldest) * 1000, len(fresh_claims) - len(rest),
+                  (time.monotonic() - t0) * 1000)
         disks = {d.name: d for d in report.disks}
+        creations = [Creation(node, fresh_claims[uid], placed[uid],
+                              disks[placed[uid].disk].path, uid in self._unrecorded[node])
+                     for uid in sorted(placed)]
+        with self._lock:
+            self._inflight.update(c.claim["metadata"]["uid"] for c in creations)
+        return creations
 
-        def create(uid: str) -> None:
-            claim = fresh_claims[uid]
-            res = p.placed[uid]
-            opts, _ = o.class_options(self.classes[claim["spec"]["storageClassName"]])
-            assert opts is not None
-            pv = o.persistent_volume(claim, opts, node, res.disk, disks[res.disk].path,
-                                     self.s.name)
-            with contextlib.suppress(KubeConflict):
-                self.kube.create(pv)  # 409: created before a restart, the same PV
+    def _dispatch(self, creations: list[Creation]) -> None:
+        creator = self._creator
+        for c in creations:
+            if creator is None:
+                self._create(c)
+                continue
+            try:
+                creator.submit(self._create, c)
+            except RuntimeError:  # shutting down (lease lost): the next leader finishes it
+                with self._lock:
+                    self._inflight.discard(c.claim["metadata"]["uid"])
+
+    def _create(self, c: Creation) -> None:
+        """Create one reserved claim's PV (409: it exists already, the same PV)."""
+        claim, res, node = c.claim, c.reservation, c.node
+        uid = claim["metadata"]["uid"]
+        started = time.monotonic()
+        if c.ahead and not self._lease_fresh():
+            # Maybe no longer the leader: only bytes named in the ledger may be given now;
+            # queued again, the claim goes through a ledger write (409 if another leads).
+            with self._cv:
+                self._inflight.discard(uid)
+                self._pending[node].setdefault(uid, claim)
+                self._cv.notify_all()
+            return
+        try:
             with self._lock:
+                sc = self.classes.get(claim["spec"]["storageClassName"])
+            opts, _ = o.class_options(sc) if sc is not None else (None, None)
+            if opts is None:  # the class went away meanwhile; resync frees the space
+                return
+            pv = o.persistent_volume(claim, opts, node, res.disk, c.path, self.s.name)
+            try:
+                created = self.kube.create(pv)
+            except KubeConflict:
+                created = pv  # created before a restart (or by a previous attempt)
+            with self._lock:
+                # Known at once, so a claim update arriving before the PV's watch event
+                # does not queue it again.
+                self.pvs.setdefault(pv["metadata"]["name"], created)
                 seen = self._seen.pop(uid, None)
-            if seen is not None:
-                self.metrics.latency.observe(time.monotonic() - seen)
-            self.metrics.provisioned.inc()
-            self._event(claim, "ProvisioningSucceeded",
-                        f"local volume {pv['metadata']['name']} ({res.size} bytes) on "
-                        f"{node} disk {res.disk}", warning=False)
-
-        self.kube.map(create, sorted(p.placed))
-        log.debug("%s: %d claim(s); queued %.0f ms, ledger %.0f ms, PVs %.0f ms", node,
-                  len(fresh_claims), (t0 - oldest) * 1000, (t1 - t0) * 1000,
-                  (time.monotonic() - t1) * 1000)
-        for uid, why in p.refused.items():
-            self._hand_back(fresh_claims[uid], why, "no-space")
+        except Exception as exc:
+            log.warning("creating the PV of claim %s on %s failed (%s); retrying",
+                        o.claim_key(claim), node, exc)
+            with self._cv:
+                self._inflight.discard(uid)
+            self.stop.wait(1.0)
+            with self._cv:
+                self._pending[node].setdefault(uid, claim)
+                self._cv.notify_all()
+            return
+        finally:
+            with self._lock:
+                self._inflight.discard(uid)
+        if seen is not None:
+            self.metrics.latency.observe(time.monotonic() - seen)
+        self.metrics.provisioned.inc()
+        log.debug("%s: PV of %s created in %.0f ms", node, o.claim_key(claim),
+                  (time.monotonic() - started) * 1000)
+        self._event(claim, "ProvisioningSucceeded",
+                    f"local volume {pv['metadata']['name']} ({res.size} bytes) on "
+                    f"{node} disk {res.disk}", warning=False)
 
     def _still_wanted(self, claim: Obj, node: str) -> bool:
         """The claim as queued may be old news: bound since, or sent elsewhere."""
         meta = claim["metadata"]
         name = o.pv_name(meta["uid"])
         with self._lock:
+            if meta["uid"] in self._inflight:
+                return False  # its PV is being created; a failure queues it again
             if name in self.pvs:
                 self._seen.pop(meta["uid"], None)
                 return False
@@ -470,7 +652,11 @@ class Controller:
             report = self.reports.get(node)
             classes = sorted(self.classes)
             present = node in self.nodes
-        ledger = self._ledger(node)[0].with_disks(report.disks if report else [])
+        ledger = self._ledger(node)[0]
+        if ledger.ahead_holder == self.s.identity:  # our set-aside bytes are for claims
+            ledger = replace(ledger, ahead={}, ahead_holder="", reservations={
+                **ledger.reservations, **self._unrecorded.get(node, {})})
+        ledger = ledger.with_disks(report.disks if report else [])
         for d in ledger.disks:
             self.metrics.capacity.labels(node, d).set(ledger.disks[d].allocatable)
             self.metrics.reserved.labels(node, d).set(ledger.reserved(d))
@@ -505,8 +691,11 @@ class Controller:
                 self._reconcile_node(node, ledger, pvs)
             if node not in nodes:
                 self._guarded_node_lost(node, "deleted")
-            elif self._not_ready_for(nodes[node]) > self.s.node_grace:
+            elif (dark := self._not_ready_for(nodes[node])) > self.s.node_grace:
                 self._guarded_node_lost(node, "NotReady")
+            elif dark:
+                log.info("node %s NotReady for %.0fs (lost after %.0fs)", node, dark,
+                         self.s.node_grace)
         for pv in pvs.values():  # a PV whose reservation is missing: record it again
             pv_at = o.pv_node(pv)
             if pv_at and pv_at not in ledgers:
@@ -550,11 +739,12 @@ class Controller:
                     uid, f"{ref['namespace']}/{ref['name']}",
                     (pv["metadata"].get("annotations") or {}).get(o.ANN_DISK, "?"),
                     o.storage_bytes(pv["spec"]["capacity"]["storage"]) or 0, now)
-            if reservations == current.reservations:
+            if reservations == current.reservations and not (
+                    self._others_ahead(current) and self._may_drop_others()):
                 return None
-            return NodeLedger(node, {}, reservations, current.lost)
+            return replace(current, reservations=reservations)
 
-        if stale or missing:
+        if stale or missing or (self._others_ahead(ledger) and self._may_drop_others()):
             for uid in sorted(stale):
                 log.info("freed reservation %s on %s (no volume and no claim waiting)", uid,
                          node)
@@ -611,8 +801,7 @@ class Controller:
                 lost = dict(current.lost)
                 for c in claims:
                     lost.setdefault(c["metadata"]["uid"], Lost(c["metadata"]["uid"], c, now))
-                return None if lost == current.lost else NodeLedger(
-                    node, {}, current.reservations, lost)
+                return None if lost == current.lost else replace(current, lost=lost)
 
             self._write(node, remember)
             uses = {o.claim_key(c) for c in claims}
@@ -664,7 +853,7 @@ class Controller:
         if done:
             def forget(current: NodeLedger) -> NodeLedger | None:
                 lost = {u: v for u, v in current.lost.items() if u not in done}
-                return NodeLedger(node, {}, current.reservations, lost)
+                return replace(current, lost=lost)
             ledger = self._write(node, forget)
         remaining = bool(ledger.lost)
         with self._lock:

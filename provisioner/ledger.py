@@ -49,17 +49,27 @@ class Lost:
 
 @dataclass
 class NodeLedger:
+    """``ahead``: bytes per disk the leading controller (``ahead_holder``) set aside for
+    claims to come, so it can create their PVs before naming them in the ledger (the bytes
+    were recorded first; see ``refill_ahead``)."""
+
     node: str
     disks: dict[str, Disk] = field(default_factory=dict)
     reservations: dict[str, Reservation] = field(default_factory=dict)
     lost: dict[str, Lost] = field(default_factory=dict)
+    ahead: dict[str, int] = field(default_factory=dict)
+    ahead_holder: str = ""
 
     def reserved(self, disk: str) -> int:
         return sum(r.size for r in self.reservations.values() if r.disk == disk)
 
+    def held(self, disk: str) -> int:
+        """Reserved for claims plus set aside ahead: what nobody else may give."""
+        return self.reserved(disk) + self.ahead.get(disk, 0)
+
     def available(self, disk: str) -> int:
         d = self.disks.get(disk)
-        return 0 if d is None else d.allocatable - self.reserved(disk)
+        return 0 if d is None else d.allocatable - self.held(disk)
 
     def largest_available(self) -> int:
         return max((self.available(d) for d in self.disks), default=0)
@@ -104,7 +114,7 @@ def plan(ledger: NodeLedger, claims: Iterable[tuple[str, str, int]], now: float)
     idempotent); the others get the best-fitting disk or a reason why not.
     """
     reservations = dict(ledger.reservations)
-    work = NodeLedger(ledger.node, ledger.disks, reservations, ledger.lost)
+    work = replace(ledger, reservations=reservations)
     placed: dict[str, Reservation] = {}
     refused: dict[str, str] = {}
     new: list[str] = []
@@ -123,6 +133,24 @@ def plan(ledger: NodeLedger, claims: Iterable[tuple[str, str, int]], now: float)
     return Plan(work, placed, refused, tuple(new))
 
 
+def refill_ahead(ledger: NodeLedger, holder: str, fraction: float) -> NodeLedger:
+    """The ledger with ``holder``'s set-aside bytes topped up: on each disk, ``fraction`` of
+    what it can give, never more than is free after the reservations."""
+    ahead = {}
+    for name, disk in ledger.disks.items():
+        free = disk.allocatable - ledger.reserved(name)
+        want = min(free, int(disk.allocatable * fraction))
+        if want > 0:
+            ahead[name] = want
+    return replace(ledger, ahead=ahead, ahead_holder=holder if ahead else "")
+
+
+def fit_ahead(budget: dict[str, int], size: int) -> str | None:
+    """The disk whose set-aside bytes fit ``size`` most tightly, or None."""
+    fits = [(left, name) for name, left in budget.items() if left >= size]
+    return min(fits)[1] if fits and size > 0 else None
+
+
 # -- the API form: ConfigMap data -------------------------------------------------------
 
 def ledger_data(ledger: NodeLedger) -> dict[str, str]:
@@ -132,6 +160,8 @@ def ledger_data(ledger: NodeLedger) -> dict[str, str]:
             ledger.reservations.items())}, sort_keys=True),
         "lost": json.dumps({u: asdict(v) for u, v in sorted(ledger.lost.items())},
                            sort_keys=True),
+        "ahead": json.dumps({"holder": ledger.ahead_holder, "disks": ledger.ahead},
+                            sort_keys=True),
     }
 
 
@@ -141,7 +171,10 @@ def ledger_from_data(node: str, data: Mapping[str, str] | None,
     reservations = {u: Reservation(**r) for u, r in json.loads(
         data.get("reservations") or "{}").items()}
     lost = {u: Lost(**v) for u, v in json.loads(data.get("lost") or "{}").items()}
-    return NodeLedger(node, {d.name: d for d in disks}, reservations, lost)
+    ahead = json.loads(data.get("ahead") or "{}")
+    return NodeLedger(node, {d.name: d for d in disks}, reservations, lost,
+                      {k: int(v) for k, v in (ahead.get("disks") or {}).items()},
+                      ahead.get("holder") or "")
 
 
 def disks_data(disks: Iterable[Disk]) -> str:

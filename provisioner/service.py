@@ -3,6 +3,7 @@ an agent until a signal, and checking the inputs first (bad input changes nothin
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import os
 import re
@@ -57,17 +58,19 @@ def _stop_on_signals(stop: threading.Event) -> None:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, handler)
+    # SIGUSR1 prints every thread's stack (a stuck controller explains itself).
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
 
 
 def run_controller(kube: Kube, *, namespace: str, name: str, lease_duration: float,
                    node_grace: float, resync: float, workers: int,
-                   metrics_port: int | None) -> None:
+                   metrics_port: int | None, reserve_ahead: float = 0.2) -> None:
     from provisioner.controller import Controller, Settings
 
     controller = Controller(kube, Settings(namespace=namespace, name=name,
                                            lease_duration=lease_duration,
                                            node_grace=node_grace, resync=resync,
-                                           workers=workers))
+                                           workers=workers, reserve_ahead=reserve_ahead))
     if metrics_port:
         controller.metrics.serve(metrics_port)
     _stop_on_signals(controller.stop)

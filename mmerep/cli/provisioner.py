@@ -61,6 +61,11 @@ def run_controller(
                                  help="Seconds between full reconciliations."),
     workers: int = typer.Option(16, "--workers", min=1, max=64,
                                 help="Nodes provisioned at once."),
+    reserve_ahead: float = typer.Option(
+        0.2, "--reserve-ahead", min=0.0, max=0.9,
+        help="Share of each disk the leader sets aside in the ledger for claims to come, "
+        "so their PVs are created with no ledger write first (0: a ledger write before "
+        "every PV)."),
     metrics_port: int | None = MetricsOption,
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
 ) -> None:
@@ -72,7 +77,7 @@ def run_controller(
     service.run_controller(service.connect(kubeconfig, context, namespace),
                            namespace=namespace, name=name, lease_duration=lease_duration,
                            node_grace=node_grace, resync=resync, workers=workers,
-                           metrics_port=metrics_port)
+                           metrics_port=metrics_port, reserve_ahead=reserve_ahead)
 
 
 @run_app.command("agent")

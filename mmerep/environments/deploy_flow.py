@@ -31,6 +31,7 @@ from mmerep.environments.records import (
     supersede_deployed,
 )
 from mmerep.environments.replicas import settle_replicas
+from mmerep.environments.storage import check_storage_classes
 from mmerep.errors import KubeConflict, KubeError, KubeTimeout, UsageError
 from mmerep.kube import Kube
 
@@ -44,7 +45,9 @@ def deploy(kube: Kube, rendered: Rendered, *, timeout: float = 300.0, rollback: 
     instead of failing with a conflict. ``lock_wait``: seconds to wait while another
     command changes the environment (see ``envlock``).
     """
-    # 1. Where it goes, and what is there already.
+    # 1. Where it goes, and what is there already (volumes' classes first: nothing made
+    # when one is missing).
+    check_storage_classes(kube, rendered)
     created_namespace = ensure_namespace(kube, rendered.namespace)
     # durability: one change per environment at a time; a true record of how it ended
     ns, env = rendered.namespace, rendered.env_name

@@ -51,10 +51,12 @@ def loops_of(images: list[Path]) -> list[str]:
             if any(n in line for n in names)]
 
 
-def kwok_node(name: str, tag: str) -> dict[str, Any]:
-    resources = {"cpu": "16", "memory": "64Gi", "pods": "110"}
+def kwok_node(name: str, tag: str, managed: bool = True) -> dict[str, Any]:
+    """A node kwok keeps Ready, or (``managed=False``) one whose status the test writes."""
+    # (ephemeral-storage: the environments' pods request some for logs and run files)
+    resources = {"cpu": "16", "memory": "64Gi", "pods": "110", "ephemeral-storage": "100Gi"}
     return {"apiVersion": "v1", "kind": "Node", "metadata": {
-        "name": name, "annotations": {"kwok.x-k8s.io/node": "fake"},
+        "name": name, "annotations": {"kwok.x-k8s.io/node": "fake"} if managed else {},
         "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
                    "type": "kwok", TAINT: tag}},
         "spec": {"taints": [{"key": TAINT, "value": tag, "effect": "NoSchedule"}]},
@@ -102,7 +104,7 @@ class Bed:
 
     # -- nodes and disks ------------------------------------------------------------------
 
-    def add_node(self, disk_sizes: list[int]) -> str:
+    def add_node(self, disk_sizes: list[int], managed: bool = True) -> str:
         name = f"lssd-{self.tag}-{len(self.nodes) + 1}"
         self.nodes.append(name)
         for i, size in enumerate(disk_sizes):
@@ -112,7 +114,7 @@ class Bed:
             self.images.append(image)
             self.mounts.append(mnt)
             mount_xfs(image, mnt, size)
-        self.kube.create(kwok_node(name, self.tag))
+        self.kube.create(kwok_node(name, self.tag, managed))
         return name
 
     def wait_nodes_ready(self) -> None:

@@ -58,5 +58,10 @@ def test_status_rows_per_node_and_disk() -> None:
     led = NodeLedger("n1", {}, {"a": Reservation("a", "s/a", "disk0", 300)})
     rows = disk_rows({"n1": rep}, {"n1": led, "gone": NodeLedger("gone")}, now=100.0)
     assert rows == [{"node": "n1", "disk": "disk0", "path": "/d0", "size": 1000,
-                     "allocatable": 900, "reserved": 300, "available": 600, "used": 50,
-                     "volumes": 1, "quota": False, "agent_age": 5.0}]
+                     "allocatable": 900, "reserved": 300, "available": 600, "set_aside": 0,
+                     "used": 50, "volumes": 1, "quota": False, "agent_age": 5.0}]
+    # The leader's set-aside bytes are shown, and stay available (they are for claims).
+    held = NodeLedger("n1", {}, dict(led.reservations), ahead={"disk0": 100},
+                      ahead_holder="leader")
+    row = disk_rows({"n1": rep}, {"n1": held}, now=100.0)[0]
+    assert (row["reserved"], row["set_aside"], row["available"]) == (300, 100, 600)

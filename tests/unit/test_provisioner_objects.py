@@ -210,3 +210,34 @@ def test_ledger_round_trips_through_configmap_data() -> None:
     assert back.reservations == led.reservations and back.disks == led.disks
     assert disks_from_data(disks_data(led.disks.values())) == list(led.disks.values())
     assert ledger_from_data("n", None).reservations == {}
+
+
+# -- set-aside bytes (the leader's one-write path) -----------------------------------------
+
+def test_set_aside_bytes_are_held_and_survive_the_configmap() -> None:
+    from provisioner.ledger import (
+        Disk,
+        NodeLedger,
+        Reservation,
+        fit_ahead,
+        ledger_data,
+        ledger_from_data,
+        refill_ahead,
+    )
+
+    disks = [Disk("disk0", "/d0", 1000, 1000), Disk("disk1", "/d1", 400, 400)]
+    ledger = NodeLedger("n1", reservations={"u1": Reservation("u1", "ns/c1", "disk0", 900)}
+                        ).with_disks(disks)
+    filled = refill_ahead(ledger, "me", 0.25)
+    # A quarter of each disk, never more than is free after the reservations.
+    assert filled.ahead == {"disk0": 100, "disk1": 100} and filled.ahead_holder == "me"
+    assert filled.available("disk0") == 0 and filled.available("disk1") == 300
+    assert filled.overbooked() == []
+    back = ledger_from_data("n1", ledger_data(filled), disks)
+    assert (back.ahead, back.ahead_holder) == (filled.ahead, "me")
+    assert fit_ahead({"disk0": 100, "disk1": 60}, 50) == "disk1"  # the tightest fit
+    assert fit_ahead({"disk0": 100}, 101) is None
+    # An old ledger (no set-aside field) reads as none.
+    old = {k: v for k, v in ledger_data(ledger).items() if k != "ahead"}
+    assert ledger_from_data("n1", old).ahead == {}
+    assert refill_ahead(ledger, "me", 0.0).ahead_holder == ""
