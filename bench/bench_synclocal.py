@@ -221,7 +221,7 @@ def run_case(work: Path, case: str, count: int, size: int, jobs: int | None, rep
         for tool in order[k:] + order[:k]:
             fn = available[tool]
             assert fn is not None
-            dest = work / case / f"dst-{i}"
+            dest = work / case / f"dst-{i}-{order.index(tool)}"
             dest.mkdir()
             method = drop_from_cache(paths, drop_caches)
             rows[tool]["source_cached_before"] = round(cached_fraction(paths), 3)
