@@ -5,7 +5,10 @@ headline; once on a pseudo-terminal, so its progress bar is drawn, once with its
 redirected) and the same engine called in-process (beside it). Cases: (a) 4 large files
 and (b) many 64 KiB files; full size 4 x 1 GiB and 20,000 x
 64 KiB, ``--quick`` 4 x 32 MiB and 2,000 x 64 KiB. Every tool copies into a fresh
-destination. Before every run the source is flushed and dropped from the page cache
+destination; the many-files copies are deleted only when their case ends (ext4 without
+a journal makes file creations after a mass deletion scan the deleted inodes; see
+run_case), so the full size with 3 rounds needs about 2 x 4 GiB + 16 x 1.3 GiB of disk.
+Before every run the source is flushed and dropped from the page cache
 with posix_fadvise(DONTNEED), which touches only these files (unlike
 /proc/sys/vm/drop_caches, used only with ``--drop-caches``); the fraction of the source
 still cached is measured with mincore(2) and reported. Times are given for the copy
