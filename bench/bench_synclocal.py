@@ -5,7 +5,10 @@ headline; once on a pseudo-terminal, so its progress bar is drawn, once with its
 redirected) and the same engine called in-process (beside it). Cases: (a) 4 large files
 and (b) many 64 KiB files; full size 4 x 1 GiB and 20,000 x
 64 KiB, ``--quick`` 4 x 32 MiB and 2,000 x 64 KiB. Every tool copies into a fresh
-destination. Before every run the source is flushed and dropped from the page cache
+destination; the many-files copies are deleted only when their case ends (ext4 without
+a journal makes file creations after a mass deletion scan the deleted inodes; see
+run_case), so the full size with 3 rounds needs about 2 x 4 GiB + 16 x 1.3 GiB of disk.
+Before every run the source is flushed and dropped from the page cache
 with posix_fadvise(DONTNEED), which touches only these files (unlike
 /proc/sys/vm/drop_caches, used only with ``--drop-caches``); the fraction of the source
 still cached is measured with mincore(2) and reported. Times are given for the copy
@@ -196,6 +199,14 @@ def run_case(work: Path, case: str, count: int, size: int, jobs: int | None, rep
     run seconds apart share the machine's load at that moment."""
     src = work / case / "src"
     paths = make_source(src, count, size)
+    # Many files: every tool's copy stays until the case ends. On ext4 without a journal
+    # (this machine's root file system), creating a file while many inodes of its group
+    # were deleted in the last minutes scans them one by one (fs/ext4/ialloc.c,
+    # recently_deleted()): `cp -r` of 20,000 x 64 KiB took 1.2 s of CPU into a tree
+    # with no deletion before it, 7-12 s right after 20,000-40,000 files were deleted,
+    # 62-67% of that in the scan (perf). Deleting between tools made each tool pay for
+    # its predecessor's files. A few large files are deleted between runs: no such scan.
+    keep = count > 100
     total = count * size
     available = tools(jobs)
     rows: dict[str, dict] = {}
@@ -213,7 +224,7 @@ def run_case(work: Path, case: str, count: int, size: int, jobs: int | None, rep
         for tool in order[k:] + order[:k]:
             fn = available[tool]
             assert fn is not None
-            dest = work / case / f"dst-{i}"
+            dest = work / case / f"dst-{i}-{order.index(tool)}"
             dest.mkdir()
             method = drop_from_cache(paths, drop_caches)
             rows[tool]["source_cached_before"] = round(cached_fraction(paths), 3)
@@ -230,8 +241,9 @@ def run_case(work: Path, case: str, count: int, size: int, jobs: int | None, rep
             if copied != total:
                 raise RuntimeError(f"{tool} copied {copied} of {total} bytes")
             runs[tool].append((t1 - t0, t2 - t0, c1 - c0))
-            shutil.rmtree(dest)
-            syncfs(work)  # the deletion's writes land before the next tool starts
+            if not keep:
+                shutil.rmtree(dest)
+                syncfs(work)  # the deletion's writes land before the next tool starts
     for tool, got in runs.items():
         copy_s, synced_s, cpu_s = (statistics.median(x) for x in zip(*got, strict=True))
         rows[tool].update(copy_s=round(copy_s, 3), copy_sync_s=round(synced_s, 3),
@@ -323,7 +335,9 @@ def main() -> None:
     print(f"medians of {args.repeat} interleaved rounds; page cache: source dropped before "
           f"each run with {how}; synclocal verifies (XXH3-128), "
           f"jobs={args.jobs or 'default'}, cpus={os.cpu_count()}; cpu s = user + system "
-          f"time of the tool's processes")
+          f"time of the tool's processes; the many-files copies are deleted only when the "
+          f"case ends (deleting them between tools made the next one pay ext4's scan of "
+          f"recently deleted inodes)")
     with contextlib.suppress(OSError):
         print(f"load average: {os.getloadavg()[0]:.2f} (other work on the machine skews times)")
 

@@ -141,13 +141,15 @@ def _unlink(path: str) -> None:
 
 
 def copy_small(src: SourceFile, tmp: str, final: str, verify: bool, view: memoryview,
-               hook: PieceHook | None = None) -> str | None:
+               hook: PieceHook | None = None, rfd: int | None = None) -> str | None:
     """A file that fits in one piece, in straight-line system calls.
 
     Most files of a many-small-files dataset take this path, where per-file overhead,
-    not bandwidth, decides the speed.
+    not bandwidth, decides the speed. ``rfd``: the source already opened (by read-ahead);
+    it is closed here.
     """
-    rfd = os.open(src.path, os.O_RDONLY)
+    if rfd is None:
+        rfd = os.open(src.path, os.O_RDONLY)
     try:
         n = os.preadv(rfd, [view[: src.size]], 0)
         if hook:
@@ -155,7 +157,9 @@ def copy_small(src: SourceFile, tmp: str, final: str, verify: bool, view: memory
         st = os.fstat(rfd)
     finally:
         os.close(rfd)
-    if n != src.size or not src.same_version(st):
+    # No links left: the name was deleted or replaced since it was opened. Copied again
+    # from the name, which then fails as missing or copies the new version.
+    if n != src.size or st.st_nlink == 0 or not src.same_version(st):
         raise Changed
     data = view[:n]
     checksum = xxhash.xxh3_128_hexdigest(data) if verify else None

@@ -51,8 +51,11 @@ def _child(files: Sequence[SourceFile], first: int, step: int, out: int, tmp_dir
     throttle = Throttle(bwlimit) if bwlimit else None
     pending: list[str] = []
     last = time.monotonic()
+    ahead: dict[int, int] = {}  # file -> its descriptor, opened by read-ahead
     for k in range(first, len(files), step):
-        _prefetch(files, k + step * PREFETCH)
+        fd = _prefetch(files, k + step * PREFETCH)
+        if fd is not None:
+            ahead[k + step * PREFETCH] = fd
         f = files[k]
         tmp = f"{tmp_dir}/p{first}-{k:08x}-{os.path.basename(f.rel)[:60]}"
         stop = False
@@ -60,7 +63,8 @@ def _child(files: Sequence[SourceFile], first: int, step: int, out: int, tmp_dir
             if throttle:
                 throttle.take(f.size)
             pending.append(json.dumps(["ok", k, copy_small(f, tmp, os.path.join(dest, f.rel),
-                                                          verify, view, hook)]))
+                                                          verify, view, hook,
+                                                          rfd=ahead.pop(k, None))]))
         except Changed:
             pending.append(json.dumps(["changed", k]))
         except BaseException as exc:
@@ -72,29 +76,32 @@ def _child(files: Sequence[SourceFile], first: int, step: int, out: int, tmp_dir
             last = time.monotonic()
         if stop:
             break
+    for fd in ahead.values():
+        os.close(fd)
     _send(out, pending)
 
 
 PREFETCH = 8  # files ahead whose reads each worker asks the kernel to start
 
 
-def _prefetch(files: Sequence[SourceFile], k: int) -> bool:
+def _prefetch(files: Sequence[SourceFile], k: int) -> int | None:
     """Start reading a file this worker will copy soon: with the source on disk, several
     reads in flight keep the disk busy while the worker copies the current file.
-    True when the kernel was asked to read ahead; False for what cannot be (gone, a pipe)."""
+    Returns the open descriptor, which the copy then reads (one open and one close less
+    per file); None for what cannot be read ahead (gone, a pipe), which the copy itself
+    opens and reports."""
     if k >= len(files):
-        return False
+        return None
     try:
         fd = os.open(files[k].path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError:
-        return False  # the copy itself will report it
+        return None
     try:
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
     except OSError:
-        return False
-    finally:
         os.close(fd)
-    return True
+        return None
+    return fd
 
 
 def _send(fd: int, lines: list[str]) -> None:

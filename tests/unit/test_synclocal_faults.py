@@ -94,6 +94,24 @@ def test_file_deleted_during_the_run_fails_alone(tmp_path: Path, src: Path,
                                                           "f5.nc"]
 
 
+def test_file_deleted_after_read_ahead_opened_it_fails_alone(tmp_path: Path) -> None:
+    """A worker process opens files ahead of its copy and reads the open descriptor: one
+    deleted in between is reported missing, not staged from the inode it still holds."""
+    src = tmp_path / "bulk"
+    for i in range(40):
+        write(src / f"f{i:02d}.nc", 4096, seed=i)
+
+    def delete_f16(rel: str, offset: int) -> None:
+        if rel == "f00.nc":  # worker 0 copies f00, f02, ...; it opened f16 before f00
+            (src / "f16.nc").unlink(missing_ok=True)
+
+    report = stage(tmp_path / "ssd", "ds", [str(src)], piece_hook=delete_f16, processes=2)
+    assert [(f.path, f.kind) for f in report.failures] == [(str(src / "f16.nc"), SourceMissing)]
+    index = assert_consistent(tmp_path / "ssd", "ds", src)
+    assert sorted(index.files) == [f"f{i:02d}.nc" for i in range(40) if i != 16]
+    assert not (tmp_path / "ssd" / "ds" / "f16.nc").exists()
+
+
 def _cannot_test(reason: str) -> None:
     """Skip on a developer's machine that lacks the means; in CI (CI=true) it is a failure:
     a fault test that silently does not run proves nothing."""

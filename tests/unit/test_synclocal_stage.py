@@ -235,10 +235,16 @@ def test_worker_read_ahead_skips_what_it_cannot_open(tmp_path: Path) -> None:
     (tmp_path / "data").write_bytes(b"x" * 4096)
     files = [SourceFile(str(tmp_path / name), name, 4096, 0, 0, 0, 0o644)
              for name in ("gone", "pipe", "data")]
-    advised: list[bool] = []
-    worker = threading.Thread(target=lambda: advised.extend(
+    opened: list[int | None] = []
+    worker = threading.Thread(target=lambda: opened.extend(
         _prefetch(files, k) for k in range(5)), daemon=True)  # beyond the end too
     worker.start()
     worker.join(timeout=10)
     assert not worker.is_alive(), "read-ahead blocked on the FIFO"
-    assert advised == [False, False, True, False, False]  # only the regular file
+    assert [fd is not None for fd in opened] == [False, False, True, False, False]
+    fd = opened[2]
+    assert fd is not None
+    try:  # the copy reads the descriptor read-ahead opened
+        assert os.pread(fd, 10, 0) == b"x" * 10
+    finally:
+        os.close(fd)
