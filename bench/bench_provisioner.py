@@ -229,8 +229,11 @@ def run(claims: int = 1000, nodes: int = 20) -> list[dict[str, Any]]:
             shutil.rmtree(logs, ignore_errors=True)
             logs.mkdir(parents=True)
             py = [sys.executable, "-m", "mmerep", "provisioner", "run"]
+            # MMEREP_BENCH_RESERVE_AHEAD=0 measures the write-first path (no set-aside bytes).
+            ahead = ["--reserve-ahead", os.environ["MMEREP_BENCH_RESERVE_AHEAD"]] \
+                if os.environ.get("MMEREP_BENCH_RESERVE_AHEAD") else []
             procs.append(subprocess.Popen([*py, "controller", *kc, "--metrics-port", str(port),
-                                           "--verbose"],
+                                           "--verbose", *ahead],
                                           stdout=(logs / "controller.log").open("wb"),
                                           stderr=subprocess.STDOUT))
             for node in names:
