@@ -95,7 +95,16 @@ def test_a_service_account_without_a_role_binding_may_not_list_pods(
                      "name": "pod-reader"},
          "subjects": [{"kind": "ServiceAccount", "name": "nobody", "namespace": namespace}]},
     ])
-    assert as_sa.list_objects("v1", "Pod", namespace) == []
+    # The API server's authorizer learns of the binding through its own watch: a moment.
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            assert as_sa.list_objects("v1", "Pod", namespace) == []
+            break
+        except KubeForbidden:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
 
 
 def test_apply_is_idempotent(kube: Kube, namespace: str) -> None:
