@@ -8,20 +8,42 @@ dataset), ``cache`` (pins, LRU eviction by watermarks), ``manifest``, ``node``
 None of them imports typer or rich; progress is reported through a callback.
 """
 
-from __future__ import annotations
+from typing import TYPE_CHECKING, Any
 
-from mmerep.synclocal.errors import (
-    Busy,
-    DestinationFull,
-    LocalWriteError,
-    ManifestError,
-    SourceChanged,
-    SourceMissing,
-    SourceUnreadable,
-    SyncError,
-)
-from mmerep.synclocal.layout import Layout, writer_lock
-from mmerep.synclocal.stage import StageOptions, StageProgress, StageReport, stage_dataset
+if TYPE_CHECKING:
+    from mmerep.synclocal.errors import (
+        Busy,
+        DestinationFull,
+        LocalWriteError,
+        ManifestError,
+        SourceChanged,
+        SourceMissing,
+        SourceUnreadable,
+        SyncError,
+    )
+    from mmerep.synclocal.layout import Layout, writer_lock
+    from mmerep.synclocal.stage import StageOptions, StageProgress, StageReport, stage_dataset
+
+# name -> the module that defines it; imported on first use, so reading node notes
+# (``mmerep.synclocal.notes``, for ``env status``) does not load the staging engine.
+_WHERE = {
+    **dict.fromkeys(["Busy", "DestinationFull", "LocalWriteError", "ManifestError",
+                     "SourceChanged", "SourceMissing", "SourceUnreadable", "SyncError"],
+                    "errors"),
+    "Layout": "layout", "writer_lock": "layout",
+    **dict.fromkeys(["StageOptions", "StageProgress", "StageReport", "stage_dataset"], "stage"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        import importlib
+
+        value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "Busy",

@@ -18,12 +18,12 @@ from urllib.parse import quote
 
 from mmerep.grammar.names import LABEL_NAME
 from mmerep.synclocal.cache import DatasetInfo
+from mmerep.synclocal.notes import ANNOTATION
 
 if TYPE_CHECKING:
     from mmerep.kube import Kube
 
 LABEL_PREFIX = "synclocal.mme-rep"
-ANNOTATION = "synclocal.mme-rep/datasets"
 COMPLETE = "complete"
 
 Reporter = Callable[[Sequence[DatasetInfo]], None]
@@ -56,28 +56,6 @@ def node_patch(current_labels: Mapping[str, str], datasets: Sequence[DatasetInfo
                                                                 separators=(",", ":"))}}}
 
 
-def node_datasets(node: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """The annotation read back from a Node object; {} when synclocal never reported."""
-    raw = (node.get("metadata", {}).get("annotations") or {}).get(ANNOTATION)
-    try:
-        return dict(json.loads(raw)["datasets"]) if raw else {}
-    except (ValueError, KeyError, TypeError):
-        return {}
-
-
-def status_line(nodes: Sequence[Mapping[str, Any]]) -> str:
-    """The ``env status`` line: how many nodes hold each dataset complete."""
-    per: dict[str, int] = {}
-    reporting = 0
-    for node in nodes:
-        ds = node_datasets(node)
-        reporting += bool(ds)
-        for name, state in ds.items():
-            per[name] = per.get(name, 0) + int(bool(state.get("complete")))
-    if not per:
-        return "synclocal: no node has reported staged data"
-    parts = ", ".join(f"{name} {n}/{reporting}" for name, n in sorted(per.items()))
-    return f"synclocal: datasets complete on nodes: {parts}"
 
 
 def kube_node_reporter(node_name: str, kube: Kube | None = None) -> Reporter:

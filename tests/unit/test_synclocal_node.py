@@ -7,14 +7,8 @@ import re
 from typing import Any
 
 from mmerep.synclocal.cache import DatasetInfo
-from mmerep.synclocal.node import (
-    ANNOTATION,
-    kube_node_reporter,
-    label_key,
-    node_datasets,
-    node_patch,
-    status_line,
-)
+from mmerep.synclocal.node import kube_node_reporter, label_key, node_patch
+from mmerep.synclocal.notes import ANNOTATION, node_datasets, status_line
 
 # Kubernetes' rule for the name part of a qualified label key.
 LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
