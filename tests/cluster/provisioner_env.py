@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -230,6 +231,12 @@ def provisioner_bed(kube: Kube, namespace: str, work: Path) -> Iterator[Bed]:
     try:
         yield bed
     finally:
+        # pytest keeps few tmp dirs and other runs rotate them: keep the controller's and
+        # agents' logs where a failed run can still be read.
+        keep = Path(tempfile.gettempdir()) / "mmerep-provisioner-test-logs" / namespace
+        shutil.rmtree(keep, ignore_errors=True)
+        if (work / "logs").is_dir():
+            shutil.copytree(work / "logs", keep, dirs_exist_ok=True)
         try:
             bed.close()
         finally:

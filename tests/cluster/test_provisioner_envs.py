@@ -6,8 +6,6 @@ before anything is made."""
 from __future__ import annotations
 
 import dataclasses
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,13 +25,7 @@ pytestmark = pytest.mark.cluster
 @pytest.fixture()
 def bed(kube: Kube, namespace: str, tmp_path: Path) -> Iterator[Bed]:
     with provisioner_bed(kube, namespace, tmp_path) as b:
-        try:
-            yield b
-        finally:  # pytest keeps few tmp dirs and others' runs rotate them: keep the logs
-            keep = Path(tempfile.gettempdir()) / "mmerep-provisioner-test-logs" / namespace
-            shutil.rmtree(keep, ignore_errors=True)
-            if (tmp_path / "logs").is_dir():
-                shutil.copytree(tmp_path / "logs", keep, dirs_exist_ok=True)
+        yield b
 
 
 def profile(bed: Bed, namespace: str, cls: str) -> Any:

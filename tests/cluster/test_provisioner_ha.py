@@ -7,9 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
 import signal
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -30,13 +28,7 @@ pytestmark = pytest.mark.cluster
 @pytest.fixture()
 def bed(kube: Kube, namespace: str, tmp_path: Path) -> Iterator[Bed]:
     with provisioner_bed(kube, namespace, tmp_path) as b:
-        try:
-            yield b
-        finally:  # pytest keeps few tmp dirs and others' runs rotate them: keep the logs
-            keep = Path(tempfile.gettempdir()) / "mmerep-provisioner-test-logs" / namespace
-            shutil.rmtree(keep, ignore_errors=True)
-            if (tmp_path / "logs").is_dir():
-                shutil.copytree(tmp_path / "logs", keep, dirs_exist_ok=True)
+        yield b
 
 
 class NodeStatus:
