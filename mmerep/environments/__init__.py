@@ -25,7 +25,9 @@ from its module on first use, so a read command (``env list``) does not load the
 flow, templates and keys it never calls.
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from mmerep.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from mmerep.environments.change import record_workload_change
@@ -117,14 +119,7 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        import importlib
-
-        value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _WHERE)
 
 
 __all__ = [

@@ -8,7 +8,9 @@ dataset), ``cache`` (pins, LRU eviction by watermarks), ``manifest``, ``node``
 None of them imports typer or rich; progress is reported through a callback.
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from mmerep.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from mmerep.synclocal.errors import (
@@ -35,14 +37,7 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        import importlib
-
-        value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _WHERE)
 
 
 __all__ = [
