@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import http.server
 import subprocess
-import threading
 import time
 import urllib.request
 
@@ -15,6 +13,7 @@ from mmerep.cluster.podsshd import route_port
 from mmerep.errors import RegistryError
 from mmerep.kube import Kube
 from mmerep.registry import RegistryClient
+from testkit.scripted_http import scripted_server
 
 pytestmark = pytest.mark.cluster
 
@@ -79,21 +78,9 @@ def test_exec_into_a_simulated_pod_runs_locally(kube: Kube, namespace: str) -> N
 
 def test_port_forward_to_a_simulated_pod_reaches_a_local_server(
         kube: Kube, namespace: str) -> None:
-    class Hello(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = b"hello from behind the pod"
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *a: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hello)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        route_port(kube, namespace, "web", 8080, server.server_address[1])
+    with scripted_server() as (hello, script):
+        script.answers = [(200, "hello from behind the pod", {})]
+        route_port(kube, namespace, "web", 8080, int(hello.rsplit(":", 1)[1]))
         _running_pod(kube, namespace, "web")
         proc = subprocess.Popen(
             [str(build.binary_path("kubectl")), "--kubeconfig", str(local.kubeconfig_path()),
@@ -108,5 +95,3 @@ def test_port_forward_to_a_simulated_pod_reaches_a_local_server(
         finally:
             proc.terminate()
             proc.wait(10)
-    finally:
-        server.shutdown()

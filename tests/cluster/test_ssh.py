@@ -27,6 +27,7 @@ from mmerep.cluster import build, local
 from mmerep.cluster.podsshd import Sshd, route_port
 from mmerep.kube import Kube
 from mmerep.profiles import validate
+from testkit.scripted_http import scripted_server
 
 pytestmark = pytest.mark.cluster
 ENV = "sentinel3"
@@ -279,26 +280,8 @@ def test_failures_are_one_line_from_the_proxy(setup: Setup, tmp_path: Path) -> N
 
 def test_env_open_forwards_a_web_environment_with_its_token(
         kube: Kube, namespace: str, tmp_path: Path) -> None:
-    import http.server
-    import threading
     import urllib.request
 
-    seen: list[str] = []
-
-    class Lab(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            seen.append(self.path)
-            body = b"jupyterlab behind the pod"
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *a: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Lab)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     profiles = tmp_path / "profiles.yaml"
     write_profiles(profiles, namespace)
     profile = validate("local", yaml.safe_load(profiles.read_text())["profiles"]["local"])
@@ -307,20 +290,21 @@ def test_env_open_forwards_a_web_environment_with_its_token(
     environments.deploy(kube, rendered, timeout=120)
     pod = next(p["metadata"]["name"] for p in kube.list_objects(
         "v1", "Pod", namespace, label_selector="app.kubernetes.io/instance=notebooks"))
-    route_port(kube, namespace, pod, 8888, server.server_address[1])
-    proc = subprocess.Popen([sys.executable, "-m", "mmerep", "env", "open", "notebooks",
-                             "--profiles", str(profiles)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        url = proc.stdout.readline().split(": ", 1)[1].strip()
-        assert url.startswith("http://127.0.0.1:") and "/lab?token=" in url
-        with urllib.request.urlopen(url, timeout=20) as resp:
-            assert resp.read() == b"jupyterlab behind the pod"
-        token = kube.get("v1", "Secret", "notebooks-token", namespace)["data"]["token"]
-        import base64
-        assert seen == [f"/lab?token={base64.b64decode(token).decode()}"]
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        server.shutdown()
+    with scripted_server() as (lab, script):
+        script.answers = [(200, "jupyterlab behind the pod", {})]
+        route_port(kube, namespace, pod, 8888, int(lab.rsplit(":", 1)[1]))
+        proc = subprocess.Popen([sys.executable, "-m", "mmerep", "env", "open", "notebooks",
+                                 "--profiles", str(profiles)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        try:
+            assert proc.stdout is not None
+            url = proc.stdout.readline().split(": ", 1)[1].strip()
+            assert url.startswith("http://127.0.0.1:") and "/lab?token=" in url
+            with urllib.request.urlopen(url, timeout=20) as resp:
+                assert resp.read() == b"jupyterlab behind the pod"
+            token = kube.get("v1", "Secret", "notebooks-token", namespace)["data"]["token"]
+            import base64
+            assert script.seen == [f"GET /lab?token={base64.b64decode(token).decode()}"]
+        finally:
+            proc.terminate()
+            proc.wait(10)

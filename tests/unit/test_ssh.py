@@ -20,6 +20,7 @@ from mmerep.profiles import validate
 from mmerep.ssh.config import EnvKeys, known_hosts, replace_block, ssh_config
 from mmerep.ssh.hosts import parse_host
 from mmerep.ssh.pump import SocketStream, pump
+from testkit.scripted_http import scripted_server
 
 DEV = validate("dev-s3", {"context": "mmerep-general-dev", "namespace": "s3",
                           "registry": "harbor.example.org", "project": "mme-rep"})
@@ -442,44 +443,31 @@ def test_the_proxy_imports_neither_the_kubernetes_client_nor_the_cli_framework(
         tmp_path: Path) -> None:
     """It starts once per SSH connection: what it imports is its start-up time. (The
     kubeconfig is resolved with the client once, then comes from the gateway's cache.)"""
-    import http.server
     import sys
 
-    class Api(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = b'{"items": []}'
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *a: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Api)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(f"""apiVersion: v1
+    with scripted_server() as (api, script):
+        script.answers = [(200, {"items": []}, {})]
+        kubeconfig = tmp_path / "kubeconfig"
+        kubeconfig.write_text(f"""apiVersion: v1
 kind: Config
 current-context: c
-clusters: [{{name: c, cluster: {{server: "http://127.0.0.1:{server.server_address[1]}"}}}}]
+clusters: [{{name: c, cluster: {{server: "{api}"}}}}]
 users: [{{name: u, user: {{token: t0k3n}}}}]
 contexts: [{{name: c, context: {{cluster: c, user: u}}}}]
 """)
-    profiles = tmp_path / "profiles.yaml"
-    profiles.write_text(f"profiles:\n  p:\n    context: c\n    kubeconfig: {kubeconfig}\n"
-                        "    namespace: n\n    registry: h.example.org\n    project: x\n")
-    env = {**os.environ, "MMEREP_CACHE_DIR": str(tmp_path / "cache")}
-    cmd = [sys.executable, "-X", "importtime", "-m", "mmerep", "ssh", "proxy",
-           "--profiles", str(profiles), "e-scheduler.p.c", "22"]
-    runs = []
-    for _ in range(3):  # the first run resolves the kubeconfig and the host, and keeps both
-        out = subprocess.run(cmd, capture_output=True, text=True, env=env)
-        assert "error: no environment e in namespace n (profile p)" in out.stderr
-        assert out.returncode == 1
-        runs.append({line.split("|")[-1].strip() for line in out.stderr.splitlines()
-                     if line.startswith("import time:")})
-    server.shutdown()
+        profiles = tmp_path / "profiles.yaml"
+        profiles.write_text(f"profiles:\n  p:\n    context: c\n    kubeconfig: {kubeconfig}\n"
+                            "    namespace: n\n    registry: h.example.org\n    project: x\n")
+        env = {**os.environ, "MMEREP_CACHE_DIR": str(tmp_path / "cache")}
+        cmd = [sys.executable, "-X", "importtime", "-m", "mmerep", "ssh", "proxy",
+               "--profiles", str(profiles), "e-scheduler.p.c", "22"]
+        runs = []
+        for _ in range(3):  # the first run resolves the kubeconfig and the host; keeps both
+            out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            assert "error: no environment e in namespace n (profile p)" in out.stderr
+            assert out.returncode == 1
+            runs.append({line.split("|")[-1].strip() for line in out.stderr.splitlines()
+                         if line.startswith("import time:")})
     assert "kubernetes" in runs[0]
     heavy = ("kubernetes", "typer", "rich", "click", "urllib3", "websocket", "jinja2")
     assert not {m for m in runs[1] if m.split(".")[0] in heavy}
