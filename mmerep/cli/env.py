@@ -152,6 +152,8 @@ def deploy(
                                      rollback=not no_rollback, force=force,
                                      on_progress=live.update,
                                      on_plan=show_plan, lock_wait=lock_wait)
+    for line in result.kept:
+        err_console.print(line, soft_wrap=True)
     if result.action == "unchanged":
         err_console.print(f"[green]{rendered.env_name} is up to date[/] (revision "
                           f"{result.revision}); nothing changed")

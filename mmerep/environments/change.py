@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 from mmerep import envlock
 from mmerep.environments.deploy_flow import with_revision
-from mmerep.environments.model import Obj, OnWorkloadStatuses
+from mmerep.environments.events import latest_warning
+from mmerep.environments.model import Obj, OnWorkloadStatuses, Rendered
 from mmerep.environments.records import build_record, read_records, rendered_from_record
 from mmerep.environments.replicas import settle_replicas
-from mmerep.errors import UsageError
+from mmerep.errors import KubeError, KubeTimeout, UsageError
 from mmerep.kube import Kube
 
 
@@ -41,17 +42,44 @@ def _change_locked(kube: Kube, namespace: str, env_name: str, kind: str, name: s
     if not records:
         raise UsageError(f"environment {env_name} not found in namespace {namespace}",
                          hint="mme-rep env list shows what is deployed")
-    current = rendered_from_record(records[-1])
+    # The live revision (a failed change after it is not what runs).
+    live = next((r for r in reversed(records) if r["data"]["status"] == "deployed"),
+                records[-1])
+    current = rendered_from_record(live)
     found = [o for o in current.objects if (o["kind"], o["metadata"]["name"]) == (kind, name)]
     if not found:
         raise UsageError(f"{kind}/{name} is not part of environment {env_name}")
     changed = change(found[0])
     revision = int(records[-1]["data"]["revision"]) + 1
-    updated = dataclasses.replace(
+    updated = dataclasses.replace(  # the parameters are vscale's now (see vscaled.py)
         current, params={**current.params, **params},
-        objects=[changed if o is found[0] else o for o in current.objects])
+        objects=[changed if o is found[0] else o for o in current.objects],
+        owned={**current.owned, f"{kind}/{name}": tuple(sorted(params))})
     settled, _ = settle_replicas(kube, dataclasses.replace(updated, objects=[changed]))
     kube.apply(with_revision(settled, revision)[0], compare=False)
-    kube.wait_for([changed], timeout=timeout, on_progress=on_progress)
+    try:
+        kube.wait_for([changed], timeout=timeout, on_progress=on_progress)
+    except KubeTimeout as exc:
+        _undo(kube, current, found[0], updated, (revision, int(live["data"]["revision"])),
+              note, exc, timeout)
     kube.create(build_record(updated, revision, "deployed", note))
     return revision
+
+
+def _undo(kube: Kube, current: Rendered, before: Obj, updated: Rendered,
+          revisions: tuple[int, int], note: str, exc: KubeTimeout, timeout: float
+          ) -> NoReturn:
+    """A change that did not become ready: record it as failed, put the workload back as
+    the live revision has it (still that revision), and say so."""
+    try:
+        reason = exc.message + latest_warning(kube, updated)
+    except KubeError:  # the in-pod scaler may not read events
+        reason = exc.message
+    revision, live = revisions
+    kube.create(build_record(updated, revision, "failed", f"{note}: {reason}"))
+    settled, _ = settle_replicas(kube, dataclasses.replace(current, objects=[before]))
+    kube.apply(with_revision(settled, live)[0], compare=False)
+    kube.wait_for([before], timeout=timeout)
+    raise KubeTimeout(f"{note} failed: {reason}; undone, revision {live} is live again",
+                      hint="choose a size the nodes can hold (mme-rep env status shows "
+                      "them)") from exc

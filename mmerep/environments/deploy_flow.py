@@ -32,6 +32,7 @@ from mmerep.environments.records import (
 )
 from mmerep.environments.replicas import settle_replicas
 from mmerep.environments.storage import check_storage_classes
+from mmerep.environments.vscaled import keep_vscaled, live_revision
 from mmerep.errors import KubeConflict, KubeError, KubeTimeout, UsageError
 from mmerep.kube import Kube
 
@@ -73,6 +74,8 @@ def _deploy_locked(kube: Kube, rendered: Rendered, created_namespace: bool, *,
                      key=revision_of)
     current = revision_of(records[-1]) if records else 0
     live = {(p["kind"], p["metadata"]["name"]): p for p in parts}
+    # CPU and memory a vscale set are kept unless this deploy sets them; see vscaled.py.
+    rendered, kept = keep_vscaled(rendered, live_revision(records))
     generated = generated_secrets(kube, rendered, live=live)
     # Replicas someone else (the scaler) owns are left out; see replicas.py.
     objects, rescale = settle_replicas(kube, rendered, live=live)
@@ -95,7 +98,7 @@ def _deploy_locked(kube: Kube, rendered: Rendered, created_namespace: bool, *,
     if on_plan:
         on_plan(changes)
     if not changes and records and records[-1]["data"]["status"] == "deployed":
-        return DeployResult("unchanged", current)
+        return DeployResult("unchanged", current, kept=kept)
 
     # 3. Apply the new revision and drop what it no longer has.
     revision = current + 1
@@ -117,7 +120,7 @@ def _deploy_locked(kube: Kube, rendered: Rendered, created_namespace: bool, *,
     # 5. Record it.
     revisions.set_status(kube, record, "deployed")  # durability: before superseding the old
     supersede_deployed(kube, records)
-    return DeployResult("installed" if current == 0 else "upgraded", revision, changes)
+    return DeployResult("installed" if current == 0 else "upgraded", revision, changes, kept)
 
 
 def recover_failed_rollout(kube: Kube, rendered: Rendered, revision: int, records: list[Obj],

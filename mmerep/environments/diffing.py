@@ -12,6 +12,7 @@ from mmerep.environments.model import Obj, Rendered, kind_and_name
 from mmerep.environments.parts import live_parts, prunable
 from mmerep.environments.records import read_records, revision_of
 from mmerep.environments.replicas import settle_replicas
+from mmerep.environments.vscaled import keep_vscaled, live_revision
 from mmerep.kube import Kube
 
 
@@ -30,6 +31,7 @@ def diff(kube: Kube, rendered: Rendered) -> list[dict[str, Any]]:
     if kube.get("v1", "Namespace", rendered.namespace) is None:
         return [{"action": "created", "object": kind_and_name(o), "diff": ""}
                 for o in rendered.objects]
+    rendered, _ = keep_vscaled(rendered, live_revision(records))  # nor what vscale set
     objects, _ = settle_replicas(kube, rendered)  # replicas the scaler owns are no change
     planned = with_revision(objects, current)
     out = []

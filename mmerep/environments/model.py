@@ -51,6 +51,8 @@ class Rendered:
     secrets: dict[str, tuple[str, ...]] = field(default_factory=dict)
     web: dict[str, Any] = field(default_factory=dict)
     explicit: tuple[str, ...] = ()  # parameters the operator set (not defaults)
+    # workload (Kind/name) -> the parameters vscale set on it and still owns (vscaled.py)
+    owned: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def workload_objects(self) -> list[Obj]:
         return [o for o in self.objects if o["kind"] in WORKLOAD_KINDS]
@@ -61,6 +63,7 @@ class DeployResult:
     action: str  # "installed", "upgraded", "unchanged", "rolled-back", "removed"
     revision: int
     changes: list[tuple[str, str]] = field(default_factory=list)  # (action, object)
+    kept: list[str] = field(default_factory=list)  # what a vscale set, kept (one line each)
 
 
 def kind_and_name(obj: Obj) -> str:

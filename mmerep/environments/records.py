@@ -53,7 +53,9 @@ def build_record(rendered: Rendered, revision: int, status: str, note: str = "")
                  "workloads": json.dumps(list(rendered.workloads)),
                  "secrets": json.dumps({k: list(v) for k, v in rendered.secrets.items()}),
                  "web": json.dumps(rendered.web),
-                 "time": now, "note": note},
+                 "time": now, "note": note,
+                 **({"owned": json.dumps({k: list(v) for k, v in rendered.owned.items()})}
+                    if rendered.owned else {})},
         "binaryData": {"objects.json.gz": _pack(stored)},
     }
 
@@ -93,7 +95,8 @@ def rendered_from_record(record: Obj) -> Rendered:
     return Rendered(meta["labels"]["app.kubernetes.io/instance"], meta["namespace"],
                     data["template"], data["image"], json.loads(data["params"]), objects,
                     tuple(json.loads(data.get("workloads", "[]"))), secrets,
-                    json.loads(data.get("web", "{}")))
+                    json.loads(data.get("web", "{}")),
+                    owned={k: tuple(v) for k, v in json.loads(data.get("owned", "{}")).items()})
 
 
 def history(kube: Kube, namespace: str, env_name: str) -> list[dict[str, Any]]:

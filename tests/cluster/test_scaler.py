@@ -21,7 +21,7 @@ import yaml
 from mmerep import environments
 from mmerep.cluster import build, local, podexec, sample
 from mmerep.condor import MemoryPool
-from mmerep.errors import KubeForbidden
+from mmerep.errors import KubeForbidden, KubeTimeout
 from mmerep.kube import Kube
 from mmerep.profiles import get_profile
 from mmerep.scaler import executors as ex
@@ -183,6 +183,61 @@ def test_vscale_rolls_without_losing_executors_and_is_a_revision(
     live = kube.get("apps/v1", "Deployment", EXECUTOR, env_ns)
     assert live is not None and live["spec"]["replicas"] == 6
     assert ex.container_resources(live).cpu == "100m"  # the previous requests are back
+
+
+def test_a_deploy_keeps_what_vscale_set_until_it_sets_them_itself(
+        kube: Kube, env_ns: str, image: str) -> None:
+    def deploy_with(image: str, **params: Any) -> Any:
+        rendered = environments.render_environment(
+            profile_for(env_ns), "htcondor-batch", image,
+            params={"scratch": "1Gi", "executors": 2, **params})
+        return environments.deploy(kube, rendered, timeout=180)
+
+    def resources() -> tuple[str, str]:
+        res = ex.container_resources(kube.get("apps/v1", "Deployment", EXECUTOR, env_ns))
+        return res.cpu, res.memory
+
+    deploy_with("sentinel3:v0.1.0")
+    assert resources() == ("1", "2Gi")  # the profile's requests
+    ex.vscale(kube, env_ns, ENV, ex.Resources("500m", "1Gi"), timeout=120)
+    upgraded = deploy_with("sentinel3:v0.2.0")  # a new image, no resources given
+    assert upgraded.action == "upgraded" and resources() == ("500m", "1Gi")
+    assert upgraded.kept == [f"kept Deployment/{EXECUTOR}'s CPU and memory as vscale set "
+                             "them (executor_cpu=500m, executor_memory=1Gi); --set "
+                             "executor_cpu=... takes them back"]
+    live = kube.get("apps/v1", "Deployment", EXECUTOR, env_ns)
+    assert live["spec"]["template"]["spec"]["containers"][0]["image"].startswith(
+        "127.0.0.1")  # the upgrade did land
+    # `env diff` of the same deploy shows nothing to change, and it stays unchanged.
+    again = environments.render_environment(profile_for(env_ns), "htcondor-batch",
+                                            "sentinel3:v0.2.0",
+                                            params={"scratch": "1Gi", "executors": 2})
+    assert environments.diff(kube, again) == []
+    assert deploy_with("sentinel3:v0.2.0").action == "unchanged"
+    # Setting one of them takes them back: the rest returns to the profile's.
+    taken = deploy_with("sentinel3:v0.2.0", executor_memory="3Gi")
+    assert taken.kept == [] and resources() == ("1", "3Gi")
+    assert deploy_with("sentinel3:v0.2.0").kept == []
+    assert resources() == ("1", "2Gi")
+
+
+def test_a_vscale_the_nodes_cannot_hold_is_recorded_as_failed_and_undone(
+        kube: Kube, env_ns: str, image: str) -> None:
+    deploy(kube, env_ns, executors=2)
+    with pytest.raises(KubeTimeout) as failed:  # 40 CPU: no simulated node has that many
+        ex.vscale(kube, env_ns, ENV, ex.Resources("40", "1Gi"), timeout=10)
+    assert "vscale 40/1Gi failed: " in failed.value.message
+    assert failed.value.message.endswith("; undone, revision 1 is live again")
+    live = kube.get("apps/v1", "Deployment", EXECUTOR, env_ns)
+    assert live["spec"]["replicas"] == 2 and live["status"].get("readyReplicas") == 2
+    assert ex.container_resources(live).cpu == "100m"
+    history = environments.history(kube, env_ns, ENV)
+    assert [(h["revision"], h["status"]) for h in history] == [(1, "deployed"), (2, "failed")]
+    assert history[-1]["note"].startswith("vscale 40/1Gi: ")
+    # The next vscale starts from the live revision, not the failed one.
+    assert ex.vscale(kube, env_ns, ENV, ex.Resources("200m", "256Mi"), timeout=120) == 3
+    assert ex.container_resources(kube.get("apps/v1", "Deployment", EXECUTOR, env_ns)) \
+        == ex.Resources("200m", "256Mi", "", "")
 
 
 def _scheduler_pod(kube: Kube, namespace: str) -> str:
