@@ -227,6 +227,10 @@ def sample_from_ad(ad: Any, now: float) -> JobSample:
 class BindingsPool:
     """A real pool through the bindings; every call bounded by ``timeout`` seconds."""
 
+    # Importing the bindings costs ~40 ms of CPU: a caller with other work to do asks
+    # from a forked child (mmerep.background), not a thread that would hold the GIL.
+    ask_in_child = True
+
     def __init__(self, env_name: str, *, collector: str | None = None,
                  timeout: float = 10.0) -> None:
         self.env_name = env_name

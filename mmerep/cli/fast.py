@@ -72,13 +72,21 @@ def _scaler_status(v: dict[str, Any], args: list[str]) -> bool:
     from mmerep.cli import reads
     from mmerep.errors import KubeForbidden
 
-    kube, _, namespace = reads.scaler_connect(v["in_cluster"], v["profile_name"],
-                                              v["profiles_file"], env)
+    asking, asked_in = (reads.scaler_pool_ahead(env, v["collector"], v["pool_timeout"])
+                        if v["in_cluster"] else (None, None))
     try:
+        kube, _, namespace = reads.scaler_connect(v["in_cluster"], v["profile_name"],
+                                                  v["profiles_file"], env)
+        if asked_in != namespace and asking is not None:
+            asking.close()
+            asking = None
         reads.scaler_status(kube, namespace, env, reads.scaler_pool(
-            env, namespace, v["collector"], v["pool_timeout"]), v["output"])
+            env, namespace, v["collector"], v["pool_timeout"]), v["output"], asking)
     except KubeForbidden as exc:
         raise reads.scaler_forbidden(exc) from None
+    finally:
+        if asking is not None:
+            asking.close()
     return True
 
 

@@ -14,10 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from mmerep import environments, envlock
 from mmerep.condor import Pool
 from mmerep.errors import CondorError, UsageError
-from mmerep.quantity import parse_cpu, parse_memory
 from mmerep.scaler.state import (
     FIELD_MANAGER,
     Limits,
@@ -110,6 +108,8 @@ def parse_count(text: str, limits: Limits) -> int:
 
 def parse_resources(cpu: str, memory: str, cpu_limit: str = "", memory_limit: str = "", *,
                     limits: Limits | None = None) -> Resources:
+    from mmerep.quantity import parse_cpu, parse_memory
+
     limits = limits or Limits()
     cores = parse_cpu(cpu, "CPU")
     if cores <= 0:
@@ -178,29 +178,28 @@ def read_pool(pool: Pool) -> tuple[int | None, int | None, str]:
     return len(executors), sum(1 for e in executors if e.busy), ""
 
 
-def status(kube: Any, namespace: str, env_name: str, pool: Pool) -> Status:
-    # The pool is asked in a thread while the API is read: the HTCondor bindings' import
-    # (~50 ms) and the collector's answer overlap the three requests' waits.
-    import threading
+def ask_pool(pool: Pool) -> Any:
+    """The pool's size, asked from now on beside the caller's work (``result()`` gives
+    what ``read_pool`` returns). A pool that says it costs CPU to ask (the HTCondor
+    bindings: ~40 ms to import) is asked from a forked child, on another core: in a
+    thread its import held the interpreter and the API reads waited for it."""
+    from mmerep.background import Background
 
-    answer: dict[str, Any] = {}
+    return Background(lambda: read_pool(pool), fork=getattr(pool, "ask_in_child", False))
 
-    def ask_pool() -> None:
-        try:
-            answer["pool"] = read_pool(pool)
-        except BaseException as exc:  # raised below, in the caller's thread
-            answer["error"] = exc
 
-    asking = threading.Thread(target=ask_pool, name="pool", daemon=True)
-    asking.start()
-    deployment = executor_deployment(kube, namespace, env_name)
-    state = read_state(kube, namespace, env_name)
-    pods = kube.list_objects("v1", "Pod", namespace, label_selector=executor_selector(env_name))
-    running, pending, _ = pod_counts(pods)
-    asking.join()
-    if "error" in answer:
-        raise answer["error"]
-    size, busy, note = answer["pool"]
+def status(kube: Any, namespace: str, env_name: str, pool: Pool, *,
+           asking: Any = None) -> Status:
+    """The status; the pool is asked while the API is read (``asking``: already asked,
+    with ``ask_pool``)."""
+    asking = asking or ask_pool(pool)
+    with asking:
+        deployment = executor_deployment(kube, namespace, env_name)
+        state = read_state(kube, namespace, env_name)
+        pods = kube.list_objects("v1", "Pod", namespace,
+                                 label_selector=executor_selector(env_name))
+        running, pending, _ = pod_counts(pods)
+        size, busy, note = asking.result()
     return Status(env_name, namespace, state.daemon, state.minimum, state.maximum, size, busy,
                   note, int(deployment["spec"].get("replicas", 0)), running, pending,
                   container_resources(deployment), state.decisions[-5:], state.observed)
@@ -226,6 +225,8 @@ def scale(kube: Any, namespace: str, env_name: str, replicas: int, *,
     The count is set under the environment's lease (a deploy keeps the live count, and
     one that read it just before this change would put the old one back); the follow
     is not, so other commands need not wait for the executors to start."""
+    from mmerep import envlock
+
     started = time.monotonic()
     name = executor_name(env_name)
     with envlock.hold(kube, namespace, env_name, f"scale to {replicas}", wait=lock_wait):
@@ -291,6 +292,8 @@ def vscale(kube: Any, namespace: str, env_name: str, res: Resources, *,
     The Deployment adds executors before it removes any (``maxUnavailable: 0``), and each
     removed one drains in its preStop hook, so running jobs are not killed.
     """
+    from mmerep import environments
+
     executor_deployment(kube, namespace, env_name)  # a clear error when there is none
     params = {"executor_cpu": res.cpu, "executor_memory": res.memory,
               "executor_cpu_limit": res.cpu_limit or None,
