@@ -222,6 +222,18 @@ def sample_from_ad(ad: Any, now: float) -> JobSample:
         cpus=_num(ad, "RequestCpus", 1.0) or 1.0)
 
 
+def pool_size(pool: Pool) -> tuple[int | None, int | None, str]:
+    """Executors registered in the pool and how many are busy; or (None, None, why not)."""
+    try:
+        executors = pool.executors()
+    except CondorError as exc:
+        text = str(exc.message)
+        note = "collector not answering" if "collector" in text.lower() or \
+            "communication" in text.lower() else text
+        return None, None, note
+    return len(executors), sum(1 for e in executors if e.busy), ""
+
+
 # -- the real pool --------------------------------------------------------------------
 
 class BindingsPool:

@@ -77,11 +77,12 @@ def _scaler_status(v: dict[str, Any], args: list[str]) -> bool:
     try:
         kube, _, namespace = reads.scaler_connect(v["in_cluster"], v["profile_name"],
                                                   v["profiles_file"], env)
-        if asked_in != namespace and asking is not None:
+        if asking is not None and asked_in != namespace:
             asking.close()
             asking = None
-        reads.scaler_status(kube, namespace, env, reads.scaler_pool(
-            env, namespace, v["collector"], v["pool_timeout"]), v["output"], asking)
+        pool = None if asking else reads.scaler_pool(env, namespace, v["collector"],
+                                                     v["pool_timeout"])
+        reads.scaler_status(kube, namespace, env, pool, v["output"], asking)
     except KubeForbidden as exc:
         raise reads.scaler_forbidden(exc) from None
     finally:

@@ -211,12 +211,12 @@ def scaler_pool(env: str, namespace: str, collector: str | None, timeout: float)
 
 
 def scaler_pool_ahead(env: str, collector: str | None, timeout: float) -> tuple[Any, str]:
-    """In the pod: the pool asked at once, before the API connection is even made (the
-    bindings' import takes as long as the rest of the command), and the namespace it
-    was asked in, read as ``Kube.in_cluster`` reads it."""
+    """In the pod: the pool asked at once, from a forked child, before the API connection
+    is even made (the bindings' import costs as much as the rest of the command), and
+    the namespace it was asked in, read as ``Kube.in_cluster`` reads it."""
     from pathlib import Path
 
-    from mmerep.scaler import executors as ex
+    from mmerep.background import Background
 
     directory = Path(os.environ.get("MMEREP_SA_DIR")
                      or "/var/run/secrets/kubernetes.io/serviceaccount")
@@ -224,7 +224,13 @@ def scaler_pool_ahead(env: str, collector: str | None, timeout: float) -> tuple[
         namespace = (directory / "namespace").read_text().strip()
     except OSError:
         namespace = "default"
-    return ex.ask_pool(scaler_pool(env, namespace, collector, timeout)), namespace
+
+    def ask() -> tuple[int | None, int | None, str]:
+        from mmerep.condor import pool_size
+
+        return pool_size(scaler_pool(env, namespace, collector, timeout))
+
+    return Background(ask, fork=True), namespace
 
 
 def scaler_forbidden(exc: Any) -> Any:

@@ -12,10 +12,9 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mmerep.condor import Pool
-from mmerep.errors import CondorError, UsageError
+from mmerep.errors import UsageError
 from mmerep.scaler.state import (
     FIELD_MANAGER,
     Limits,
@@ -25,6 +24,9 @@ from mmerep.scaler.state import (
     read_state,
     save_settings,
 )
+
+if TYPE_CHECKING:
+    from mmerep.condor import Pool
 
 Obj = dict[str, Any]
 WHOLE = re.compile(r"[0-9]+")
@@ -168,14 +170,9 @@ def pod_counts(pods: list[Obj]) -> tuple[int, int, str]:
 
 
 def read_pool(pool: Pool) -> tuple[int | None, int | None, str]:
-    try:
-        executors = pool.executors()
-    except CondorError as exc:
-        text = str(exc.message)
-        note = "collector not answering" if "collector" in text.lower() or \
-            "communication" in text.lower() else text
-        return None, None, note
-    return len(executors), sum(1 for e in executors if e.busy), ""
+    from mmerep.condor import pool_size
+
+    return pool_size(pool)
 
 
 def ask_pool(pool: Pool) -> Any:
@@ -188,11 +185,13 @@ def ask_pool(pool: Pool) -> Any:
     return Background(lambda: read_pool(pool), fork=getattr(pool, "ask_in_child", False))
 
 
-def status(kube: Any, namespace: str, env_name: str, pool: Pool, *,
+def status(kube: Any, namespace: str, env_name: str, pool: Pool | None, *,
            asking: Any = None) -> Status:
-    """The status; the pool is asked while the API is read (``asking``: already asked,
-    with ``ask_pool``)."""
-    asking = asking or ask_pool(pool)
+    """The status; the pool is asked while the API is read (or was already, ``asking``:
+    a ``Background`` whose result is what ``read_pool`` returns)."""
+    if asking is None:
+        assert pool is not None, "status needs the pool or its answer on the way"
+        asking = ask_pool(pool)
     with asking:
         deployment = executor_deployment(kube, namespace, env_name)
         state = read_state(kube, namespace, env_name)
