@@ -61,9 +61,16 @@ class Background:
     # -- in a child ----------------------------------------------------------------------
 
     def _fork(self, fn: Callable[[], Any]) -> None:
+        import gc
+
         read_end, write_end = os.pipe()
+        # Pages both processes share are copied when either writes to them, and the
+        # cyclic collector writes to every object it visits: frozen objects it leaves
+        # alone, and the short-lived child does not collect at all.
+        gc.freeze()
         pid = os.fork()
         if pid == 0:  # the child: never returns
+            gc.disable()
             os.close(read_end)
             _child(fn, write_end)
         os.close(write_end)
@@ -96,6 +103,7 @@ class Background:
             self._pipe = None
             _, status = os.waitpid(self._pid, 0)
             self._pid = None
+            _unfreeze()
         try:
             answer: dict[str, Any] = json.loads(b"".join(chunks))
         except ValueError:
@@ -116,6 +124,14 @@ class Background:
             self._pipe = None
         os.waitpid(self._pid, 0)
         self._pid = None
+        _unfreeze()
+
+
+def _unfreeze() -> None:
+    """The child is gone: the parent's objects are collected as before."""
+    import gc
+
+    gc.unfreeze()
 
 
 def _child(fn: Callable[[], Any], write_end: int) -> NoReturn:

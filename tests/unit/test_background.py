@@ -111,3 +111,16 @@ def test_closing_stops_a_child_whose_answer_is_not_wanted() -> None:
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "no child left"
     assert time.monotonic() - started < 20
+
+
+def test_the_parents_garbage_is_collected_again_once_the_child_is_done() -> None:
+    out = run("""
+        import gc
+        from mmerep.background import Background
+        b = Background(lambda: gc.isenabled(), fork=True)
+        frozen = gc.get_freeze_count() > 0
+        print(b.result(), frozen, gc.get_freeze_count(), gc.isenabled())
+    """)
+    assert out.returncode == 0, out.stderr
+    # the child did not collect; the parent's objects were frozen while it ran, not after
+    assert out.stdout.split() == ["False", "True", "0", "True"]
