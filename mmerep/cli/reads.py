@@ -251,7 +251,8 @@ def scaler_status(kube: Any, namespace: str, name: str, pool: Any, output: Outpu
     from mmerep.cli.output import render
     from mmerep.scaler import executors as ex
 
-    st = ex.status(kube, namespace, name, pool, asking=asking)
+    st = ex.status(kube, namespace, name, pool, asking=asking,
+                   pods=output is not OutputFormat.table)
     if output is OutputFormat.table:
         for line in st.lines():
             print(line)

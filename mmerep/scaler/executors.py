@@ -54,8 +54,8 @@ class Status:
     busy: int | None
     pool_note: str  # why the pool could not be read
     environment_size: int  # the Deployment's replicas
-    running: int
-    pending: int
+    running: int | None  # executor pods (None: not read, the lines do not show them)
+    pending: int | None
     resources: Resources
     decisions: list[dict[str, Any]] = field(default_factory=list)
     observed: dict[str, Any] = field(default_factory=dict)
@@ -186,18 +186,22 @@ def ask_pool(pool: Pool) -> Any:
 
 
 def status(kube: Any, namespace: str, env_name: str, pool: Pool | None, *,
-           asking: Any = None) -> Status:
+           asking: Any = None, pods: bool = True) -> Status:
     """The status; the pool is asked while the API is read (or was already, ``asking``:
-    a ``Background`` whose result is what ``read_pool`` returns)."""
+    a ``Background`` whose result is what ``read_pool`` returns). Without ``pods`` the
+    executor pods are not listed (running and pending are None): the lines users read
+    do not show them, so ``scaler.sh`` reads the two objects ``kubectl get`` would."""
     if asking is None:
         assert pool is not None, "status needs the pool or its answer on the way"
         asking = ask_pool(pool)
+    running: int | None = None
+    pending: int | None = None
     with asking:
         deployment = executor_deployment(kube, namespace, env_name)
         state = read_state(kube, namespace, env_name)
-        pods = kube.list_objects("v1", "Pod", namespace,
-                                 label_selector=executor_selector(env_name))
-        running, pending, _ = pod_counts(pods)
+        if pods:
+            running, pending, _ = pod_counts(kube.list_objects(
+                "v1", "Pod", namespace, label_selector=executor_selector(env_name)))
         size, busy, note = asking.result()
     return Status(env_name, namespace, state.daemon, state.minimum, state.maximum, size, busy,
                   note, int(deployment["spec"].get("replicas", 0)), running, pending,
