@@ -172,8 +172,14 @@ def run_fast(argv: list[str]) -> bool:
         parsed = parse(spec, argv[n:])
         if parsed is None:
             return False
+        import gc
+
         from mmerep.errors import MmerepError
 
+        # A read command lives a fraction of a second and makes few reference cycles:
+        # the cyclic collector, which ran through every module's objects again and again
+        # while they were imported, was ~12% of scaler.sh's CPU.
+        gc.disable()
         try:
             return spec.run(*parsed)
         except MmerepError as exc:
@@ -185,4 +191,24 @@ def run_fast(argv: list[str]) -> bool:
             from mmerep.errors import exit_interrupted
 
             exit_interrupted(stop)
+        finally:
+            gc.enable()
     return False
+
+
+def leave() -> None:
+    """After a read command: end the process without the interpreter's teardown (freeing
+    every module's objects one by one was ~9% of scaler.sh's CPU), when nothing asked
+    to run at exit and no other thread runs. Output is flushed first; if that fails
+    (a closed pipe), the usual exit reports it."""
+    import atexit
+    import threading
+
+    if atexit._ncallbacks() or threading.active_count() > 1:
+        return
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        return
+    os._exit(0)
