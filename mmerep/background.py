@@ -109,7 +109,7 @@ class Background:
         except ValueError:
             how = (f"killed by signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
                    else f"exit status {os.waitstatus_to_exitcode(status)}")
-            raise MmerepError(f"the background call ended without an answer ({how})") from None
+            raise MmerepError(f"the background call ended without an answer: {how}") from None
         return answer
 
     def close(self) -> None:

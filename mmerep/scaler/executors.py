@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from mmerep.errors import UsageError
+from mmerep.errors import MmerepError, UsageError
 from mmerep.scaler.state import (
     FIELD_MANAGER,
     Limits,
@@ -202,7 +202,10 @@ def status(kube: Any, namespace: str, env_name: str, pool: Pool | None, *,
         if pods:
             running, pending, _ = pod_counts(kube.list_objects(
                 "v1", "Pod", namespace, label_selector=executor_selector(env_name)))
-        size, busy, note = asking.result()
+        try:
+            size, busy, note = asking.result()
+        except MmerepError as exc:  # e.g. the child that asked died: the rest still shows
+            size, busy, note = None, None, exc.message
     return Status(env_name, namespace, state.daemon, state.minimum, state.maximum, size, busy,
                   note, int(deployment["spec"].get("replicas", 0)), running, pending,
                   container_resources(deployment), state.decisions[-5:], state.observed)

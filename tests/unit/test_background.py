@@ -83,7 +83,7 @@ def test_a_child_that_dies_is_one_clear_error() -> None:
             print(exc.message)
     """)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "the background call ended without an answer (killed by signal 9)"
+    assert out.stdout.strip() == "the background call ended without an answer: killed by signal 9"
 
 
 def test_the_parents_buffered_output_is_printed_once() -> None:
