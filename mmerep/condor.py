@@ -222,10 +222,26 @@ def sample_from_ad(ad: Any, now: float) -> JobSample:
         cpus=_num(ad, "RequestCpus", 1.0) or 1.0)
 
 
+def pool_size(pool: Pool) -> tuple[int | None, int | None, str]:
+    """Executors registered in the pool and how many are busy; or (None, None, why not)."""
+    try:
+        executors = pool.executors()
+    except CondorError as exc:
+        text = str(exc.message)
+        note = "collector not answering" if "collector" in text.lower() or \
+            "communication" in text.lower() else text
+        return None, None, note
+    return len(executors), sum(1 for e in executors if e.busy), ""
+
+
 # -- the real pool --------------------------------------------------------------------
 
 class BindingsPool:
     """A real pool through the bindings; every call bounded by ``timeout`` seconds."""
+
+    # Importing the bindings costs ~40 ms of CPU: a caller with other work to do asks
+    # from a forked child (mmerep.background), not a thread that would hold the GIL.
+    ask_in_child = True
 
     def __init__(self, env_name: str, *, collector: str | None = None,
                  timeout: float = 10.0) -> None:

@@ -9,7 +9,6 @@ subclass carrying the API server's own message.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import threading
@@ -44,7 +43,18 @@ from mmerep.kubehttp import (
 )
 from mmerep.retry import RetryPolicy
 
-log = logging.getLogger(__name__)
+
+class _Log:
+    """This module's logger, made on first use: a read command that logs nothing then
+    does not import logging (~6% of ``scaler.sh``'s CPU)."""
+
+    def __getattr__(self, name: str) -> Any:
+        import logging
+
+        return getattr(logging.getLogger(__name__), name)
+
+
+log = _Log()
 
 FIELD_MANAGER = "mme-rep"
 # Accept header for a list of metadata only (meta.k8s.io/v1 PartialObjectMetadataList).

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import json
 import os
 import ssl
@@ -204,6 +203,8 @@ def kubeconfig_files(path: str | os.PathLike[str] | None) -> list[Path]:
 
 def cache_key(files: list[Path], context: str | None) -> str | None:
     """Changes whenever any file of the kubeconfig changes (or none when one is missing)."""
+    import hashlib  # not needed in a pod (no kubeconfig)
+
     h = hashlib.sha256(f"v{CACHE_VERSION}\0{context or ''}".encode())
     for f in files:
         try:

@@ -64,9 +64,10 @@ def main() -> None:
 
     if print_root_help(sys.argv[1:]):
         return
-    from mmerep.cli.fast import run_fast
+    from mmerep.cli.fast import leave, run_fast
 
     if run_fast(sys.argv[1:]):
+        leave()
         return
     from mmerep.cli.root import main as typer_main
 

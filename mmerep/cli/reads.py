@@ -5,6 +5,7 @@ the command's own work)."""
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 from mmerep.cli.formats import OutputFormat
@@ -209,6 +210,29 @@ def scaler_pool(env: str, namespace: str, collector: str | None, timeout: float)
                         timeout=timeout)
 
 
+def scaler_pool_ahead(env: str, collector: str | None, timeout: float) -> tuple[Any, str]:
+    """In the pod: the pool asked at once, from a forked child, before the API connection
+    is even made (the bindings' import costs as much as the rest of the command), and
+    the namespace it was asked in, read as ``Kube.in_cluster`` reads it."""
+    from pathlib import Path
+
+    from mmerep.background import Background
+
+    directory = Path(os.environ.get("MMEREP_SA_DIR")
+                     or "/var/run/secrets/kubernetes.io/serviceaccount")
+    try:
+        namespace = (directory / "namespace").read_text().strip()
+    except OSError:
+        namespace = "default"
+
+    def ask() -> tuple[int | None, int | None, str]:
+        from mmerep.condor import pool_size
+
+        return pool_size(scaler_pool(env, namespace, collector, timeout))
+
+    return Background(ask, fork=True), namespace
+
+
 def scaler_forbidden(exc: Any) -> Any:
     """A 403 as one line naming what is missing."""
     from mmerep.errors import KubeForbidden
@@ -220,13 +244,15 @@ def scaler_forbidden(exc: Any) -> Any:
                          "environment, or ask a cluster admin")
 
 
-def scaler_status(kube: Any, namespace: str, name: str, pool: Any, output: OutputFormat) -> None:
+def scaler_status(kube: Any, namespace: str, name: str, pool: Any, output: OutputFormat,
+                  asking: Any = None) -> None:
     import dataclasses
 
     from mmerep.cli.output import render
     from mmerep.scaler import executors as ex
 
-    st = ex.status(kube, namespace, name, pool)
+    st = ex.status(kube, namespace, name, pool, asking=asking,
+                   pods=output is not OutputFormat.table)
     if output is OutputFormat.table:
         for line in st.lines():
             print(line)

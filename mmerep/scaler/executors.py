@@ -12,12 +12,9 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mmerep import environments, envlock
-from mmerep.condor import Pool
-from mmerep.errors import CondorError, UsageError
-from mmerep.quantity import parse_cpu, parse_memory
+from mmerep.errors import MmerepError, UsageError
 from mmerep.scaler.state import (
     FIELD_MANAGER,
     Limits,
@@ -27,6 +24,9 @@ from mmerep.scaler.state import (
     read_state,
     save_settings,
 )
+
+if TYPE_CHECKING:
+    from mmerep.condor import Pool
 
 Obj = dict[str, Any]
 WHOLE = re.compile(r"[0-9]+")
@@ -54,8 +54,8 @@ class Status:
     busy: int | None
     pool_note: str  # why the pool could not be read
     environment_size: int  # the Deployment's replicas
-    running: int
-    pending: int
+    running: int | None  # executor pods (None: not read, the lines do not show them)
+    pending: int | None
     resources: Resources
     decisions: list[dict[str, Any]] = field(default_factory=list)
     observed: dict[str, Any] = field(default_factory=dict)
@@ -110,6 +110,8 @@ def parse_count(text: str, limits: Limits) -> int:
 
 def parse_resources(cpu: str, memory: str, cpu_limit: str = "", memory_limit: str = "", *,
                     limits: Limits | None = None) -> Resources:
+    from mmerep.quantity import parse_cpu, parse_memory
+
     limits = limits or Limits()
     cores = parse_cpu(cpu, "CPU")
     if cores <= 0:
@@ -168,39 +170,42 @@ def pod_counts(pods: list[Obj]) -> tuple[int, int, str]:
 
 
 def read_pool(pool: Pool) -> tuple[int | None, int | None, str]:
-    try:
-        executors = pool.executors()
-    except CondorError as exc:
-        text = str(exc.message)
-        note = "collector not answering" if "collector" in text.lower() or \
-            "communication" in text.lower() else text
-        return None, None, note
-    return len(executors), sum(1 for e in executors if e.busy), ""
+    from mmerep.condor import pool_size
+
+    return pool_size(pool)
 
 
-def status(kube: Any, namespace: str, env_name: str, pool: Pool) -> Status:
-    # The pool is asked in a thread while the API is read: the HTCondor bindings' import
-    # (~50 ms) and the collector's answer overlap the three requests' waits.
-    import threading
+def ask_pool(pool: Pool) -> Any:
+    """The pool's size, asked from now on beside the caller's work (``result()`` gives
+    what ``read_pool`` returns). A pool that says it costs CPU to ask (the HTCondor
+    bindings: ~40 ms to import) is asked from a forked child, on another core: in a
+    thread its import held the interpreter and the API reads waited for it."""
+    from mmerep.background import Background
 
-    answer: dict[str, Any] = {}
+    return Background(lambda: read_pool(pool), fork=getattr(pool, "ask_in_child", False))
 
-    def ask_pool() -> None:
+
+def status(kube: Any, namespace: str, env_name: str, pool: Pool | None, *,
+           asking: Any = None, pods: bool = True) -> Status:
+    """The status; the pool is asked while the API is read (or was already, ``asking``:
+    a ``Background`` whose result is what ``read_pool`` returns). Without ``pods`` the
+    executor pods are not listed (running and pending are None): the lines users read
+    do not show them, so ``scaler.sh`` reads the two objects ``kubectl get`` would."""
+    if asking is None:
+        assert pool is not None, "status needs the pool or its answer on the way"
+        asking = ask_pool(pool)
+    running: int | None = None
+    pending: int | None = None
+    with asking:
+        deployment = executor_deployment(kube, namespace, env_name)
+        state = read_state(kube, namespace, env_name)
+        if pods:
+            running, pending, _ = pod_counts(kube.list_objects(
+                "v1", "Pod", namespace, label_selector=executor_selector(env_name)))
         try:
-            answer["pool"] = read_pool(pool)
-        except BaseException as exc:  # raised below, in the caller's thread
-            answer["error"] = exc
-
-    asking = threading.Thread(target=ask_pool, name="pool", daemon=True)
-    asking.start()
-    deployment = executor_deployment(kube, namespace, env_name)
-    state = read_state(kube, namespace, env_name)
-    pods = kube.list_objects("v1", "Pod", namespace, label_selector=executor_selector(env_name))
-    running, pending, _ = pod_counts(pods)
-    asking.join()
-    if "error" in answer:
-        raise answer["error"]
-    size, busy, note = answer["pool"]
+            size, busy, note = asking.result()
+        except MmerepError as exc:  # e.g. the child that asked died: the rest still shows
+            size, busy, note = None, None, exc.message
     return Status(env_name, namespace, state.daemon, state.minimum, state.maximum, size, busy,
                   note, int(deployment["spec"].get("replicas", 0)), running, pending,
                   container_resources(deployment), state.decisions[-5:], state.observed)
@@ -226,6 +231,8 @@ def scale(kube: Any, namespace: str, env_name: str, replicas: int, *,
     The count is set under the environment's lease (a deploy keeps the live count, and
     one that read it just before this change would put the old one back); the follow
     is not, so other commands need not wait for the executors to start."""
+    from mmerep import envlock
+
     started = time.monotonic()
     name = executor_name(env_name)
     with envlock.hold(kube, namespace, env_name, f"scale to {replicas}", wait=lock_wait):
@@ -291,6 +298,8 @@ def vscale(kube: Any, namespace: str, env_name: str, res: Resources, *,
     The Deployment adds executors before it removes any (``maxUnavailable: 0``), and each
     removed one drains in its preStop hook, so running jobs are not killed.
     """
+    from mmerep import environments
+
     executor_deployment(kube, namespace, env_name)  # a clear error when there is none
     params = {"executor_cpu": res.cpu, "executor_memory": res.memory,
               "executor_cpu_limit": res.cpu_limit or None,

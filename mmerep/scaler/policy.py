@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass, replace
 
 from mmerep.condor import ExecutorSlots, QueueSummary
+from mmerep.scaler.state import PolicyState
 
 
 @dataclass(frozen=True)
@@ -52,15 +53,6 @@ class Observation:
     replicas: int  # the Deployment's spec.replicas now
     slot_cpus: float = 1.0  # size of one executor (its pod's requests)
     slot_memory_mb: int = 1024
-
-
-@dataclass(frozen=True)
-class PolicyState:
-    """What the policy remembers between intervals (kept in the state ConfigMap)."""
-
-    last_up: float | None = None
-    last_down: float | None = None
-    low_since: float | None = None  # demand below the current size since then
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,6 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from mmerep.scaler.policy import PolicyState
-
 FIELD_MANAGER = "mme-rep-scaler"
 LOOP_FIELD_MANAGER = "mme-rep-autoscaler"
 KEEP_DECISIONS = 20
@@ -29,6 +27,16 @@ def executor_name(env_name: str) -> str:
 
 def executor_selector(env_name: str) -> str:
     return f"app.kubernetes.io/instance={env_name},app.kubernetes.io/component=executor"
+
+
+@dataclass(frozen=True)
+class PolicyState:
+    """What the policy (``mmerep.scaler.policy``) remembers between intervals, kept here
+    with the rest of the state: the status reads it without loading the policy."""
+
+    last_up: float | None = None
+    last_down: float | None = None
+    low_since: float | None = None  # demand below the current size since then
 
 
 @dataclass(frozen=True)

@@ -321,6 +321,20 @@ def test_the_scalers_token_can_do_its_job_and_nothing_else(
     assert len(me.list_objects("v1", "Pod", env_ns)) > 0
     save_settings(me, env_ns, ENV, ScalerState(daemon=True, minimum=1, maximum=9))
     assert read_state(kube, env_ns, ENV).maximum == 9
+    # Its status lines read the two objects `kubectl get` would; -o json also its pods.
+    sent = me.requests_sent
+    lines = ex.status(me, env_ns, ENV, MemoryPool(), pods=False)
+    assert me.requests_sent - sent == 2
+    assert (lines.environment_size, lines.daemon, lines.running) == (3, True, None)
+    assert ex.status(me, env_ns, ENV, MemoryPool()).running is not None
+    # As scaler.sh runs it: the pool asked from a forked child, the API read meanwhile.
+    out = subprocess.run([sys.executable, "-m", "mmerep", "scaler", "--in-cluster", "--env",
+                          ENV], capture_output=True, text=True, timeout=120,
+                         env=dict(os.environ))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[:3] == [
+        "Daemon is: on", "Cluster size: unknown (collector not answering)",
+        "Environment size: 3"]
     other = {"apiVersion": "apps/v1", "kind": "Deployment",
              "metadata": {"name": "other-executor", "namespace": env_ns},
              "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "other"}},

@@ -81,3 +81,18 @@ def test_an_error_is_one_line_without_typer(tmp_path: Path) -> None:
     assert out.stdout.strip() == "False 2"
     assert out.stderr.startswith("error: unknown profile 'nope'")
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("registered", [False, True])
+def test_a_read_command_ends_with_its_output_flushed_and_exit_handlers_honoured(
+        registered: bool) -> None:
+    code = ("import atexit, sys\nfrom mmerep.cli.fast import leave\n"
+            + ("atexit.register(print, 'at exit')\n" if registered else "")
+            + "print('the table')\nleave()\nprint('after leave')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    # Buffered output is flushed before the process ends; with an exit handler registered
+    # the usual exit runs (the handler too), so nothing is skipped that asked to run.
+    assert out.stdout.splitlines() == (["the table", "after leave", "at exit"] if registered
+                                       else ["the table"])

@@ -174,3 +174,33 @@ def test_env_status_line_shows_the_daemon_and_its_last_decision() -> None:
                                   "scale-up: 100 idle jobs need 50 executors, have 2")
     assert scaler_line({"data": {"limits": "{}"}}) == (
         "scaler: daemon off (min 0, max profile limit)")
+
+
+def test_a_pool_query_that_dies_leaves_the_rest_of_the_status() -> None:
+    # The bindings are asked from a forked child; if it dies (a crash in the C++ code),
+    # the status still shows what the API said, and why the pool size is missing.
+    code = """
+import os, signal
+from mmerep.scaler import executors as ex
+
+class Crashing:
+    ask_in_child = True
+    def executors(self):
+        os.kill(os.getpid(), signal.SIGSEGV)
+
+class Api:
+    def get(self, api_version, kind, name, namespace=None):
+        if kind == "Deployment":
+            return {"spec": {"replicas": 2, "template": {"spec": {"containers": [
+                {"resources": {"requests": {"cpu": "1", "memory": "10G"}}}]}}}}
+        return None
+
+for line in ex.status(Api(), "s3", "sentinel3", Crashing(), pods=False).lines():
+    print(line)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[1:3] == [
+        "Cluster size: unknown (the background call ended without an answer: killed by "
+        "signal 11)", "Environment size: 2"]
