@@ -30,6 +30,7 @@ from mmerep.synclocal.errors import (
     SyncError,
 )
 from mmerep.synclocal.sources import SourceFile
+from mmerep.synclocal.writeback import WriteBehind
 
 PIECE = 1 << 20
 DEFAULT_CHUNK = 64 << 20
@@ -235,6 +236,7 @@ class FileCopy:
             h = xxhash.xxh3_128() if self.verify else None
             view = memoryview(buf)
             off = start
+            behind = WriteBehind(rfd, wfd, start)
             while off < end:
                 if stop is not None and stop.is_set():
                     raise InterruptedError("stopped")
@@ -249,9 +251,10 @@ class FileCopy:
                     written = os.pwrite(wfd, view[:n], off)
                     while written < n:
                         written += os.pwrite(wfd, view[written:n], off + written)
+                    off += n
+                    behind.wrote(off)
                 except OSError as exc:
                     raise write_error(exc, self.final) from exc
-                off += n
                 if on_bytes:
                     on_bytes(n)
                 if hook:
@@ -261,6 +264,10 @@ class FileCopy:
             # copy is a consistent earlier version, which the index records as such).
             if not self.src.same_version(os.fstat(rfd)):
                 raise Changed
+            try:
+                behind.done(end)
+            except OSError as exc:
+                raise write_error(exc, self.final) from exc
             if h is not None:
                 self.digests[i] = h.digest()
         finally:
