@@ -140,19 +140,14 @@ class _Run:
                         self.opts.verify)
 
     def items(self, files: Sequence[SourceFile]) -> Iterator[tuple[FileCopy | SourceFile, int]]:
-        """(file, -1) for a file of one piece, (its copy, chunk) for the rest.
-
-        Chunks are dealt round-robin over a few large files at a time: a buffered write
-        holds its file's inode lock while it copies into the page cache, so threads all
-        writing one file's chunks wait for each other (4 x 1 GiB, 8 threads, one file at
-        a time: 4.5% of the CPU spinning on that lock)."""
-        large: list[SourceFile] = []
+        """(file, -1) for a file of one piece, (its copy, chunk) for the rest."""
         for f in files:
             if f.size <= PIECE:
                 yield f, -1
             else:
-                large.append(f)
-        yield from _interleaved([self.new_copy(f) for f in large], self.opts.jobs)
+                fc = self.new_copy(f)
+                for i in range(fc.nchunks):
+                    yield fc, i
 
     def on_bytes(self, n: int) -> None:
         with self._lock:
@@ -393,27 +388,6 @@ def _small_files_in_processes(run: _Run, files: list[SourceFile]) -> list[Source
         fc.error = Changed()
         run.complete(fc, buf)
     return [f for f in files if f.size > PIECE]
-
-
-def _interleaved(copies: list[FileCopy], width: int) -> Iterator[tuple[FileCopy, int]]:
-    """Each file's chunks in order, dealt round-robin over at most ``width`` files at a
-    time (each open file holds a descriptor until its last chunk)."""
-    pending = iter(copies)
-    active: list[tuple[FileCopy, Iterator[int]]] = []
-    while True:
-        while len(active) < max(1, width):
-            fc = next(pending, None)
-            if fc is None:
-                break
-            active.append((fc, iter(range(fc.nchunks))))
-        if not active:
-            return
-        for entry in list(active):
-            i = next(entry[1], None)
-            if i is None:
-                active.remove(entry)
-            else:
-                yield entry[0], i
 
 
 def _run_workers(run: _Run, files: list[SourceFile], jobs: int) -> None:
