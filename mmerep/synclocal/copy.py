@@ -6,7 +6,9 @@ written, and measured within a few percent of cp's in-kernel copy_file_range on 
 thread; with several threads it is faster. The hash, XXH3-128, runs at well over
 10 GB/s and releases the GIL, so threads scale. A file larger than a chunk is copied as
 chunks in parallel; its checksum is then the XXH3-128 of the chunks' digests, which is
-why the index records the chunk size.
+why the index records the chunk size. A chunk's destination is written back, and both
+files' pages dropped from the page cache, as the copy goes (writeback.py): at the disk's
+pace, with the CPU of a copy that allocates no new memory.
 """
 
 from __future__ import annotations
