@@ -31,6 +31,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -176,6 +177,23 @@ def tools(jobs: int | None) -> dict[str, Tool | None]:
     }
 
 
+def read_alone(paths: list[Path]) -> None:
+    """Read every file at once, one thread each, 8 MiB at a time, and copy nothing: no
+    copier, which must also write as much, can be faster than this on the same disk."""
+    def read(p: Path) -> None:
+        buf = bytearray(8 * MiB)
+        with open(p, "rb", buffering=0) as f:
+            while f.readinto(buf):
+                pass
+
+    threads = [threading.Thread(target=read, args=(p,)) for p in paths]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+READ_ALONE = "read the source alone (disk ceiling)"
 TERMINAL = "mme-rep synclocal stage (terminal)"
 REDIRECTED = "mme-rep synclocal stage (redirected)"
 ENGINE = "engine in-process"
@@ -219,7 +237,14 @@ def run_case(work: Path, case: str, count: int, size: int, jobs: int | None, rep
         else:
             runs[tool] = []
     order = list(runs)
+    alone: list[tuple[float, float, float]] = []
     for i in range(repeat):
+        if not keep:  # the large files: what the disk gives a reader alone, per round
+            drop_from_cache(paths, drop_caches)
+            c0, t0 = _cpu(), time.perf_counter()
+            read_alone(paths)
+            took = time.perf_counter() - t0
+            alone.append((took, took, _cpu() - c0))
         k = i % len(order)
         for tool in order[k:] + order[:k]:
             fn = available[tool]
@@ -244,6 +269,10 @@ def run_case(work: Path, case: str, count: int, size: int, jobs: int | None, rep
             if not keep:
                 shutil.rmtree(dest)
                 syncfs(work)  # the deletion's writes land before the next tool starts
+    if alone:
+        runs[READ_ALONE] = alone
+        rows[READ_ALONE] = {"case": case, "tool": READ_ALONE, "files": count, "bytes": total,
+                            "source_cached_before": 0.0}
     for tool, got in runs.items():
         copy_s, synced_s, cpu_s = (statistics.median(x) for x in zip(*got, strict=True))
         rows[tool].update(copy_s=round(copy_s, 3), copy_sync_s=round(synced_s, 3),
@@ -306,6 +335,14 @@ def ratios(rows: list[dict]) -> list[str]:
                 f"{'met' if met and all(met) else 'NOT met'}") if target else ""
         lines.append(f"({case}) vs {baseline}, throughput with syncfs: " + "; ".join(parts)
                      + goal)
+        ceiling = by.get(READ_ALONE, {})
+        if "copy_s_all" in ceiling:
+            share = [f"{tool} {_round_ratio(ceiling['synced_s_all'], got['synced_s_all']):.0%}"
+                     for tool in (baseline, *COMMANDS, ENGINE)
+                     if "synced_s_all" in (got := by.get(tool, {}))]
+            lines.append(f"({case}) share of the disk's speed for a reader alone "
+                         f"({ceiling['mb_per_s']} MB/s, no copy, no write) reached with syncfs: "
+                         + ", ".join(share) + "; a copy reads and writes as much")
     return lines
 
 
