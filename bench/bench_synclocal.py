@@ -13,7 +13,9 @@ with posix_fadvise(DONTNEED), which touches only these files (unlike
 /proc/sys/vm/drop_caches, used only with ``--drop-caches``); the fraction of the source
 still cached is measured with mincore(2) and reported. Times are given for the copy
 alone and for copy + syncfs (data on disk), since a copy that fits in RAM otherwise
-measures memory speed.
+measures memory speed. For the large files, each round also times reading the source
+alone (no copy, no write): no copier is faster than that on the same disk, and the bench
+says what share of it each tool reached. ``--case large|small|both`` runs one case.
 
     python bench/bench_synclocal.py --quick
 """
