@@ -13,7 +13,9 @@ with posix_fadvise(DONTNEED), which touches only these files (unlike
 /proc/sys/vm/drop_caches, used only with ``--drop-caches``); the fraction of the source
 still cached is measured with mincore(2) and reported. Times are given for the copy
 alone and for copy + syncfs (data on disk), since a copy that fits in RAM otherwise
-measures memory speed.
+measures memory speed. For the large files, each round also times the disk's ceiling for
+a copy (the source read while as many bytes are written, no copier; see disk_ceiling),
+and the bench says what share of it each tool reached. ``--case large|small|both`` runs one case.
 
     python bench/bench_synclocal.py --quick
 """
@@ -31,6 +33,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -176,6 +179,50 @@ def tools(jobs: int | None) -> dict[str, Tool | None]:
     }
 
 
+def disk_ceiling(paths: list[Path], scratch: Path) -> None:
+    """The disk's speed for a copy's traffic without a copier: each source file read by one
+    thread while another writes as many bytes (one random MiB over and over) to a scratch
+    file, then on disk. Reads and writes share this VM's disk (alone each reached 1.5-1.9
+    GB/s, together about 0.93 GB/s each), so no copier can beat this. Both drop the pages
+    behind them: new page-cache pages cost much CPU on this VM, and this measures the disk."""
+    def read(p: Path) -> None:
+        buf, off = bytearray(8 * MiB), 0
+        with open(p, "rb", buffering=0) as f:
+            while n := f.readinto(buf):
+                os.posix_fadvise(f.fileno(), off, n, os.POSIX_FADV_DONTNEED)
+                off += n
+
+    def write(target: Path, size: int) -> None:
+        piece, done, flushed, settled = os.urandom(MiB), 0, 0, 0
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            while done < size:
+                done += os.write(fd, piece[: min(MiB, size - done)])
+                if done - flushed >= 8 * MiB:  # write-behind, as synclocal's writeback.py
+                    _libc.sync_file_range(fd, ctypes.c_int64(flushed),
+                                          ctypes.c_int64(done - flushed), 2)
+                    if flushed > settled:
+                        _libc.sync_file_range(fd, ctypes.c_int64(settled),
+                                              ctypes.c_int64(flushed - settled), 7)
+                        os.posix_fadvise(fd, settled, flushed - settled,
+                                         os.POSIX_FADV_DONTNEED)
+                        settled = flushed
+                    flushed = done
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            target.unlink()
+
+    threads = [threading.Thread(target=read, args=(p,)) for p in paths] + [
+        threading.Thread(target=write, args=(scratch / f"ceiling-{i}", p.stat().st_size))
+        for i, p in enumerate(paths)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+CEILING = "disk ceiling: read + write, no copier"
 TERMINAL = "mme-rep synclocal stage (terminal)"
 REDIRECTED = "mme-rep synclocal stage (redirected)"
 ENGINE = "engine in-process"
@@ -219,7 +266,14 @@ def run_case(work: Path, case: str, count: int, size: int, jobs: int | None, rep
         else:
             runs[tool] = []
     order = list(runs)
+    alone: list[tuple[float, float, float]] = []
     for i in range(repeat):
+        if not keep:  # the large files: what the disk gives a copy's traffic, per round
+            drop_from_cache(paths, drop_caches)
+            c0, t0 = _cpu(), time.perf_counter()
+            disk_ceiling(paths, work / case)
+            took = time.perf_counter() - t0
+            alone.append((took, took, _cpu() - c0))
         k = i % len(order)
         for tool in order[k:] + order[:k]:
             fn = available[tool]
@@ -244,6 +298,10 @@ def run_case(work: Path, case: str, count: int, size: int, jobs: int | None, rep
             if not keep:
                 shutil.rmtree(dest)
                 syncfs(work)  # the deletion's writes land before the next tool starts
+    if alone:
+        runs[CEILING] = alone
+        rows[CEILING] = {"case": case, "tool": CEILING, "files": count, "bytes": total,
+                            "source_cached_before": 0.0}
     for tool, got in runs.items():
         copy_s, synced_s, cpu_s = (statistics.median(x) for x in zip(*got, strict=True))
         rows[tool].update(copy_s=round(copy_s, 3), copy_sync_s=round(synced_s, 3),
@@ -256,13 +314,16 @@ def run_case(work: Path, case: str, count: int, size: int, jobs: int | None, rep
 
 
 def run(quick: bool, *, jobs: int | None = None, repeat: int = 3, base: str | None = None,
-        drop_caches: bool = False) -> list[dict]:
+        drop_caches: bool = False, case: str = "both") -> list[dict]:
     large, small = (32 * MiB, 2_000) if quick else (1024 * MiB, 20_000)
     work = Path(tempfile.mkdtemp(prefix="mmerep-bench-", dir=base))
     try:
-        rows = (run_case(work, "a: 4 large files", 4, large, jobs, repeat, drop_caches)
-                + run_case(work, f"b: {small} x 64 KiB", small, 64 * 1024, jobs, repeat,
-                           drop_caches))
+        rows = []
+        if case in ("large", "both"):
+            rows += run_case(work, "a: 4 large files", 4, large, jobs, repeat, drop_caches)
+        if case in ("small", "both"):
+            rows += run_case(work, f"b: {small} x 64 KiB", small, 64 * 1024, jobs, repeat,
+                             drop_caches)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return rows + [{"ratio": line} for line in ratios(rows)]
@@ -281,6 +342,8 @@ def ratios(rows: list[dict]) -> list[str]:
     lines = []
     for case, baseline, target in TARGETS:
         by = {r["tool"]: r for r in rows if r["case"].startswith(case)}
+        if not by:  # that case was not run (--case)
+            continue
         base = by.get(baseline, {})
         if "copy_s_all" not in base:
             lines.append(f"({case}) vs {baseline}: n/a ({base.get('note', 'missing')})")
@@ -301,6 +364,14 @@ def ratios(rows: list[dict]) -> list[str]:
                 f"{'met' if met and all(met) else 'NOT met'}") if target else ""
         lines.append(f"({case}) vs {baseline}, throughput with syncfs: " + "; ".join(parts)
                      + goal)
+        ceiling = by.get(CEILING, {})
+        if "copy_s_all" in ceiling:
+            share = [f"{tool} {_round_ratio(ceiling['synced_s_all'], got['synced_s_all']):.0%}"
+                     for tool in (baseline, *COMMANDS, ENGINE)
+                     if "synced_s_all" in (got := by.get(tool, {}))]
+            lines.append(f"({case}) share of the disk's ceiling for a copy ({ceiling['mb_per_s']} "
+                         "MB/s read while as much is written, no copier) reached with syncfs: "
+                         + ", ".join(share))
     return lines
 
 
@@ -312,12 +383,14 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3,
                     help="rounds (each tool once per round); medians are reported")
     ap.add_argument("--dir", default=None, help="where to create the files (default: $TMPDIR)")
+    ap.add_argument("--case", choices=("large", "small", "both"), default="both",
+                    help="only the large files (a), only the many small files (b), or both")
     ap.add_argument("--drop-caches", action="store_true",
                     help=f"write {DROP_CACHES} (system-wide) instead of per-file fadvise")
     args = ap.parse_args()
     writable = os.access(DROP_CACHES, os.W_OK)
     rows = run(args.quick, jobs=args.jobs, repeat=args.repeat, base=args.dir,
-               drop_caches=args.drop_caches and writable)
+               drop_caches=args.drop_caches and writable, case=args.case)
     print(f"{'case':20} {'tool':37} {'copy s':>7} {'MB/s':>5} {'+sync s':>7} {'MB/s':>5} "
           f"{'cpu s':>6} {'src cached':>10}  copy s per round")
     for r in rows:

@@ -6,7 +6,9 @@ written, and measured within a few percent of cp's in-kernel copy_file_range on 
 thread; with several threads it is faster. The hash, XXH3-128, runs at well over
 10 GB/s and releases the GIL, so threads scale. A file larger than a chunk is copied as
 chunks in parallel; its checksum is then the XXH3-128 of the chunks' digests, which is
-why the index records the chunk size.
+why the index records the chunk size. A chunk's destination is written back, and both
+files' pages dropped from the page cache, as the copy goes (writeback.py): at the disk's
+pace, with the CPU of a copy that allocates no new memory.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from mmerep.synclocal.errors import (
     SyncError,
 )
 from mmerep.synclocal.sources import SourceFile
+from mmerep.synclocal.writeback import WriteBehind
 
 PIECE = 1 << 20
 DEFAULT_CHUNK = 64 << 20
@@ -104,15 +107,18 @@ def combine(digests: list[bytes]) -> str:
 def file_checksum(path: str | os.PathLike[str], chunk_size: int) -> str:
     """The checksum the engine records, recomputed from a file (for --recheck and tests)."""
     digests: list[bytes] = []
+    view = memoryview(bytearray(PIECE))  # one buffer, not a new bytes object per MiB
     with open(path, "rb", buffering=0) as f:
+        with contextlib.suppress(OSError):
+            os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
         while True:
             h, got = xxhash.xxh3_128(), 0
             while got < chunk_size:
-                data = f.read(min(PIECE, chunk_size - got))
-                if not data:
+                n = f.readinto(view[: min(PIECE, chunk_size - got)])
+                if not n:
                     break
-                h.update(data)
-                got += len(data)
+                h.update(view[:n])
+                got += n
             if got == 0 and digests:
                 break
             digests.append(h.digest())
@@ -235,6 +241,7 @@ class FileCopy:
             h = xxhash.xxh3_128() if self.verify else None
             view = memoryview(buf)
             off = start
+            behind = WriteBehind(rfd, wfd, start)
             while off < end:
                 if stop is not None and stop.is_set():
                     raise InterruptedError("stopped")
@@ -249,9 +256,10 @@ class FileCopy:
                     written = os.pwrite(wfd, view[:n], off)
                     while written < n:
                         written += os.pwrite(wfd, view[written:n], off + written)
+                    off += n
+                    behind.wrote(off)
                 except OSError as exc:
                     raise write_error(exc, self.final) from exc
-                off += n
                 if on_bytes:
                     on_bytes(n)
                 if hook:
@@ -261,6 +269,10 @@ class FileCopy:
             # copy is a consistent earlier version, which the index records as such).
             if not self.src.same_version(os.fstat(rfd)):
                 raise Changed
+            try:
+                behind.done(end)
+            except OSError as exc:
+                raise write_error(exc, self.final) from exc
             if h is not None:
                 self.digests[i] = h.digest()
         finally:
