@@ -256,13 +256,16 @@ def run_case(work: Path, case: str, count: int, size: int, jobs: int | None, rep
 
 
 def run(quick: bool, *, jobs: int | None = None, repeat: int = 3, base: str | None = None,
-        drop_caches: bool = False) -> list[dict]:
+        drop_caches: bool = False, case: str = "both") -> list[dict]:
     large, small = (32 * MiB, 2_000) if quick else (1024 * MiB, 20_000)
     work = Path(tempfile.mkdtemp(prefix="mmerep-bench-", dir=base))
     try:
-        rows = (run_case(work, "a: 4 large files", 4, large, jobs, repeat, drop_caches)
-                + run_case(work, f"b: {small} x 64 KiB", small, 64 * 1024, jobs, repeat,
-                           drop_caches))
+        rows = []
+        if case in ("large", "both"):
+            rows += run_case(work, "a: 4 large files", 4, large, jobs, repeat, drop_caches)
+        if case in ("small", "both"):
+            rows += run_case(work, f"b: {small} x 64 KiB", small, 64 * 1024, jobs, repeat,
+                             drop_caches)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return rows + [{"ratio": line} for line in ratios(rows)]
@@ -314,10 +317,12 @@ def main() -> None:
     ap.add_argument("--dir", default=None, help="where to create the files (default: $TMPDIR)")
     ap.add_argument("--drop-caches", action="store_true",
                     help=f"write {DROP_CACHES} (system-wide) instead of per-file fadvise")
+    ap.add_argument("--case", choices=("large", "small", "both"), default="both",
+                    help="run only the large files (a), only the small ones (b), or both")
     args = ap.parse_args()
     writable = os.access(DROP_CACHES, os.W_OK)
     rows = run(args.quick, jobs=args.jobs, repeat=args.repeat, base=args.dir,
-               drop_caches=args.drop_caches and writable)
+               drop_caches=args.drop_caches and writable, case=args.case)
     print(f"{'case':20} {'tool':37} {'copy s':>7} {'MB/s':>5} {'+sync s':>7} {'MB/s':>5} "
           f"{'cpu s':>6} {'src cached':>10}  copy s per round")
     for r in rows:

@@ -376,10 +376,14 @@ def _small_files_in_processes(run: _Run, files: list[SourceFile]) -> list[Source
     if nprocs < 2 or not small:
         return files
     changed: list[SourceFile] = []
-    finished = copy_in_processes(
-        small, nprocs, tmp_dir=run.tmp, dest=run.dest, verify=run.opts.verify,
-        bwlimit=run.opts.bwlimit, hook=run.opts.piece_hook, stop=run.stop,
-        on_done=run.done_elsewhere, on_failure=run.add_failure, on_changed=changed.append)
+    try:
+        finished = copy_in_processes(
+            small, nprocs, tmp_dir=run.tmp, dest=run.dest, verify=run.opts.verify,
+            bwlimit=run.opts.bwlimit, hook=run.opts.piece_hook, stop=run.stop,
+            on_done=run.done_elsewhere, on_failure=run.add_failure, on_changed=changed.append)
+    except BaseException:  # Ctrl-C, SIGTERM: the workers are gone, so are their temporaries
+        run.layout.clear_tmp()
+        raise
     if not finished:
         run.layout.clear_tmp()  # what the stopped workers left; no other copy is running
     buf = bytearray(PIECE)
