@@ -3,8 +3,10 @@
 For a 64 KiB file the system calls take tens of microseconds and Python's own work
 about as long again; threads would take turns on the GIL for that part, so
 several threads copy small files no faster than one. Forked workers each have their
-own interpreter. Each takes every n-th file and reports one JSON line per file through
-a pipe; only the parent writes the index, so its ordering rules still hold. A worker
+own interpreter. Each takes every n-th file and reports one line per file through a
+pipe (``K CHECKSUM`` for a copied file, JSON for the rare rest); the parent records what
+one read brings as one batch. Only the parent writes the index, so its ordering rules
+still hold. A worker
 dies with its parent (PR_SET_PDEATHSIG), so a killed run leaves no copier behind.
 """
 
@@ -62,9 +64,9 @@ def _child(files: Sequence[SourceFile], first: int, step: int, out: int, tmp_dir
         try:
             if throttle:
                 throttle.take(f.size)
-            pending.append(json.dumps(["ok", k, copy_small(f, tmp, os.path.join(dest, f.rel),
-                                                          verify, view, hook,
-                                                          rfd=ahead.pop(k, None))]))
+            checksum = copy_small(f, tmp, os.path.join(dest, f.rel), verify, view, hook,
+                                  rfd=ahead.pop(k, None))
+            pending.append(f"{k} {checksum or '-'}")  # the common line, read without json
         except Changed:
             pending.append(json.dumps(["changed", k]))
         except BaseException as exc:
@@ -120,7 +122,7 @@ def _kind(name: str) -> type[SyncError]:
 def copy_in_processes(files: Sequence[SourceFile], nprocs: int, *, tmp_dir: str, dest: str,
                       verify: bool, bwlimit: int | None, hook: PieceHook | None,
                       stop: threading.Event,
-                      on_done: Callable[[SourceFile, str | None], None],
+                      on_done: Callable[[list[tuple[SourceFile, str | None]]], None],
                       on_failure: Callable[[Failure], None],
                       on_changed: Callable[[SourceFile], None]) -> bool:
     """Copy ``files`` (each at most one piece) with ``nprocs`` workers.
@@ -168,17 +170,24 @@ def copy_in_processes(files: Sequence[SourceFile], nprocs: int, *, tmp_dir: str,
                     del partial[fd]
                     continue
                 *lines, partial[fd] = (partial[fd] + data).split(b"\n")
+                done: list[tuple[SourceFile, str | None]] = []
                 for line in lines:
+                    if not line.startswith(b"["):  # "K CHECKSUM": file K copied
+                        head, _, checksum = line.partition(b" ")
+                        n = int(head)
+                        reported.add(n)
+                        done.append((files[n], None if checksum == b"-" else checksum.decode()))
+                        continue
                     msg = json.loads(line)
                     f = files[msg[1]]
                     reported.add(msg[1])
-                    if msg[0] == "ok":
-                        on_done(f, msg[2])
-                    elif msg[0] == "changed":
+                    if msg[0] == "changed":
                         on_changed(f)
                     else:
                         kind = _kind(msg[2])
                         on_failure(Failure(f.path, msg[3], kind))
+                if done:
+                    on_done(done)
     finally:
         if thaw:  # a fork failed
             gc.unfreeze()
