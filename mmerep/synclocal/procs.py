@@ -6,8 +6,8 @@ several threads copy small files no faster than one. Forked workers each have th
 own interpreter. Each takes every n-th file and reports one line per file through a
 pipe (``K CHECKSUM`` for a copied file, JSON for the rare rest); the parent records what
 one read brings as one batch. Only the parent writes the index, so its ordering rules
-still hold. A worker
-dies with its parent (PR_SET_PDEATHSIG), so a killed run leaves no copier behind.
+still hold. A worker dies with its parent (PR_SET_PDEATHSIG), so a killed run leaves no
+copier behind.
 """
 
 from __future__ import annotations
