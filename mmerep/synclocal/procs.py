@@ -54,8 +54,9 @@ class WriteBehind:
     is waited for and its pages dropped. A plain buffered copy of many files fills
     memory with new dirty pages, and on this VM writing into new pages was half of all
     the CPU a many-small-files run took (perf: the kernel's copy into the page cache);
-    reusing the same few pages (the source's are dropped once read, too) halved the
-    run's CPU. The copies end on disk, and the page cache keeps the jobs' working set.
+    reusing the same few pages (the source's are dropped once read, too) took that copy
+    from 42% to 2% of the samples. The copies end on disk, and the page cache keeps the
+    jobs' working set.
     Without sync_file_range (another OS, a file system that refuses it), descriptors are
     just closed. A writeback error of an already reported copy is the kernel's to log,
     as it is for any buffered write."""
