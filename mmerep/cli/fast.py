@@ -1,5 +1,6 @@
 """The read commands without typer: ``env list``, ``env status``, the scaler's status (as
-``scaler.sh`` runs it) and ``provisioner status``, when their arguments are plain.
+``scaler.sh`` runs it) and ``provisioner status``, when their arguments are plain; and
+``synclocal stage``, whose fixed cost counts against every staging run's throughput.
 
 Importing typer costs ~70 ms of CPU, as much as a ``kubectl get`` takes in all; these
 commands are typed all day and run by scripts, so they parse their few options here and
@@ -20,11 +21,13 @@ from typing import Any
 from mmerep.cli.formats import OutputFormat
 
 FLAG = "flag"
+OFF = "off"  # the second spelling of a boolean flag (--no-verify): sets it False
 
 
 @dataclass(frozen=True)
 class Spec:
-    """One command: its options (every spelling -> (parameter, FLAG, float or str)), their
+    """One command: its options (every spelling -> (parameter, FLAG, OFF or a converter that
+    raises ValueError for what typer would refuse)), their
     defaults (an environment variable is read as typer reads it), and its body."""
 
     path: tuple[str, ...]
@@ -101,6 +104,31 @@ def _provisioner_status(v: dict[str, Any], args: list[str]) -> bool:
     return True
 
 
+def _stage(v: dict[str, Any], args: list[str]) -> bool:
+    if not args or v["to"] is None:
+        return False  # typer says what is missing
+    from mmerep.cli.stagecmd import stage
+
+    stage(args, v["to"], v["dataset"], v["jobs"], v["verify"], v["recheck"], v["bwlimit"])
+    return True
+
+
+JOBS_RANGE = (1, 256)
+
+
+def _jobs(value: str) -> int:
+    n = int(value)
+    if not JOBS_RANGE[0] <= n <= JOBS_RANGE[1]:
+        raise ValueError(value)
+    return n
+
+
+def _path(value: str) -> Any:
+    from pathlib import Path
+
+    return Path(value)
+
+
 SPECS = [
     Spec(("env", "list"), {**_PROFILE, "-A": ("all_namespaces", FLAG),
                            "--all-namespaces": ("all_namespaces", FLAG),
@@ -119,6 +147,13 @@ SPECS = [
          {**_PROFILE_DEFAULTS, "namespace": "mmerep-provisioner",
           "name": "local-ssd.mme-rep.io"}, _provisioner_status,
          {"namespace": "MMEREP_PROVISIONER_NAMESPACE", "name": "MMEREP_PROVISIONER_NAME"}),
+    Spec(("synclocal", "stage"), {"--to": ("to", _path), "--dataset": ("dataset", str),
+                                  "-d": ("dataset", str), "--jobs": ("jobs", _jobs),
+                                  "-j": ("jobs", _jobs), "--verify": ("verify", FLAG),
+                                  "--no-verify": ("verify", OFF),
+                                  "--recheck": ("recheck", FLAG), "--bwlimit": ("bwlimit", str)},
+         {"to": None, "dataset": None, "jobs": 8, "verify": True, "recheck": False,
+          "bwlimit": None}, _stage),
 ]
 
 
@@ -145,10 +180,10 @@ def parse(spec: Spec, argv: list[str]) -> tuple[dict[str, Any], list[str]] | Non
         if name not in spec.options:
             return None  # --help, --, an unknown option: typer's
         param, kind = spec.options[name]
-        if kind == FLAG:
+        if kind in (FLAG, OFF):
             if attached:
                 return None
-            values[param] = True
+            values[param] = kind == FLAG
             continue
         if not attached:
             if i >= len(argv):

@@ -147,12 +147,15 @@ def _unlink(path: str) -> None:
 
 
 def copy_small(src: SourceFile, tmp: str, final: str, verify: bool, view: memoryview,
-               hook: PieceHook | None = None, rfd: int | None = None) -> str | None:
+               hook: PieceHook | None = None, rfd: int | None = None,
+               behind: Callable[[int], None] | None = None) -> str | None:
     """A file that fits in one piece, in straight-line system calls.
 
     Most files of a many-small-files dataset take this path, where per-file overhead,
     not bandwidth, decides the speed. ``rfd``: the source already opened (by read-ahead);
-    it is closed here.
+    it is closed here. ``behind``: takes the copy's open descriptor once it is in place
+    (the worker processes' write-behind, procs.WriteBehind); the source's pages are then
+    dropped as soon as they are read.
     """
     if rfd is None:
         rfd = os.open(src.path, os.O_RDONLY)
@@ -161,6 +164,9 @@ def copy_small(src: SourceFile, tmp: str, final: str, verify: bool, view: memory
         if hook:
             hook(src.rel, n)
         st = os.fstat(rfd)
+        if behind is not None:  # read once: its pages are better reused for the copies
+            with contextlib.suppress(OSError):
+                os.posix_fadvise(rfd, 0, 0, os.POSIX_FADV_DONTNEED)
     finally:
         os.close(rfd)
     # No links left: the name was deleted or replaced since it was opened. Copied again
@@ -182,8 +188,11 @@ def copy_small(src: SourceFile, tmp: str, final: str, verify: bool, view: memory
                 os.fchmod(wfd, src.mode)
             os.utime(wfd, ns=(src.mtime_ns, src.mtime_ns))
         finally:
-            os.close(wfd)
+            if behind is None:
+                os.close(wfd)
     except BaseException as exc:
+        if behind is not None:
+            os.close(wfd)
         _unlink(tmp)
         if isinstance(exc, OSError):
             raise write_error(exc, final) from exc
@@ -191,8 +200,12 @@ def copy_small(src: SourceFile, tmp: str, final: str, verify: bool, view: memory
     try:
         os.rename(tmp, final)
     except OSError as exc:
+        if behind is not None:
+            os.close(wfd)
         _unlink(tmp)
         raise place_error(exc, final) from exc
+    if behind is not None:
+        behind(wfd)
     return checksum
 
 

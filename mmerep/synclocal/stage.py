@@ -252,9 +252,19 @@ class _Run:
                 self.stop.set()
             self.report.failures.append(failure)
 
-    def done_elsewhere(self, f: SourceFile, checksum: str | None) -> None:
-        self.on_bytes(f.size)
-        self.record(f, checksum)
+    def done_elsewhere(self, done: list[tuple[SourceFile, str | None]]) -> None:
+        """``record`` for files the worker processes copied, a batch at a time."""
+        entries = [(f.rel, ix.Entry(f.path, f.size, f.mtime_ns, f.ctime_ns, f.ino, checksum))
+                   for f, checksum in done]
+        self.journal.put_many(entries)
+        size = sum(e.size for _, e in entries)
+        with self._lock:
+            self.index.files.update(entries)
+            self.report.files_copied += len(entries)
+            self.report.bytes_copied += size
+            self._files_done += len(entries)
+            self._bytes_done += size
+        self.tick()
 
     def work(self, items: Iterator[tuple[FileCopy | SourceFile, int]],
              lock: threading.Lock) -> None:
@@ -347,17 +357,22 @@ def _remove(journal: ix.Journal, index: ix.Index, dest: str, rels: list[str],
 
 def _make_dirs(dest: str, files: list[SourceFile], run: _Run) -> list[SourceFile]:
     """Create every parent once, up front; files whose parent cannot exist fail alone."""
-    bad: dict[str, OSError] = {}
-    for d in sorted({os.path.dirname(os.path.join(dest, f.rel)) for f in files}):
+    bad: dict[str, tuple[str, OSError]] = {}
+    # Parents from the relative names ("a/b/c.nc" -> "a/b"): path functions per file
+    # cost a second of CPU at a million files.
+    for d in sorted({f.rel.rpartition("/")[0] for f in files}):
+        parent = f"{dest}/{d}" if d else dest
         try:
-            os.makedirs(d, exist_ok=True)
+            os.makedirs(parent, exist_ok=True)
         except OSError as exc:
-            bad[d] = exc
+            bad[d] = (parent, exc)
+    if not bad:
+        return files
     todo = []
     for f in files:
-        parent = os.path.dirname(os.path.join(dest, f.rel))
-        if parent in bad:
-            run.fail(f.path, SyncError(f"cannot create {parent}: {bad[parent].strerror}"))
+        failed = bad.get(f.rel.rpartition("/")[0])
+        if failed:
+            run.fail(f.path, SyncError(f"cannot create {failed[0]}: {failed[1].strerror}"))
         else:
             todo.append(f)
     return todo
@@ -376,10 +391,14 @@ def _small_files_in_processes(run: _Run, files: list[SourceFile]) -> list[Source
     if nprocs < 2 or not small:
         return files
     changed: list[SourceFile] = []
-    finished = copy_in_processes(
-        small, nprocs, tmp_dir=run.tmp, dest=run.dest, verify=run.opts.verify,
-        bwlimit=run.opts.bwlimit, hook=run.opts.piece_hook, stop=run.stop,
-        on_done=run.done_elsewhere, on_failure=run.add_failure, on_changed=changed.append)
+    try:
+        finished = copy_in_processes(
+            small, nprocs, tmp_dir=run.tmp, dest=run.dest, verify=run.opts.verify,
+            bwlimit=run.opts.bwlimit, hook=run.opts.piece_hook, stop=run.stop,
+            on_done=run.done_elsewhere, on_failure=run.add_failure, on_changed=changed.append)
+    except BaseException:  # Ctrl-C, SIGTERM: the workers are gone, so are their temporaries
+        run.layout.clear_tmp()
+        raise
     if not finished:
         run.layout.clear_tmp()  # what the stopped workers left; no other copy is running
     buf = bytearray(PIECE)
