@@ -387,8 +387,6 @@ def main() -> None:
                     help="only the large files (a), only the many small files (b), or both")
     ap.add_argument("--drop-caches", action="store_true",
                     help=f"write {DROP_CACHES} (system-wide) instead of per-file fadvise")
-    ap.add_argument("--case", choices=("large", "small", "both"), default="both",
-                    help="run only the large files (a), only the small ones (b), or both")
     args = ap.parse_args()
     writable = os.access(DROP_CACHES, os.W_OK)
     rows = run(args.quick, jobs=args.jobs, repeat=args.repeat, base=args.dir,

@@ -23,9 +23,8 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
-from mmerep.synclocal import errors
+from mmerep.synclocal import errors, writeback
 from mmerep.synclocal.copy import (
     PIECE,
     Changed,
@@ -46,7 +45,6 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-_SFR_WRITE, _SFR_SETTLE = 2, 1 | 2 | 4  # WRITE; WAIT_BEFORE | WRITE | WAIT_AFTER
 
 
 class WriteBehind:
@@ -65,15 +63,15 @@ class WriteBehind:
 
     def __init__(self) -> None:
         self.fds: collections.deque[int] = collections.deque()
-        self._sfr: Any = None
-        with contextlib.suppress(OSError, AttributeError):
-            fn = ctypes.CDLL(None, use_errno=True).sync_file_range
-            fn.argtypes = [ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_uint]
-            self._sfr = fn
+        self._sfr = writeback.resolve()
 
     def __call__(self, fd: int) -> None:
-        if self._sfr is None or self._sfr(fd, 0, 0, _SFR_WRITE) != 0:
-            self._sfr = None
+        if self._sfr is not None:
+            try:
+                self._sfr(fd, 0, 0, writeback.WRITE)
+            except OSError:
+                self._sfr = None
+        if self._sfr is None:
             os.close(fd)
             return
         self.fds.append(fd)
@@ -82,8 +80,9 @@ class WriteBehind:
 
     def _settle(self, fd: int) -> None:
         try:  # never an error for the file being copied now: this one is in place
-            if self._sfr is not None and self._sfr(fd, 0, 0, _SFR_SETTLE) == 0:
+            if self._sfr is not None:
                 with contextlib.suppress(OSError):
+                    self._sfr(fd, 0, 0, writeback.SETTLE)
                     os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
         finally:
             os.close(fd)

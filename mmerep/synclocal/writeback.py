@@ -26,7 +26,8 @@ from collections.abc import Callable
 
 WINDOW = 8 << 20
 
-_WAIT_BEFORE, _WRITE, _WAIT_AFTER = 1, 2, 4
+WAIT_BEFORE, WRITE, WAIT_AFTER = 1, 2, 4
+SETTLE = WAIT_BEFORE | WRITE | WAIT_AFTER  # on disk when it returns
 # What sync_file_range answers where it cannot work (no such call, a file system or file
 # type without writeback): the copy then runs without write-behind, as before.
 _UNSUPPORTED = (errno.ENOSYS, errno.EINVAL, errno.ESPIPE, errno.EOPNOTSUPP)
@@ -36,9 +37,9 @@ _sync_file_range: SyncFileRange | None = None
 _resolved = False
 
 
-def _resolve() -> SyncFileRange | None:
-    """libc's sync_file_range (Python has no binding), loaded on first use only: commands
-    that copy no large file do not pay for ctypes."""
+def resolve() -> SyncFileRange | None:
+    """libc's sync_file_range (Python has no binding; raises OSError), loaded on first
+    use only: commands that copy nothing do not pay for ctypes. None where there is none."""
     global _sync_file_range, _resolved
     if not _resolved:
         _resolved = True
@@ -73,7 +74,7 @@ class WriteBehind:
         self.rfd, self.wfd = rfd, wfd
         self.flushed = start  # writeback started up to here
         self.settled = start  # on disk and dropped up to here
-        self._sfr = _resolve()
+        self._sfr = resolve()
 
     def wrote(self, end: int) -> None:
         if end - self.flushed >= WINDOW:
@@ -93,7 +94,7 @@ class WriteBehind:
         assert self._sfr is not None
         n = end - self.settled
         try:
-            self._sfr(self.wfd, self.settled, n, _WAIT_BEFORE | _WRITE | _WAIT_AFTER)
+            self._sfr(self.wfd, self.settled, n, SETTLE)
         except OSError as exc:
             if exc.errno not in _UNSUPPORTED:
                 raise
@@ -109,7 +110,7 @@ class WriteBehind:
         os.posix_fadvise(self.rfd, self.flushed, end - self.flushed, os.POSIX_FADV_DONTNEED)
         if sfr is not None:
             try:
-                sfr(self.wfd, self.flushed, end - self.flushed, _WRITE)
+                sfr(self.wfd, self.flushed, end - self.flushed, WRITE)
             except OSError as exc:
                 if exc.errno not in _UNSUPPORTED:
                     raise

@@ -99,9 +99,11 @@ def test_stage_runs_without_typer_or_rich(tmp_path: Path) -> None:
     src = tmp_path / "olci"
     src.mkdir()
     (src / "a.nc").write_bytes(b"x" * 1000)
-    code = ("import sys\nfrom mmerep.cli import main\n"
+    # At exit (main() ends the process itself after a fast command).
+    code = ("import atexit, sys\nfrom mmerep.cli import main\n"
             f"sys.argv = ['mme-rep', 'synclocal', 'stage', '{src}', '--to', '{tmp_path}/ssd']\n"
-            "main()\nprint(sorted(m for m in ('typer', 'rich') if m in sys.modules))\n")
+            "atexit.register(lambda: print(sorted(m for m in ('typer', 'rich')"
+            " if m in sys.modules)))\nmain()\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60, stdin=subprocess.DEVNULL)
     assert out.returncode == 0, out.stderr
