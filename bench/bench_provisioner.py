@@ -158,6 +158,15 @@ def _exact(q: float, values: list[float]) -> float:
     return values[max(0, math.ceil(q * len(values)) - 1)]
 
 
+def _server_metrics(kube: Any, path: Path) -> None:
+    """The API server's own metrics (requests by resource, verb and client), kept with the
+    logs: what else it was busy with during the burst."""
+    try:
+        path.write_bytes(kube.transport.send("GET", "/metrics", timeout=30).read())
+    except OSError as exc:
+        path.write_text(f"# not read: {exc}\n")
+
+
 def _cpu_seconds(pid: int) -> float:
     """User + system CPU time of a live process (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -265,18 +274,24 @@ def run(claims: int = 1000, nodes: int = 20, static_baseline: bool = True) -> li
                     raise RuntimeError("agents and controller did not publish capacity")
                 time.sleep(0.5)
             load = os.getloadavg()[0]
+            _server_metrics(kube, logs / "apiserver-before.txt")
+            cpu_before = [_cpu_seconds(p.pid) for p in procs]
             observer = stack.enter_context(Observer(kube, NAME))  # watches both bursts
             dynamic = _burst(kube, observer, claims, "bench-local-ssd", size, 600)
             deadline = time.monotonic() + 30
             while len(observer.created) < claims and time.monotonic() < deadline:
                 time.sleep(0.2)
             own = observer.latencies()
+            _server_metrics(kube, logs / "apiserver-after.txt")
             # Per claim, for a look at where the time went (monotonic clock, the same as
             # the controller's --verbose "timing" lines).
             (logs / "observer.json").write_text(json.dumps(
                 {"selected": observer.selected, "created": observer.created}))
             p50, p99, count = _latency(port)
-            controller_cpu = _cpu_seconds(procs[0].pid)
+            # CPU seconds during the burst (the agents' start-up left out)
+            cpu_used = [_cpu_seconds(p.pid) - before for p, before in zip(procs, cpu_before,
+                                                                          strict=True)]
+            controller_cpu, agents_cpu = cpu_used[0], sum(cpu_used[1:])
             for p in procs:
                 p.terminate()
             for p in procs:
@@ -284,7 +299,7 @@ def run(claims: int = 1000, nodes: int = 20, static_baseline: bool = True) -> li
             procs.clear()
             if not static_baseline:
                 return [_row(claims, nodes, dynamic, None, own, (p50, p99, count),
-                             controller_cpu, load, real)]
+                             (controller_cpu, agents_cpu), load, real)]
             _clear(kube)
             # The baseline: the same claims against pre-created static local PVs.
             kube.apply({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
@@ -312,12 +327,12 @@ def run(claims: int = 1000, nodes: int = 20, static_baseline: bool = True) -> li
                 p.kill()
             for mnt in mounts:
                 subprocess.run(["umount", str(mnt)], capture_output=True, check=False)
-    return [_row(claims, nodes, dynamic, static, own, (p50, p99, count), controller_cpu, load,
-                 real)]
+    return [_row(claims, nodes, dynamic, static, own, (p50, p99, count),
+                 (controller_cpu, agents_cpu), load, real)]
 
 
 def _row(claims: int, nodes: int, dynamic: float, static: float | None, own: list[float],
-         histogram: tuple[float, float, int], controller_cpu: float, load: float,
+         histogram: tuple[float, float, int], cpu: tuple[float, float], load: float,
          real: bool) -> dict[str, Any]:
     p50, p99, count = histogram
     return {"case": f"{claims} claims+pods on {nodes} nodes",
@@ -331,7 +346,8 @@ def _row(claims: int, nodes: int, dynamic: float, static: float | None, own: lis
             "histogram_p50_ms": f"{p50 * 1000:.1f}",
             "histogram_p99_ms": f"{p99 * 1000:.1f}",
             "histogram_samples": count,
-            "controller_cpu_s": f"{controller_cpu:.1f}",
+            "controller_cpu_s": f"{cpu[0]:.1f}",
+            "agents_cpu_s": f"{cpu[1]:.1f}",
             "load_at_start": f"{load:.1f}",
             "disks": "xfs loop" if real else "directories"}
 

@@ -11,13 +11,14 @@ resourceVersion it read, so no stale writer ever gives the same bytes twice.
 from __future__ import annotations
 
 import logging
+import math
 import os
+import queue
 import socket
 import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -48,6 +49,10 @@ class Settings:
     # Share of each disk the leader sets aside in the ledger for claims to come, so their
     # PVs need no ledger write first (one API write per claim on the way, not two); 0: off.
     reserve_ahead: float = 0.2
+    # Reservations made from set-aside bytes are named in the ledger this long after the
+    # first of them (sooner when a disk's set-aside bytes run below half): one write for
+    # a burst of claims, not one per claim. Their bytes are held (set aside) meanwhile.
+    record_delay: float = 1.0
 
 
 def watch_forever(kube: Kube, api_version: str, kind: str, handle: Callable[[str, Obj], None],
@@ -118,12 +123,15 @@ class Controller:
         self._lost_done: set[str] = set()
         self._threads: list[threading.Thread] = []
         # PVs are created off the node's worker, so the node's next batch can reserve while
-        # they are on the wire; the pool's threads keep their connections to the API.
-        self._creator: ThreadPoolExecutor | None = None
+        # they are on the wire, by threads (``_creator``) that keep their connections to
+        # the API, opened before the first claim comes.
+        self._creations: queue.SimpleQueue[Creation | None] | None = None
         # Claim uids a worker is placing or whose PV is being created: nobody else takes
         # them meanwhile (a copy queued in _pending waits until they leave this set).
         self._inflight: set[str] = set()
-        self._to_record: set[str] = set()  # nodes with set-aside reservations to name
+        # Nodes with set-aside reservations to name (or bytes to set aside): when.
+        self._to_record: dict[str, float] = {}
+        self._ahead_at_write: dict[str, dict[str, int]] = {}  # set aside by our last write
         # Set-aside bytes (see Settings.reserve_ahead), per node and disk, not yet used, and
         # the reservations made from them that the ledger does not name yet.
         self._budget: dict[str, dict[str, int]] = {}
@@ -162,8 +170,9 @@ class Controller:
             self.metrics.leader.set(0)
             with self._cv:
                 self._cv.notify_all()
-            if self._creator is not None:
-                self._creator.shutdown(wait=False, cancel_futures=True)
+            if self._creations is not None:
+                for _ in range(self.s.workers * 2):
+                    self._creations.put(None)
             self.lease.release()
 
     def _safe_acquire(self) -> bool:
@@ -200,8 +209,9 @@ class Controller:
         # Classes, reports, nodes and volumes first: claims are judged against them.
         self._initial_sync()
         self.reconcile()
-        self._creator = ThreadPoolExecutor(max_workers=self.s.workers * 2,
-                                           thread_name_prefix="create-pv")
+        self._creations = queue.SimpleQueue()
+        for _ in range(self.s.workers * 2):
+            self._thread(self._creator)
         self._watch("v1", "PersistentVolumeClaim", self._on_claim, all_namespaces=True)
         for _ in range(self.s.workers):
             self._thread(self._worker)
@@ -239,7 +249,7 @@ class Controller:
             else:
                 self.reports[rep.node] = rep
                 if self.s.reserve_ahead > 0 and rep.node not in self._budget:
-                    self._to_record.add(rep.node)  # set bytes aside before claims come
+                    self._record(rep.node, now=True)  # set bytes aside before claims come
             self._capacity_dirty.add(rep.node)
             self._cv.notify_all()
 
@@ -311,7 +321,7 @@ class Controller:
             if creation is None:
                 self._pending[node][uid] = claim
             else:
-                self._to_record.add(node)
+                self._record(node)
                 pending = self._pending.get(node)
                 if pending:
                     pending.pop(uid, None)
@@ -328,23 +338,36 @@ class Controller:
 
     def _has_work(self, node: str) -> bool:
         pending = self._pending.get(node)
-        return bool(self._releases.get(node) or node in self._to_record or (
+        return bool(self._releases.get(node) or self._to_record.get(
+            node, math.inf) <= time.monotonic() or (
             pending and any(u not in self._inflight for u in pending)))
 
+    def _record(self, node: str, now: bool = False) -> None:
+        """With the lock held: have a worker write the node's ledger (naming what was taken
+        from set-aside bytes) soon, or at once when ``now`` or the bytes run low."""
+        budget = self._budget.get(node) or {}
+        full = self._ahead_at_write.get(node) or {}
+        low = any(left < full.get(disk, 0) / 2 for disk, left in budget.items())
+        due = time.monotonic() + (0.0 if now or low else self.s.record_delay)
+        self._to_record[node] = min(self._to_record.get(node, math.inf), due)
+
     def _worker(self) -> None:
+        self._connect()
         while not self.stop.is_set():
             with self._cv:
                 node = next((n for n in {*self._pending, *self._releases, *self._to_record}
                              if n not in self._busy and self._has_work(n)), None)
                 if node is None:
-                    self._cv.wait(1.0)
+                    soonest = min(self._to_record.values(), default=math.inf)
+                    self._cv.wait(min(1.0, max(0.01, soonest - time.monotonic())))
                     continue
                 pending = self._pending.get(node, {})
                 batch = {u: c for u, c in pending.items() if u not in self._inflight}
                 for uid in batch:
                     del pending[uid]
                 releases = self._releases.pop(node, set())
-                self._to_record.discard(node)
+                if self._to_record.get(node, math.inf) <= time.monotonic():
+                    del self._to_record[node]
                 self._busy.add(node)
             creations: list[Creation] = []
             try:
@@ -355,13 +378,13 @@ class Controller:
                     for uid, claim in batch.items():
                         self._pending[node].setdefault(uid, claim)
                     self._releases[node] |= releases
-                    self._to_record.add(node)
+                    self._record(node, now=True)
                 self.stop.wait(1.0)
             finally:
                 with self._cv:
                     self._busy.discard(node)
                     if self._unrecorded.get(node):
-                        self._to_record.add(node)
+                        self._record(node)
                     self._cv.notify_all()
             self._dispatch(creations)
 
@@ -403,10 +426,11 @@ class Controller:
                         if u not in recorded}  # taken while the write was on the wire
                 for res in left.values():
                     ours[res.disk] -= res.size
+                self._budget[node] = ours
+                self._ahead_at_write[node] = dict(new.ahead) if ours else {}
                 if left:
                     self._unrecorded[node] = left
-                    self._to_record.add(node)
-                self._budget[node] = ours
+                    self._record(node)
             return new
         raise KubeConflict(f"the ledger of {node} kept changing under us")
 
@@ -593,17 +617,40 @@ class Controller:
                     for uid in sorted(placed)]
 
     def _dispatch(self, creations: list[Creation]) -> None:
-        creator = self._creator
         for c in creations:
-            if creator is None:
+            if self._creations is None:
                 self._create(c)
-                continue
-            try:
-                creator.submit(self._create, c)
-            except RuntimeError:  # shutting down (lease lost): the next leader finishes it
+            elif self.stop.is_set():  # lease lost or stopping: the next leader finishes it
                 with self._cv:
                     self._inflight.discard(c.claim["metadata"]["uid"])
                     self._cv.notify_all()
+            else:
+                self._creations.put(c)
+
+    def _connect(self) -> None:
+        """Open this thread's connection to the API server now: a TLS handshake in the
+        middle of a burst costs more than the request that needs it."""
+        try:
+            self.kube.request("GET", "/version", what="connect to the API server")
+        except KubeError as exc:
+            log.debug("could not connect ahead: %s", exc)
+
+    def _creator(self) -> None:
+        """Creates the PVs queued by ``_dispatch``, one at a time."""
+        self._connect()
+        assert self._creations is not None
+        while True:
+            c = self._creations.get()
+            if c is None:
+                return
+            if self.stop.is_set():  # lease lost or stopping: the next leader finishes it
+                with self._cv:
+                    self._inflight.discard(c.claim["metadata"]["uid"])
+                continue
+            try:
+                self._create(c)
+            except Exception:  # _create handles API errors; this is a bug, keep going
+                log.exception("creating the PV of %s failed", o.claim_key(c.claim))
 
     def _create(self, c: Creation) -> None:
         """Create one reserved claim's PV (409: it exists already, the same PV)."""
@@ -652,11 +699,11 @@ class Controller:
         answered = time.monotonic()
         if seen is not None:
             self.metrics.latency.observe(answered - seen)
-            log.debug("timing %s seen=%.4f picked=%.4f sent=%.4f answered=%.4f", uid, seen,
-                      c.picked, sent, answered)
         self.metrics.provisioned.inc()
-        log.debug("%s: PV of %s created in %.0f ms", node, o.claim_key(claim),
-                  (time.monotonic() - started) * 1000)
+        # Monotonic times, to set beside the bench's (bench/bench_provisioner.py).
+        log.debug("%s: PV of %s created in %.0f ms (timing %s seen=%.4f picked=%.4f "
+                  "sent=%.4f answered=%.4f)", node, o.claim_key(claim),
+                  (answered - started) * 1000, uid, seen or 0.0, c.picked, sent, answered)
         self._event(claim, "ProvisioningSucceeded",
                     f"local volume {pv['metadata']['name']} ({res.size} bytes) on "
                     f"{node} disk {res.disk}", warning=False)
@@ -806,7 +853,10 @@ class Controller:
                     self._cv.notify_all()
             elif now - res.at > self.s.orphan_age or claim is None:
                 stale.add(uid)
-        missing = {u: pv for u, pv in on_node.items() if u and u not in ledger.reservations}
+        with self._lock:  # taken from set-aside bytes and not yet named: known, not missing
+            unrecorded = set(self._unrecorded.get(node, {}))
+        missing = {u: pv for u, pv in on_node.items()
+                   if u and u not in ledger.reservations and u not in unrecorded}
 
         def fix(current: NodeLedger) -> NodeLedger | None:
             reservations = {u: r for u, r in current.reservations.items() if u not in stale}
