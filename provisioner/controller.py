@@ -355,8 +355,9 @@ class Controller:
         self._connect()
         while not self.stop.is_set():
             with self._cv:
-                node = next((n for n in {*self._pending, *self._releases, *self._to_record}
-                             if n not in self._busy and self._has_work(n)), None)
+                nodes = dict.fromkeys([*self._pending, *self._releases, *self._to_record])
+                node = next((n for n in nodes if n not in self._busy and self._has_work(n)),
+                            None)
                 if node is None:
                     soonest = min(self._to_record.values(), default=math.inf)
                     self._cv.wait(min(1.0, max(0.01, soonest - time.monotonic())))
