@@ -15,9 +15,16 @@ latency (the scheduler's node choice -> PV created), p50 and p99, measured two w
   interpolated inside buckets, so only as exact as the bucket bounds.
 
 Disks are loop-mounted XFS images when run as root with mkfs.xfs, else plain directories
-(``--any-dir``).
+(``--any-dir``). "All bound" is when the observer's claim watch saw the last claim Bound
+(the bench does not list the claims over and over: that loaded the API server it
+measures).
 
-    python bench/bench_provisioner.py [--claims 1000 --nodes 20]
+Kept in ``$TMPDIR/mmerep-bench-provisioner-logs`` for a look at where the time went: the
+controller's log (``--verbose``: per PV, monotonic times of its watch event, pick-up,
+request and answer), ``observer.json`` (per claim, the observer's monotonic times of
+the node choice and the PV), and the API server's metrics before and after the burst.
+
+    python bench/bench_provisioner.py [--claims 1000 --nodes 20] [--no-static]
 """
 
 from __future__ import annotations
@@ -151,6 +158,28 @@ class Observer:
         return sorted(out)
 
 
+def _breakdown(log: Path, observer: Observer) -> dict[str, list[float]]:
+    """Each claim's own latency in three parts, from the controller's ``timing`` lines and
+    the observer's times (one monotonic clock): node choice seen -> create request sent
+    (watch, queue, ledger), request -> answer (the API server), answer -> PV seen by the
+    observer (the server's watch delivery)."""
+    sent: dict[str, tuple[float, float]] = {}
+    for line in log.read_text(errors="replace").splitlines():
+        if "(timing " in line:
+            fields = dict(f.split("=", 1) for f in line.rsplit("(timing ", 1)[1].rstrip(")")
+                          .split()[1:])
+            uid = line.rsplit("(timing ", 1)[1].split()[0]
+            sent[uid] = (float(fields["sent"]), float(fields["answered"]))
+    parts: dict[str, list[float]] = {"to_request": [], "request": [], "to_observer": []}
+    for uid, (node, seen_pv) in observer.created.items():
+        chosen = observer.selected.get(uid)
+        if uid in sent and chosen and chosen[0] == node:
+            parts["to_request"].append(sent[uid][0] - chosen[1])
+            parts["request"].append(sent[uid][1] - sent[uid][0])
+            parts["to_observer"].append(seen_pv - sent[uid][1])
+    return {k: sorted(v) for k, v in parts.items()}
+
+
 def _exact(q: float, values: list[float]) -> float:
     """The nearest-rank quantile of sorted ``values``."""
     if not values:
@@ -282,6 +311,7 @@ def run(claims: int = 1000, nodes: int = 20, static_baseline: bool = True) -> li
             while len(observer.created) < claims and time.monotonic() < deadline:
                 time.sleep(0.2)
             own = observer.latencies()
+            parts = _breakdown(logs / "controller.log", observer)
             _server_metrics(kube, logs / "apiserver-after.txt")
             # Per claim, for a look at where the time went (monotonic clock, the same as
             # the controller's --verbose "timing" lines).
@@ -298,7 +328,7 @@ def run(claims: int = 1000, nodes: int = 20, static_baseline: bool = True) -> li
                 p.wait(30)
             procs.clear()
             if not static_baseline:
-                return [_row(claims, nodes, dynamic, None, own, (p50, p99, count),
+                return [_row(claims, nodes, dynamic, None, own, parts, (p50, p99, count),
                              (controller_cpu, agents_cpu), load, real)]
             _clear(kube)
             # The baseline: the same claims against pre-created static local PVs.
@@ -327,13 +357,13 @@ def run(claims: int = 1000, nodes: int = 20, static_baseline: bool = True) -> li
                 p.kill()
             for mnt in mounts:
                 subprocess.run(["umount", str(mnt)], capture_output=True, check=False)
-    return [_row(claims, nodes, dynamic, static, own, (p50, p99, count),
+    return [_row(claims, nodes, dynamic, static, own, parts, (p50, p99, count),
                  (controller_cpu, agents_cpu), load, real)]
 
 
 def _row(claims: int, nodes: int, dynamic: float, static: float | None, own: list[float],
-         histogram: tuple[float, float, int], cpu: tuple[float, float], load: float,
-         real: bool) -> dict[str, Any]:
+         parts: dict[str, list[float]], histogram: tuple[float, float, int],
+         cpu: tuple[float, float], load: float, real: bool) -> dict[str, Any]:
     p50, p99, count = histogram
     return {"case": f"{claims} claims+pods on {nodes} nodes",
             "provisioner_all_bound_s": f"{dynamic:.1f}",
@@ -343,6 +373,9 @@ def _row(claims: int, nodes: int, dynamic: float, static: float | None, own: lis
             "own_latency_p99_ms": f"{_exact(0.99, own) * 1000:.1f}",
             "own_latency_max_ms": f"{(own[-1] if own else float('nan')) * 1000:.1f}",
             "own_samples": len(own),
+            # where it went (p50/p99 of each part; the parts' p99s need not add up)
+            **{f"{k}_p50/p99_ms": f"{_exact(0.5, v) * 1000:.0f}/{_exact(0.99, v) * 1000:.0f}"
+               for k, v in parts.items()},
             "histogram_p50_ms": f"{p50 * 1000:.1f}",
             "histogram_p99_ms": f"{p99 * 1000:.1f}",
             "histogram_samples": count,

@@ -661,6 +661,8 @@ class Controller:
         if c.ahead and not self._lease_fresh():
             # Maybe no longer the leader: only bytes named in the ledger may be given now;
             # queued again, the claim goes through a ledger write (409 if another leads).
+            log.debug("%s: lease not fresh; claim %s queued for a ledger write", node,
+                      o.claim_key(claim))
             with self._cv:
                 self._inflight.discard(uid)
                 self._pending[node].setdefault(uid, claim)
@@ -716,25 +718,44 @@ class Controller:
         name = o.pv_name(meta["uid"])
         with self._lock:
             if meta["uid"] in self._inflight:
+                log.debug("%s: claim %s is being placed already", node, o.claim_key(claim))
                 return False  # its PV is being created; a failure queues it again
             if name in self.pvs:
                 self._seen.pop(meta["uid"], None)
                 return False
             if (meta.get("annotations") or {}).get(o.ANN_SELECTED_NODE) != node:
+                log.debug("%s: claim %s was sent elsewhere", node, o.claim_key(claim))
                 return False
             self._inflight.add(meta["uid"])
             return True
 
     def _hand_back(self, claim: Obj, why: str, reason: str) -> None:
         meta = claim["metadata"]
-        try:
-            self.kube.request(
-                "PATCH", f"/api/v1/namespaces/{meta['namespace']}/persistentvolumeclaims/"
-                f"{meta['name']}", body=o.without_selected_node(claim),
-                content_type="application/merge-patch+json",
-                what=f"hand back claim {o.claim_key(claim)}")
-        except (KubeConflict, KubeNotFound):
-            return  # changed or gone meanwhile: the watch brings the new state
+        node = (meta.get("annotations") or {}).get(o.ANN_SELECTED_NODE)
+        current = claim
+        for _ in range(3):
+            try:
+                self.kube.request(
+                    "PATCH", f"/api/v1/namespaces/{meta['namespace']}/persistentvolumeclaims/"
+                    f"{meta['name']}", body=o.without_selected_node(current),
+                    content_type="application/merge-patch+json",
+                    what=f"hand back claim {o.claim_key(claim)}")
+                break
+            except KubeNotFound:
+                return
+            except KubeConflict:
+                # Our copy was older than the claim (a queued copy, or one changed since):
+                # no new event may come to bring it back, so look at the claim now.
+                fresh = self.kube.get("v1", "PersistentVolumeClaim", meta["name"],
+                                      meta["namespace"])
+                if (fresh is None or fresh["metadata"]["uid"] != meta["uid"]
+                        or fresh["spec"].get("volumeName")
+                        or (fresh["metadata"].get("annotations") or {}).get(
+                            o.ANN_SELECTED_NODE) != node):
+                    return  # gone, bound or sent elsewhere meanwhile
+                current = fresh
+        else:
+            return  # changing all the time: its next change queues it again
         with self._lock:
             self._seen.pop(meta["uid"], None)
         self.metrics.handbacks.labels(reason).inc()
