@@ -15,14 +15,23 @@ latency (the scheduler's node choice -> PV created), p50 and p99, measured two w
   interpolated inside buckets, so only as exact as the bucket bounds.
 
 Disks are loop-mounted XFS images when run as root with mkfs.xfs, else plain directories
-(``--any-dir``).
+(``--any-dir``). "All bound" is when the observer's claim watch saw the last claim Bound
+(the bench does not list the claims over and over: that loaded the API server it
+measures).
 
-    python bench/bench_provisioner.py [--claims 1000 --nodes 20]
+Kept in ``$TMPDIR/mmerep-bench-provisioner-logs`` for a look at where the time went: the
+controller's log (``--verbose``: per PV, monotonic times of its watch event, pick-up,
+request and answer), ``observer.json`` (per claim, the observer's monotonic times of
+the node choice and the PV), and the API server's metrics before and after the burst.
+
+    python bench/bench_provisioner.py [--claims 1000 --nodes 20] [--no-static]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import math
 import os
 import shutil
@@ -90,7 +99,12 @@ def _latency(port: int) -> tuple[float, float, int]:
 
 class Observer:
     """Times each claim from the first sight of the node it is provisioned on to the first
-    sight of its PV, on watches of its own (one on the claims, one on the PVs)."""
+    sight of its PV, on watches of its own (one on the claims, one on the PVs), and notes
+    when each claim is first seen Bound (so the bench never lists 1,000 claims over and
+    over, which would load the API server it measures).
+
+    Each watch request lasts up to a minute: a new request (a new TLS connection) every
+    few seconds would hold back the events sent meanwhile and blur the timings."""
 
     def __init__(self, kube: Any, provisioner: str) -> None:
         self.kube = kube
@@ -98,6 +112,7 @@ class Observer:
         self.stop = threading.Event()
         self.selected: dict[str, tuple[str, float]] = {}  # claim uid -> (node, first seen)
         self.created: dict[str, tuple[str, float]] = {}  # claim uid -> (node, PV seen)
+        self.bound: dict[str, float] = {}  # claim uid -> first seen Bound
         self._threads = [threading.Thread(target=self._claims, daemon=True),
                          threading.Thread(target=self._pvs, daemon=True)]
 
@@ -107,26 +122,27 @@ class Observer:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        for t in self._threads:
-            t.join(10)
+        self.stop.set()  # the threads end with their current watch request (daemons)
 
     def _claims(self) -> None:
         from provisioner import objects as o
 
-        for event in self.kube.watch("v1", "PersistentVolumeClaim", NS, timeout=3600,
-                                     stop=self.stop, chunk=2):
+        for event in self.kube.watch("v1", "PersistentVolumeClaim", NS, timeout=7200,
+                                     stop=self.stop, chunk=60):
             now = time.monotonic()
-            meta = event["object"]["metadata"]
+            claim = event["object"]
+            meta = claim["metadata"]
             node = (meta.get("annotations") or {}).get(o.ANN_SELECTED_NODE)
             if node and self.selected.get(meta["uid"], ("",))[0] != node:
                 self.selected[meta["uid"]] = (node, now)  # a new choice restarts the clock
+            if (claim.get("status") or {}).get("phase") == "Bound":
+                self.bound.setdefault(meta["uid"], now)
 
     def _pvs(self) -> None:
         from provisioner import objects as o
 
-        for event in self.kube.watch("v1", "PersistentVolume", timeout=3600, stop=self.stop,
-                                     chunk=2, label_selector=f"{o.LABEL_PROVISIONER}="
+        for event in self.kube.watch("v1", "PersistentVolume", timeout=7200, stop=self.stop,
+                                     chunk=60, label_selector=f"{o.LABEL_PROVISIONER}="
                                      f"{self.provisioner}"):
             pv = event["object"]
             uid = (pv["spec"].get("claimRef") or {}).get("uid")
@@ -142,11 +158,42 @@ class Observer:
         return sorted(out)
 
 
+def _breakdown(log: Path, observer: Observer) -> dict[str, list[float]]:
+    """Each claim's own latency in three parts, from the controller's ``timing`` lines and
+    the observer's times (one monotonic clock): node choice seen -> create request sent
+    (watch, queue, ledger), request -> answer (the API server), answer -> PV seen by the
+    observer (the server's watch delivery)."""
+    sent: dict[str, tuple[float, float]] = {}
+    for line in log.read_text(errors="replace").splitlines():
+        if "(timing " in line:
+            fields = dict(f.split("=", 1) for f in line.rsplit("(timing ", 1)[1].rstrip(")")
+                          .split()[1:])
+            uid = line.rsplit("(timing ", 1)[1].split()[0]
+            sent[uid] = (float(fields["sent"]), float(fields["answered"]))
+    parts: dict[str, list[float]] = {"to_request": [], "request": [], "to_observer": []}
+    for uid, (node, seen_pv) in observer.created.items():
+        chosen = observer.selected.get(uid)
+        if uid in sent and chosen and chosen[0] == node:
+            parts["to_request"].append(sent[uid][0] - chosen[1])
+            parts["request"].append(sent[uid][1] - sent[uid][0])
+            parts["to_observer"].append(seen_pv - sent[uid][1])
+    return {k: sorted(v) for k, v in parts.items()}
+
+
 def _exact(q: float, values: list[float]) -> float:
     """The nearest-rank quantile of sorted ``values``."""
     if not values:
         return float("nan")
     return values[max(0, math.ceil(q * len(values)) - 1)]
+
+
+def _server_metrics(kube: Any, path: Path) -> None:
+    """The API server's own metrics (requests by resource, verb and client), kept with the
+    logs: what else it was busy with during the burst."""
+    try:
+        path.write_bytes(kube.transport.send("GET", "/metrics", timeout=30).read())
+    except OSError as exc:
+        path.write_text(f"# not read: {exc}\n")
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -171,19 +218,28 @@ def _claim(name: str, cls: str, size: int) -> dict[str, Any]:
                      "resources": {"requests": {"storage": str(size)}}}}
 
 
-def _burst(kube: Any, claims: int, cls: str, size: int, timeout: float) -> float:
-    """Create the claims and pods (8 at a time), return seconds until all are bound."""
+def _burst(kube: Any, observer: Observer, claims: int, cls: str, size: int,
+           timeout: float) -> float:
+    """Create the claims and pods (8 at a time), return seconds until all are bound (as the
+    observer's claim watch saw them; a listing every few seconds checks it)."""
     started = time.monotonic()
-    kube.map(lambda i: (kube.create(_claim(f"c{i:04d}", cls, size)),
-                        kube.create(_pod(i, f"c{i:04d}"))), list(range(claims)))
+    created = kube.map(lambda i: (kube.create(_claim(f"c{i:04d}", cls, size)),
+                                  kube.create(_pod(i, f"c{i:04d}")))[0], list(range(claims)))
+    uids = {c["metadata"]["uid"] for c in created}
+    last_list = time.monotonic()
     while True:
-        items = kube.list_objects("v1", "PersistentVolumeClaim", NS)
-        done = sum(1 for c in items if c.get("status", {}).get("phase") == "Bound")
-        if done == claims:
-            return time.monotonic() - started
+        seen = [observer.bound[u] for u in uids if u in observer.bound]
+        if len(seen) == claims:
+            return max(seen) - started
+        if time.monotonic() - last_list > 5:  # in case the watch fell behind or broke
+            last_list = time.monotonic()
+            items = kube.list_objects("v1", "PersistentVolumeClaim", NS)
+            if sum(1 for c in items if c["metadata"]["uid"] in uids and
+                   c.get("status", {}).get("phase") == "Bound") == claims:
+                return max([*seen, last_list]) - started
         if time.monotonic() - started > timeout:
-            raise RuntimeError(f"only {done}/{claims} claims bound after {timeout:.0f}s")
-        time.sleep(0.25)
+            raise RuntimeError(f"only {len(seen)}/{claims} claims bound after {timeout:.0f}s")
+        time.sleep(0.05)
 
 
 def _clear(kube: Any) -> None:
@@ -200,12 +256,12 @@ def _clear(kube: Any) -> None:
         time.sleep(1)
 
 
-def run(claims: int = 1000, nodes: int = 20) -> list[dict[str, Any]]:
+def run(claims: int = 1000, nodes: int = 20, static_baseline: bool = True) -> list[dict[str, Any]]:
     from mmerep.cluster import local
     from provisioner import objects as o
     from testkit.private_cluster import private_cluster
 
-    with private_cluster("mmerep-bench-prov-") as work:
+    with private_cluster("mmerep-bench-prov-") as work, contextlib.ExitStack() as stack:
         local.up(local.ClusterSpec(nodes=nodes))
         kube = local.connect()
         kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
@@ -247,19 +303,33 @@ def run(claims: int = 1000, nodes: int = 20) -> list[dict[str, Any]]:
                     raise RuntimeError("agents and controller did not publish capacity")
                 time.sleep(0.5)
             load = os.getloadavg()[0]
-            with Observer(kube, NAME) as observer:
-                dynamic = _burst(kube, claims, "bench-local-ssd", size, 600)
-                deadline = time.monotonic() + 30
-                while len(observer.created) < claims and time.monotonic() < deadline:
-                    time.sleep(0.2)
+            _server_metrics(kube, logs / "apiserver-before.txt")
+            cpu_before = [_cpu_seconds(p.pid) for p in procs]
+            observer = stack.enter_context(Observer(kube, NAME))  # watches both bursts
+            dynamic = _burst(kube, observer, claims, "bench-local-ssd", size, 600)
+            deadline = time.monotonic() + 30
+            while len(observer.created) < claims and time.monotonic() < deadline:
+                time.sleep(0.2)
             own = observer.latencies()
+            parts = _breakdown(logs / "controller.log", observer)
+            _server_metrics(kube, logs / "apiserver-after.txt")
+            # Per claim, for a look at where the time went (monotonic clock, the same as
+            # the controller's --verbose "timing" lines).
+            (logs / "observer.json").write_text(json.dumps(
+                {"selected": observer.selected, "created": observer.created}))
             p50, p99, count = _latency(port)
-            controller_cpu = _cpu_seconds(procs[0].pid)
+            # CPU seconds during the burst (the agents' start-up left out)
+            cpu_used = [_cpu_seconds(p.pid) - before for p, before in zip(procs, cpu_before,
+                                                                          strict=True)]
+            controller_cpu, agents_cpu = cpu_used[0], sum(cpu_used[1:])
             for p in procs:
                 p.terminate()
             for p in procs:
                 p.wait(30)
             procs.clear()
+            if not static_baseline:
+                return [_row(claims, nodes, dynamic, None, own, parts, (p50, p99, count),
+                             (controller_cpu, agents_cpu), load, real)]
             _clear(kube)
             # The baseline: the same claims against pre-created static local PVs.
             kube.apply({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
@@ -281,34 +351,48 @@ def run(claims: int = 1000, nodes: int = 20) -> list[dict[str, Any]]:
                                              "key": "kubernetes.io/hostname",
                                              "operator": "In", "values": [node]}]}]}}}})
             kube.map(kube.create, pvs)
-            static = _burst(kube, claims, "bench-static-local", size, 600)
+            static = _burst(kube, observer, claims, "bench-static-local", size, 600)
         finally:
             for p in procs:
                 p.kill()
             for mnt in mounts:
                 subprocess.run(["umount", str(mnt)], capture_output=True, check=False)
-    return [{"case": f"{claims} claims+pods on {nodes} nodes",
-             "provisioner_all_bound_s": f"{dynamic:.1f}",
-             "static_pvs_all_bound_s": f"{static:.1f}",
-             "ratio": f"{dynamic / static:.2f}x",
-             "own_latency_p50_ms": f"{_exact(0.5, own) * 1000:.1f}",
-             "own_latency_p99_ms": f"{_exact(0.99, own) * 1000:.1f}",
-             "own_latency_max_ms": f"{(own[-1] if own else float('nan')) * 1000:.1f}",
-             "own_samples": len(own),
-             "histogram_p50_ms": f"{p50 * 1000:.1f}",
-             "histogram_p99_ms": f"{p99 * 1000:.1f}",
-             "histogram_samples": count,
-             "controller_cpu_s": f"{controller_cpu:.1f}",
-             "load_at_start": f"{load:.1f}",
-             "disks": "xfs loop" if real else "directories"}]
+    return [_row(claims, nodes, dynamic, static, own, parts, (p50, p99, count),
+                 (controller_cpu, agents_cpu), load, real)]
+
+
+def _row(claims: int, nodes: int, dynamic: float, static: float | None, own: list[float],
+         parts: dict[str, list[float]], histogram: tuple[float, float, int],
+         cpu: tuple[float, float], load: float, real: bool) -> dict[str, Any]:
+    p50, p99, count = histogram
+    return {"case": f"{claims} claims+pods on {nodes} nodes",
+            "provisioner_all_bound_s": f"{dynamic:.1f}",
+            "static_pvs_all_bound_s": "-" if static is None else f"{static:.1f}",
+            "ratio": "-" if static is None else f"{dynamic / static:.2f}x",
+            "own_latency_p50_ms": f"{_exact(0.5, own) * 1000:.1f}",
+            "own_latency_p99_ms": f"{_exact(0.99, own) * 1000:.1f}",
+            "own_latency_max_ms": f"{(own[-1] if own else float('nan')) * 1000:.1f}",
+            "own_samples": len(own),
+            # where it went (p50/p99 of each part; the parts' p99s need not add up)
+            **{f"{k}_p50/p99_ms": f"{_exact(0.5, v) * 1000:.0f}/{_exact(0.99, v) * 1000:.0f}"
+               for k, v in parts.items()},
+            "histogram_p50_ms": f"{p50 * 1000:.1f}",
+            "histogram_p99_ms": f"{p99 * 1000:.1f}",
+            "histogram_samples": count,
+            "controller_cpu_s": f"{cpu[0]:.1f}",
+            "agents_cpu_s": f"{cpu[1]:.1f}",
+            "load_at_start": f"{load:.1f}",
+            "disks": "xfs loop" if real else "directories"}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--claims", type=int, default=1000)
     parser.add_argument("--nodes", type=int, default=20)
+    parser.add_argument("--no-static", action="store_true",
+                        help="skip the static-PV baseline (quicker runs of the provisioner)")
     args = parser.parse_args()
-    for row in run(args.claims, args.nodes):
+    for row in run(args.claims, args.nodes, not args.no_static):
         print("  ".join(f"{k}={v}" for k, v in row.items()))
     return 0
 

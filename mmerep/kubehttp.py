@@ -55,6 +55,10 @@ class Connection(NamedTuple):
         return self.token
 
 
+# How a kept-alive connection the server has closed fails when it is used again.
+STALE = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError, ssl.SSLEOFError)
+
+
 class Transport:
     """Keep-alive HTTP(S) connections, one per thread, to one API server."""
 
@@ -112,13 +116,20 @@ class Transport:
             all_headers.setdefault("Content-Type", "application/json")
         # A watch holds its connection until the stream ends: it gets one of its own.
         conn = self._open(timeout) if stream else self._pooled(timeout)
+        reused = not stream and conn.sock is not None
         try:
             conn.request(method, url, body=data, headers=all_headers)
             resp = conn.getresponse()
-        except (OSError, http.client.HTTPException):
+        except (OSError, http.client.HTTPException) as exc:
             conn.close()
             if not stream:
                 self._local.conn = None
+            if reused and isinstance(exc, STALE):
+                # The server closed a kept-alive connection while it sat idle (kube-apiserver
+                # does after about 90 s), before our request: send it again on a new
+                # connection at once, not after the caller's back-off pause.
+                return self.send(method, path, query=query, body=body, headers=headers,
+                                 timeout=timeout)
             raise
         if stream:
             return Response(resp, conn)

@@ -11,13 +11,14 @@ resourceVersion it read, so no stale writer ever gives the same bytes twice.
 from __future__ import annotations
 
 import logging
+import math
 import os
+import queue
 import socket
 import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -48,6 +49,10 @@ class Settings:
     # Share of each disk the leader sets aside in the ledger for claims to come, so their
     # PVs need no ledger write first (one API write per claim on the way, not two); 0: off.
     reserve_ahead: float = 0.2
+    # Reservations made from set-aside bytes are named in the ledger this long after the
+    # first of them (sooner when a disk's set-aside bytes run below half): one write for
+    # a burst of claims, not one per claim. Their bytes are held (set aside) meanwhile.
+    record_delay: float = 1.0
 
 
 def watch_forever(kube: Kube, api_version: str, kind: str, handle: Callable[[str, Obj], None],
@@ -84,6 +89,7 @@ class Creation:
     reservation: Reservation
     path: str  # the disk's mount point on the node
     ahead: bool = False  # from set-aside bytes: the ledger does not name it yet
+    picked: float = 0.0  # monotonic time the node's worker took the claim
 
 
 class Controller:
@@ -117,9 +123,15 @@ class Controller:
         self._lost_done: set[str] = set()
         self._threads: list[threading.Thread] = []
         # PVs are created off the node's worker, so the node's next batch can reserve while
-        # they are on the wire; the pool's threads keep their connections to the API.
-        self._creator: ThreadPoolExecutor | None = None
-        self._inflight: set[str] = set()  # claim uids whose PV is being created
+        # they are on the wire, by threads (``_creator``) that keep their connections to
+        # the API, opened before the first claim comes.
+        self._creations: queue.SimpleQueue[Creation | None] | None = None
+        # Claim uids a worker is placing or whose PV is being created: nobody else takes
+        # them meanwhile (a copy queued in _pending waits until they leave this set).
+        self._inflight: set[str] = set()
+        # Nodes with set-aside reservations to name (or bytes to set aside): when.
+        self._to_record: dict[str, float] = {}
+        self._ahead_at_write: dict[str, dict[str, int]] = {}  # set aside by our last write
         # Set-aside bytes (see Settings.reserve_ahead), per node and disk, not yet used, and
         # the reservations made from them that the ledger does not name yet.
         self._budget: dict[str, dict[str, int]] = {}
@@ -158,8 +170,9 @@ class Controller:
             self.metrics.leader.set(0)
             with self._cv:
                 self._cv.notify_all()
-            if self._creator is not None:
-                self._creator.shutdown(wait=False, cancel_futures=True)
+            if self._creations is not None:
+                for _ in range(self.s.workers * 2):
+                    self._creations.put(None)
             self.lease.release()
 
     def _safe_acquire(self) -> bool:
@@ -196,8 +209,9 @@ class Controller:
         # Classes, reports, nodes and volumes first: claims are judged against them.
         self._initial_sync()
         self.reconcile()
-        self._creator = ThreadPoolExecutor(max_workers=self.s.workers * 2,
-                                           thread_name_prefix="create-pv")
+        self._creations = queue.SimpleQueue()
+        for _ in range(self.s.workers * 2):
+            self._thread(self._creator)
         self._watch("v1", "PersistentVolumeClaim", self._on_claim, all_namespaces=True)
         for _ in range(self.s.workers):
             self._thread(self._worker)
@@ -234,6 +248,8 @@ class Controller:
                 self.reports.pop(rep.node, None)
             else:
                 self.reports[rep.node] = rep
+                if self.s.reserve_ahead > 0 and rep.node not in self._budget:
+                    self._record(rep.node, now=True)  # set bytes aside before claims come
             self._capacity_dirty.add(rep.node)
             self._cv.notify_all()
 
@@ -297,10 +313,21 @@ class Controller:
         node = (meta.get("annotations") or {}).get(o.ANN_SELECTED_NODE)
         if not node:
             return
-        with self._lock:
+        with self._cv:
             self._seen.setdefault(uid, time.monotonic())
-            self._pending[node][uid] = claim
+            # The usual case: set-aside bytes fit the claim, so its PV is sent from here
+            # (no queue, no ledger write first); the node's worker names it afterwards.
+            creation = self._take_one_ahead(node, claim)
+            if creation is None:
+                self._pending[node][uid] = claim
+            else:
+                self._record(node)
+                pending = self._pending.get(node)
+                if pending:
+                    pending.pop(uid, None)
             self._cv.notify_all()
+        if creation is not None:
+            self._dispatch([creation])
 
     def _largest_disk(self) -> int | None:
         with self._lock:
@@ -309,17 +336,39 @@ class Controller:
 
     # -- the work: reserve, create, hand back, release ---------------------------------------
 
+    def _has_work(self, node: str) -> bool:
+        pending = self._pending.get(node)
+        return bool(self._releases.get(node) or self._to_record.get(
+            node, math.inf) <= time.monotonic() or (
+            pending and any(u not in self._inflight for u in pending)))
+
+    def _record(self, node: str, now: bool = False) -> None:
+        """With the lock held: have a worker write the node's ledger (naming what was taken
+        from set-aside bytes) soon, or at once when ``now`` or the bytes run low."""
+        budget = self._budget.get(node) or {}
+        full = self._ahead_at_write.get(node) or {}
+        low = any(left < full.get(disk, 0) / 2 for disk, left in budget.items())
+        due = time.monotonic() + (0.0 if now or low else self.s.record_delay)
+        self._to_record[node] = min(self._to_record.get(node, math.inf), due)
+
     def _worker(self) -> None:
+        self._connect()
         while not self.stop.is_set():
             with self._cv:
-                node = next((n for n in list(self._pending) + list(self._releases)
-                             if n not in self._busy and (self._pending.get(n)
-                                                         or self._releases.get(n))), None)
+                nodes = dict.fromkeys([*self._pending, *self._releases, *self._to_record])
+                node = next((n for n in nodes if n not in self._busy and self._has_work(n)),
+                            None)
                 if node is None:
-                    self._cv.wait(1.0)
+                    soonest = min(self._to_record.values(), default=math.inf)
+                    self._cv.wait(min(1.0, max(0.01, soonest - time.monotonic())))
                     continue
-                batch = self._pending.pop(node, {})
+                pending = self._pending.get(node, {})
+                batch = {u: c for u, c in pending.items() if u not in self._inflight}
+                for uid in batch:
+                    del pending[uid]
                 releases = self._releases.pop(node, set())
+                if self._to_record.get(node, math.inf) <= time.monotonic():
+                    del self._to_record[node]
                 self._busy.add(node)
             creations: list[Creation] = []
             try:
@@ -330,21 +379,15 @@ class Controller:
                     for uid, claim in batch.items():
                         self._pending[node].setdefault(uid, claim)
                     self._releases[node] |= releases
+                    self._record(node, now=True)
                 self.stop.wait(1.0)
             finally:
                 with self._cv:
                     self._busy.discard(node)
+                    if self._unrecorded.get(node):
+                        self._record(node)
                     self._cv.notify_all()
             self._dispatch(creations)
-            if self._unrecorded.get(node):
-                # Name the new reservations and top the set-aside bytes up again, while
-                # the PVs are on the wire (their bytes are held in the ledger already).
-                try:
-                    with self._node_locks[node]:
-                        self._write(node, lambda ledger: ledger)
-                except Exception:
-                    log.exception("recording the reservations on %s failed; the next write "
-                                  "or resync records them", node)
 
     def _ledger(self, node: str, fresh: bool = False) -> tuple[NodeLedger, str | None]:
         cached = None if fresh else self._ledgers.get(node)
@@ -358,29 +401,47 @@ class Controller:
 
         Called with the node's lock held. Every write also names the reservations made
         from set-aside bytes since the last one and sets aside bytes anew (``_settle``).
+        Claims keep taking set-aside bytes while the write is on the wire, but only as
+        many as both the stored ledger and the one being written hold for them.
         """
         for attempt in range(8):
             ledger, version = self._ledger(node, fresh=attempt > 0)
-            new = change(ledger)
-            if new is None and not self._unrecorded.get(node):
-                return ledger
-            new = self._settle(node, new or ledger)
+            with self._lock:  # no claim takes set-aside bytes while this is planned
+                new = change(ledger)
+                recorded = dict(self._unrecorded.get(node, {}))
+                if new is None and not recorded:
+                    return ledger
+                new = self._settle(node, new or ledger, recorded)
+                ours = dict(new.ahead) if new.ahead_holder == self.s.identity else {}
+                budget = self._budget.get(node)
+                if budget:
+                    for disk in budget:
+                        budget[disk] = min(budget[disk], ours.get(disk, 0))
             try:
                 version = self.store.write_ledger(new, version)
             except KubeConflict:
                 continue
-            self._ledgers[node] = (new, version)
-            self._unrecorded.pop(node, None)
-            self._budget[node] = dict(new.ahead) if new.ahead_holder == self.s.identity else {}
+            with self._lock:
+                self._ledgers[node] = (new, version)
+                left = {u: r for u, r in self._unrecorded.pop(node, {}).items()
+                        if u not in recorded}  # taken while the write was on the wire
+                for res in left.values():
+                    ours[res.disk] -= res.size
+                self._budget[node] = ours
+                self._ahead_at_write[node] = dict(new.ahead) if ours else {}
+                if left:
+                    self._unrecorded[node] = left
+                    self._record(node)
             return new
         raise KubeConflict(f"the ledger of {node} kept changing under us")
 
-    def _settle(self, node: str, ledger: NodeLedger) -> NodeLedger:
-        """``ledger`` with the unrecorded reservations named and our set-aside bytes topped
-        up. Another holder's set-aside bytes stay until it has surely stopped (we have led
-        for a whole lease duration: an old leader stops after 2/3 of one without renewal);
-        its PVs made from them are recorded by the resync meanwhile."""
-        reservations = {**ledger.reservations, **self._unrecorded.get(node, {})}
+    def _settle(self, node: str, ledger: NodeLedger,
+                unrecorded: dict[str, Reservation]) -> NodeLedger:
+        """``ledger`` with the ``unrecorded`` reservations named and our set-aside bytes
+        topped up. Another holder's set-aside bytes stay until it has surely stopped (we
+        have led for a whole lease duration: an old leader stops after 2/3 of one without
+        renewal); its PVs made from them are recorded by the resync meanwhile."""
+        reservations = {**ledger.reservations, **unrecorded}
         new = replace(ledger, reservations=reservations)
         if self._others_ahead(new) and not self._may_drop_others():
             return new
@@ -412,25 +473,47 @@ class Controller:
         """Renewed recently enough that no other instance can lead yet."""
         return time.monotonic() - self._renewed_at < self.s.lease_duration * 2 / 3
 
+    def _take_one_ahead(self, node: str, claim: Obj) -> Creation | None:
+        """With the lock held: the claim's PV to create at once, from set-aside bytes, or
+        None when it must go through the node's worker (not fitting, or anything unusual:
+        already placed or being placed, no fresh agent report, lease not fresh)."""
+        uid = claim["metadata"]["uid"]
+        if uid in self._inflight or o.pv_name(uid) in self.pvs or node not in self.nodes:
+            return None
+        report = self.reports.get(node)
+        cached = self._ledgers.get(node)
+        if (report is None or cached is None
+                or time.time() - report.heartbeat > self.s.agent_stale):
+            return None
+        taken = self._take_ahead(node, {uid: claim}, cached[0])
+        if uid not in taken:
+            return None
+        self._inflight.add(uid)
+        disks = {d.name: d.path for d in report.disks}
+        return Creation(node, claim, taken[uid], disks.get(taken[uid].disk, ""), True,
+                        time.monotonic())
+
     def _take_ahead(self, node: str, fresh_claims: dict[str, Obj],
                     ledger: NodeLedger) -> dict[str, Reservation]:
         """Reservations for the claims that fit the set-aside bytes (no write needed)."""
-        budget = self._budget.get(node)
-        if not budget or not self._lease_fresh():
-            return {}
-        taken: dict[str, Reservation] = {}
-        now = time.time()
-        for uid, claim in sorted(fresh_claims.items(), key=lambda kv: -o.claim_size(kv[1])):
-            if uid in ledger.reservations or uid in self._unrecorded[node]:
-                continue
-            size = o.claim_size(claim)
-            disk = fit_ahead(budget, size)
-            if disk is None:
-                continue
-            budget[disk] -= size
-            taken[uid] = self._unrecorded[node][uid] = Reservation(
-                uid, o.claim_key(claim), disk, size, now)
-        return taken
+        with self._lock:
+            budget = self._budget.get(node)
+            if not budget or not self._lease_fresh():
+                return {}
+            taken: dict[str, Reservation] = {}
+            now = time.time()
+            for uid, claim in sorted(fresh_claims.items(),
+                                     key=lambda kv: -o.claim_size(kv[1])):
+                if uid in ledger.reservations or uid in self._unrecorded[node]:
+                    continue
+                size = o.claim_size(claim)
+                disk = fit_ahead(budget, size)
+                if disk is None:
+                    continue
+                budget[disk] -= size
+                taken[uid] = self._unrecorded[node][uid] = Reservation(
+                    uid, o.claim_key(claim), disk, size, now)
+            return taken
 
     def process_node(self, node: str, batch: dict[str, Obj],
                      releases: set[str]) -> list[Creation]:
@@ -442,6 +525,11 @@ class Controller:
                 self._release(node, releases)
             if batch:
                 creations = self._provision(node, batch)
+            elif not releases:
+                # Reservations made from set-aside bytes to name (a write of any kind names
+                # them too, and sets aside anew), or a node's first bytes to set aside.
+                first = self.s.reserve_ahead > 0 and node not in self._budget
+                self._write(node, lambda ledger: ledger if first else None)
         with self._lock:
             self._capacity_dirty.add(node)
         return creations
@@ -462,11 +550,21 @@ class Controller:
             log.info("released the reservation of claim %s on %s", uid, node)
 
     def _provision(self, node: str, batch: dict[str, Obj]) -> list[Creation]:
+        # The claims still wanted are ours (in _inflight) until placed or given up.
+        fresh_claims = {u: c for u, c in batch.items() if self._still_wanted(c, node)}
+        creations: list[Creation] = []
+        try:
+            creations = self._place(node, fresh_claims) if fresh_claims else []
+        finally:
+            with self._cv:
+                self._inflight.difference_update(
+                    set(fresh_claims) - {c.claim["metadata"]["uid"] for c in creations})
+                self._cv.notify_all()
+        return creations
+
+    def _place(self, node: str, fresh_claims: dict[str, Obj]) -> list[Creation]:
         with self._lock:
             report = self.reports.get(node)
-        fresh_claims = {u: c for u, c in batch.items() if self._still_wanted(c, node)}
-        if not fresh_claims:
-            return []
         if report is None or time.time() - report.heartbeat > self.s.agent_stale:
             why = (f"no local-ssd agent reports disks on node {node}" if report is None else
                    f"the local-ssd agent on {node} has not reported for "
@@ -514,24 +612,46 @@ class Controller:
                   len(fresh_claims), (t0 - oldest) * 1000, len(fresh_claims) - len(rest),
                   (time.monotonic() - t0) * 1000)
         disks = {d.name: d for d in report.disks}
-        creations = [Creation(node, fresh_claims[uid], placed[uid],
-                              disks[placed[uid].disk].path, uid in self._unrecorded[node])
-                     for uid in sorted(placed)]
         with self._lock:
-            self._inflight.update(c.claim["metadata"]["uid"] for c in creations)
-        return creations
+            return [Creation(node, fresh_claims[uid], placed[uid],
+                             disks[placed[uid].disk].path, uid in self._unrecorded[node], t0)
+                    for uid in sorted(placed)]
 
     def _dispatch(self, creations: list[Creation]) -> None:
-        creator = self._creator
         for c in creations:
-            if creator is None:
+            if self._creations is None:
                 self._create(c)
+            elif self.stop.is_set():  # lease lost or stopping: the next leader finishes it
+                with self._cv:
+                    self._inflight.discard(c.claim["metadata"]["uid"])
+                    self._cv.notify_all()
+            else:
+                self._creations.put(c)
+
+    def _connect(self) -> None:
+        """Open this thread's connection to the API server now: a TLS handshake in the
+        middle of a burst costs more than the request that needs it."""
+        try:
+            self.kube.request("GET", "/version", what="connect to the API server")
+        except KubeError as exc:
+            log.debug("could not connect ahead: %s", exc)
+
+    def _creator(self) -> None:
+        """Creates the PVs queued by ``_dispatch``, one at a time."""
+        self._connect()
+        assert self._creations is not None
+        while True:
+            c = self._creations.get()
+            if c is None:
+                return
+            if self.stop.is_set():  # lease lost or stopping: the next leader finishes it
+                with self._cv:
+                    self._inflight.discard(c.claim["metadata"]["uid"])
                 continue
             try:
-                creator.submit(self._create, c)
-            except RuntimeError:  # shutting down (lease lost): the next leader finishes it
-                with self._lock:
-                    self._inflight.discard(c.claim["metadata"]["uid"])
+                self._create(c)
+            except Exception:  # _create handles API errors; this is a bug, keep going
+                log.exception("creating the PV of %s failed", o.claim_key(c.claim))
 
     def _create(self, c: Creation) -> None:
         """Create one reserved claim's PV (409: it exists already, the same PV)."""
@@ -541,6 +661,8 @@ class Controller:
         if c.ahead and not self._lease_fresh():
             # Maybe no longer the leader: only bytes named in the ledger may be given now;
             # queued again, the claim goes through a ledger write (409 if another leads).
+            log.debug("%s: lease not fresh; claim %s queued for a ledger write", node,
+                      o.claim_key(claim))
             with self._cv:
                 self._inflight.discard(uid)
                 self._pending[node].setdefault(uid, claim)
@@ -553,6 +675,7 @@ class Controller:
             if opts is None:  # the class went away meanwhile; resync frees the space
                 return
             pv = o.persistent_volume(claim, opts, node, res.disk, c.path, self.s.name)
+            sent = time.monotonic()
             try:
                 created = self.kube.create(pv)
             except KubeConflict:
@@ -573,39 +696,66 @@ class Controller:
                 self._cv.notify_all()
             return
         finally:
-            with self._lock:
+            with self._cv:
                 self._inflight.discard(uid)
+                self._cv.notify_all()
+        answered = time.monotonic()
         if seen is not None:
-            self.metrics.latency.observe(time.monotonic() - seen)
+            self.metrics.latency.observe(answered - seen)
         self.metrics.provisioned.inc()
-        log.debug("%s: PV of %s created in %.0f ms", node, o.claim_key(claim),
-                  (time.monotonic() - started) * 1000)
+        # Monotonic times, to set beside the bench's (bench/bench_provisioner.py).
+        log.debug("%s: PV of %s created in %.0f ms (timing %s seen=%.4f picked=%.4f "
+                  "sent=%.4f answered=%.4f)", node, o.claim_key(claim),
+                  (answered - started) * 1000, uid, seen or 0.0, c.picked, sent, answered)
         self._event(claim, "ProvisioningSucceeded",
                     f"local volume {pv['metadata']['name']} ({res.size} bytes) on "
                     f"{node} disk {res.disk}", warning=False)
 
     def _still_wanted(self, claim: Obj, node: str) -> bool:
-        """The claim as queued may be old news: bound since, or sent elsewhere."""
+        """The claim as queued may be old news: bound since, or sent elsewhere. When still
+        wanted, it is the caller's to place (in ``_inflight``) until it lets go."""
         meta = claim["metadata"]
         name = o.pv_name(meta["uid"])
         with self._lock:
             if meta["uid"] in self._inflight:
+                log.debug("%s: claim %s is being placed already", node, o.claim_key(claim))
                 return False  # its PV is being created; a failure queues it again
             if name in self.pvs:
                 self._seen.pop(meta["uid"], None)
                 return False
-        return (meta.get("annotations") or {}).get(o.ANN_SELECTED_NODE) == node
+            if (meta.get("annotations") or {}).get(o.ANN_SELECTED_NODE) != node:
+                log.debug("%s: claim %s was sent elsewhere", node, o.claim_key(claim))
+                return False
+            self._inflight.add(meta["uid"])
+            return True
 
     def _hand_back(self, claim: Obj, why: str, reason: str) -> None:
         meta = claim["metadata"]
-        try:
-            self.kube.request(
-                "PATCH", f"/api/v1/namespaces/{meta['namespace']}/persistentvolumeclaims/"
-                f"{meta['name']}", body=o.without_selected_node(claim),
-                content_type="application/merge-patch+json",
-                what=f"hand back claim {o.claim_key(claim)}")
-        except (KubeConflict, KubeNotFound):
-            return  # changed or gone meanwhile: the watch brings the new state
+        node = (meta.get("annotations") or {}).get(o.ANN_SELECTED_NODE)
+        current = claim
+        for _ in range(3):
+            try:
+                self.kube.request(
+                    "PATCH", f"/api/v1/namespaces/{meta['namespace']}/persistentvolumeclaims/"
+                    f"{meta['name']}", body=o.without_selected_node(current),
+                    content_type="application/merge-patch+json",
+                    what=f"hand back claim {o.claim_key(claim)}")
+                break
+            except KubeNotFound:
+                return
+            except KubeConflict:
+                # Our copy was older than the claim (a queued copy, or one changed since):
+                # no new event may come to bring it back, so look at the claim now.
+                fresh = self.kube.get("v1", "PersistentVolumeClaim", meta["name"],
+                                      meta["namespace"])
+                if (fresh is None or fresh["metadata"]["uid"] != meta["uid"]
+                        or fresh["spec"].get("volumeName")
+                        or (fresh["metadata"].get("annotations") or {}).get(
+                            o.ANN_SELECTED_NODE) != node):
+                    return  # gone, bound or sent elsewhere meanwhile
+                current = fresh
+        else:
+            return  # changing all the time: its next change queues it again
         with self._lock:
             self._seen.pop(meta["uid"], None)
         self.metrics.handbacks.labels(reason).inc()
@@ -654,8 +804,10 @@ class Controller:
             present = node in self.nodes
         ledger = self._ledger(node)[0]
         if ledger.ahead_holder == self.s.identity:  # our set-aside bytes are for claims
+            with self._lock:
+                unrecorded = dict(self._unrecorded.get(node, {}))
             ledger = replace(ledger, ahead={}, ahead_holder="", reservations={
-                **ledger.reservations, **self._unrecorded.get(node, {})})
+                **ledger.reservations, **unrecorded})
         ledger = ledger.with_disks(report.disks if report else [])
         for d in ledger.disks:
             self.metrics.capacity.labels(node, d).set(ledger.disks[d].allocatable)
@@ -723,7 +875,10 @@ class Controller:
                     self._cv.notify_all()
             elif now - res.at > self.s.orphan_age or claim is None:
                 stale.add(uid)
-        missing = {u: pv for u, pv in on_node.items() if u and u not in ledger.reservations}
+        with self._lock:  # taken from set-aside bytes and not yet named: known, not missing
+            unrecorded = set(self._unrecorded.get(node, {}))
+        missing = {u: pv for u, pv in on_node.items()
+                   if u and u not in ledger.reservations and u not in unrecorded}
 
         def fix(current: NodeLedger) -> NodeLedger | None:
             reservations = {u: r for u, r in current.reservations.items() if u not in stale}

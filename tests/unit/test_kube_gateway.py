@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -17,7 +18,7 @@ from mmerep.errors import (
     KubeUnreachable,
 )
 from mmerep.kube import Kube, RetryPolicy, error_for_status, sort_for_apply, sort_for_delete
-from testkit.scripted_http import Script, scripted_server
+from testkit.scripted_http import QuietHandler, Script, scripted_server, serving
 
 
 @pytest.fixture()
@@ -135,3 +136,29 @@ def test_a_403_from_admission_says_what_admission_said_not_rbac() -> None:
     assert type(err) is KubeAdmissionDenied
     assert err.message == f"admission refused Pod/x in ns: {said}"
     assert err.hint and "RBAC" not in err.hint
+
+
+def test_a_kept_alive_connection_the_server_dropped_while_idle_is_replaced_at_once() -> None:
+    class Handler(QuietHandler):
+        protocol_version = "HTTP/1.1"  # keeps connections open between requests...
+        timeout = 0.2  # ...and closes one idle this long (kube-apiserver: about 90 s)
+        connections: list[int] = []
+
+        def setup(self) -> None:
+            super().setup()
+            self.connections.append(1)
+
+        def do_GET(self) -> None:
+            self.send_json(200, {"major": "1"})
+
+    slept: list[float] = []
+    with serving(Handler) as url:
+        kube = Kube.from_url(url, retry=no_sleep_policy(slept))
+        assert kube.request("GET", "/version") == {"major": "1"}
+        assert kube.request("GET", "/version") == {"major": "1"}
+        assert len(Handler.connections) == 1  # the connection was kept
+        time.sleep(0.5)
+        started = time.monotonic()
+        assert kube.request("GET", "/version") == {"major": "1"}
+    assert slept == [] and time.monotonic() - started < 0.1  # no back-off pause
+    assert len(Handler.connections) == 2
