@@ -239,8 +239,9 @@ def leave() -> None:
     import atexit
     import threading
 
-    if atexit._ncallbacks() or threading.active_count() > 1:
-        return
+    if atexit._ncallbacks() or threading.active_count() > 1 \
+            or sys.getprofile() is not None or sys.gettrace() is not None:
+        return  # someone wants the end (a profiler writes its file, coverage its data)
     try:
         sys.stdout.flush()
         sys.stderr.flush()
