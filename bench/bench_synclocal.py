@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
-import mmap
 import os
 import resource
 import shutil
@@ -39,6 +38,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mmerep.synclocal import Layout, StageOptions, stage_dataset, writer_lock
+from testkit.pagecache import cached_fraction
 
 MiB = 1 << 20
 DROP_CACHES = "/proc/sys/vm/drop_caches"
@@ -80,34 +80,11 @@ def drop_from_cache(paths: list[Path], drop_caches: bool) -> str:
     return "fadvise"
 
 
-def cached_fraction(paths: list[Path]) -> float:
-    """Share of the source's pages in the page cache, by mmap + mincore(2)."""
-    _libc.mmap.restype = ctypes.c_void_p
-    _libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
-                           ctypes.c_int, ctypes.c_long]
-    page = mmap.PAGESIZE
-    cached = total = 0
-    for p in paths:
-        size = p.stat().st_size
-        if not size:
-            continue
-        pages = (size + page - 1) // page
-        vec = (ctypes.c_ubyte * pages)()
-        fd = os.open(p, os.O_RDONLY)
-        try:
-            addr = _libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
-            if addr in (None, ctypes.c_void_p(-1).value):
-                return float("nan")
-            try:
-                if _libc.mincore(ctypes.c_void_p(addr), ctypes.c_size_t(size), vec) != 0:
-                    return float("nan")
-            finally:
-                _libc.munmap(ctypes.c_void_p(addr), ctypes.c_size_t(size))
-        finally:
-            os.close(fd)
-        cached += sum(v & 1 for v in vec)
-        total += pages
-    return cached / total if total else 0.0
+def _cached(paths: list[Path]) -> float:
+    try:
+        return cached_fraction(paths)
+    except OSError:
+        return float("nan")
 
 
 def syncfs(path: Path) -> None:
@@ -281,7 +258,7 @@ def run_case(work: Path, case: str, count: int, size: int, jobs: int | None, rep
             dest = work / case / f"dst-{i}-{order.index(tool)}"
             dest.mkdir()
             method = drop_from_cache(paths, drop_caches)
-            rows[tool]["source_cached_before"] = round(cached_fraction(paths), 3)
+            rows[tool]["source_cached_before"] = round(_cached(paths), 3)
             rows[tool]["cache_drop"] = method
             c0 = _cpu()
             t0 = time.perf_counter()

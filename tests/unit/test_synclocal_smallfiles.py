@@ -17,6 +17,7 @@ from mmerep.synclocal import index as ix
 from mmerep.synclocal.copy import file_checksum
 from mmerep.synclocal.layout import Layout, writer_lock
 from mmerep.synclocal.stage import StageOptions, StageReport, stage_dataset
+from testkit.pagecache import cached_fraction
 
 
 def make_tree(src: Path, dirs: int, per_dir: int, size: int) -> Path:
@@ -118,37 +119,6 @@ def test_stopped_command_leaves_only_whole_files_and_resumes(
     after = staged(root, src)
     assert after.complete and len(after.files) == 400
 
-
-
-def cached_fraction(paths: list[Path]) -> float:
-    """Share of these files' pages in the page cache (mmap + mincore(2))."""
-    import ctypes
-    import mmap
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.mmap.restype = ctypes.c_void_p
-    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
-                          ctypes.c_int, ctypes.c_long]
-    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
-    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-    cached = total = 0
-    for p in paths:
-        size = p.stat().st_size
-        pages = (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE
-        vec = (ctypes.c_ubyte * pages)()
-        fd = os.open(p, os.O_RDONLY)
-        try:
-            addr = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
-            assert addr not in (None, ctypes.c_void_p(-1).value)
-            try:
-                assert libc.mincore(addr, size, vec) == 0
-            finally:
-                libc.munmap(addr, size)
-        finally:
-            os.close(fd)
-        cached += sum(v & 1 for v in vec)
-        total += pages
-    return cached / total if total else 0.0
 
 
 def test_copies_end_on_disk_and_leave_the_page_cache_to_the_jobs(tmp_path: Path) -> None:

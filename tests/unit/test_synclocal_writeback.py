@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
-import mmap
 import os
 import random
 import subprocess
@@ -21,29 +20,10 @@ from mmerep.synclocal import index as ix
 from mmerep.synclocal.copy import file_checksum
 from mmerep.synclocal.layout import Layout, writer_lock
 from mmerep.synclocal.stage import StageOptions, stage_dataset
+from testkit.pagecache import cached_fraction
 
 MiB = 1 << 20
 _libc = ctypes.CDLL(None, use_errno=True)
-
-
-def cached_fraction(path: Path) -> float:
-    """Share of the file's pages in the page cache (mmap + mincore(2))."""
-    _libc.mmap.restype = ctypes.c_void_p
-    _libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
-                           ctypes.c_int, ctypes.c_long]
-    size = path.stat().st_size
-    vec = (ctypes.c_ubyte * -(-size // mmap.PAGESIZE))()
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        addr = _libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
-        assert addr not in (None, ctypes.c_void_p(-1).value), "mmap failed"
-        try:
-            assert _libc.mincore(ctypes.c_void_p(addr), ctypes.c_size_t(size), vec) == 0
-        finally:
-            _libc.munmap(ctypes.c_void_p(addr), ctypes.c_size_t(size))
-    finally:
-        os.close(fd)
-    return sum(v & 1 for v in vec) / len(vec)
 
 
 @pytest.fixture
