@@ -6,7 +6,7 @@ from typing import Any
 
 import typer
 
-from mmerep.cli.options import OutputFormat, OutputOption
+from mmerep.cli.options import CollectorOption, OutputFormat, OutputOption
 
 HELP = """Watch an environment's jobs and executors, and react.
 
@@ -78,9 +78,7 @@ def run(
                                   help="Most executor pods deleted per interval."),
     metrics_port: int | None = typer.Option(None, "--metrics-port", min=1, max=65535,
                                             help="Serve Prometheus metrics on this port."),
-    collector: str | None = typer.Option(None, "--collector",
-                                         help="HTCondor collector host:port (default: the "
-                                         "environment's collector Service)."),
+    collector: str | None = CollectorOption,
     pool_timeout: float = typer.Option(10.0, "--pool-timeout", min=0.5,
                                        help="Seconds to wait for the pool."),
 ) -> None:

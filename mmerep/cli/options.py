@@ -6,8 +6,10 @@ import typer
 
 from mmerep.cli.formats import OutputFormat
 
-__all__ = ["OutputFormat", "OutputOption"]
+__all__ = ["CollectorOption", "OutputFormat", "OutputOption"]
 
 
 OutputOption = typer.Option(OutputFormat.table, "--output", "-o",
                             help="Output format: table, json or yaml.")
+CollectorOption = typer.Option(None, "--collector", help="HTCondor collector host:port "
+                               "(default: the environment's collector Service).")

@@ -6,7 +6,7 @@ from typing import Any
 
 import typer
 
-from mmerep.cli.options import OutputFormat, OutputOption
+from mmerep.cli.options import CollectorOption, OutputFormat, OutputOption
 from mmerep.cli.reads import scaler_connect as _connect
 from mmerep.cli.reads import scaler_forbidden as _forbidden
 from mmerep.cli.reads import scaler_pool as _pool
@@ -78,9 +78,7 @@ def scaler(
                              help="daemon run: most executors added/removed per interval."),
     metrics_port: int | None = typer.Option(None, "--metrics-port", min=1, max=65535,
                                             help="daemon run: serve Prometheus metrics."),
-    collector: str | None = typer.Option(None, "--collector",
-                                         help="HTCondor collector host:port (default: the "
-                                         "environment's collector Service)."),
+    collector: str | None = CollectorOption,
     pool_timeout: float = typer.Option(5.0, "--pool-timeout", min=0.5,
                                        help="Seconds to wait for the pool."),
     output: OutputFormat = OutputOption,
