@@ -157,6 +157,17 @@ class Bed:
         want = set(nodes or self.nodes)
         wait_until(lambda: want <= set(self.store.reports()), 60, "agents' disk reports")
 
+    def start(self, controller: str = "controller", **class_params: str) -> str:
+        """The usual start of a test: its nodes Ready, a StorageClass (returned), an agent
+        per node and a controller, and every agent's first disk report in."""
+        self.wait_nodes_ready()
+        cls = self.storage_class(**class_params)
+        for node in self.nodes:
+            self.start_agent(node)
+        self.start_controller(controller)
+        self.wait_reports()
+        return cls
+
     # -- objects ---------------------------------------------------------------------------
 
     def storage_class(self, suffix: str = "ssd", reclaim: str = "Delete",

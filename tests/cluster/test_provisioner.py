@@ -34,11 +34,7 @@ def bound(bed: Bed, name: str) -> dict | None:
 
 def test_one_claim_and_its_pod(bed: Bed) -> None:
     node = bed.add_node([300 * MiB])
-    bed.wait_nodes_ready()
-    cls = bed.storage_class(uid="1000", gid="2000")
-    bed.start_agent(node)
-    bed.start_controller()
-    bed.wait_reports()
+    cls = bed.start(uid="1000", gid="2000")
     bed.claim("scratch", "50Mi", cls)
     bed.pod("job", "scratch")
     claim = wait_until(lambda: bound(bed, "scratch"), 60, "the claim to be bound")
@@ -163,12 +159,7 @@ def test_200_claims_on_10_nodes_never_overbook_and_delete_frees(bed: Bed) -> Non
 
     rng = random.Random(7)
     nodes = [bed.add_node([300 * MiB] if i % 3 else [300 * MiB, 300 * MiB]) for i in range(10)]
-    bed.wait_nodes_ready()
-    cls = bed.storage_class()
-    for node in nodes:
-        bed.start_agent(node)
-    bed.start_controller()
-    bed.wait_reports()
+    cls = bed.start()
     sizes = {f"c{i:03d}": rng.randint(10, 60) * MiB for i in range(200)}
     with OverbookWatch(bed) as watch:
         for name, size in sizes.items():
@@ -273,12 +264,7 @@ def test_sigkill_controller_and_agent_during_a_burst(bed: Bed) -> None:
 
     rng = random.Random(3)
     nodes = [bed.add_node([300 * MiB]) for _ in range(5)]
-    bed.wait_nodes_ready()
-    cls = bed.storage_class()
-    for node in nodes:
-        bed.start_agent(node)
-    bed.start_controller("controller-0")
-    bed.wait_reports()
+    cls = bed.start("controller-0")
     with OverbookWatch(bed) as watch:
         for i in range(100):
             bed.claim(f"c{i:03d}", f"{rng.randint(5, 15)}Mi", cls)
@@ -356,12 +342,7 @@ def bed_pod_spec(bed: Bed, claim: str) -> dict:
 
 def test_the_scheduler_avoids_a_node_whose_published_capacity_is_too_small(bed: Bed) -> None:
     full, roomy = bed.add_node([300 * MiB]), bed.add_node([300 * MiB])
-    bed.wait_nodes_ready()
-    cls = bed.storage_class()
-    for node in (full, roomy):
-        bed.start_agent(node)
-    bed.start_controller()
-    bed.wait_reports()
+    cls = bed.start()
     # Fill the first node almost completely (pinned there through the pod's selector).
     left = 20 * MiB
     size = bed.store.reports()[full].disks[0].allocatable - left

@@ -54,12 +54,7 @@ def provisioned_for(bed: Bed, pod: dict[str, Any], volume: str) -> dict[str, Any
 
 def test_executor_scratch_and_synclocal_cache_come_from_the_provisioner(bed: Bed) -> None:
     nodes = [bed.add_node([400 * MiB]) for _ in range(2)]
-    bed.wait_nodes_ready()
-    cls = bed.storage_class()
-    for node in nodes:
-        bed.start_agent(node)
-    bed.start_controller()
-    bed.wait_reports()
+    cls = bed.start()
     rendered = environments.render_environment(
         profile(bed, bed.namespace, cls), "htcondor-batch", "sentinel3:v0.1.0", resolve=False,
         params={"executors": 2, "scratch": "60Mi", "synclocal_cache": "40Mi",
