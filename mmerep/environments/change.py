@@ -10,7 +10,12 @@ from mmerep import envlock
 from mmerep.environments.deploy_flow import with_revision
 from mmerep.environments.events import latest_warning
 from mmerep.environments.model import Obj, OnWorkloadStatuses, Rendered
-from mmerep.environments.records import build_record, read_records, rendered_from_record
+from mmerep.environments.records import (
+    build_record,
+    live_record,
+    read_records,
+    rendered_from_record,
+)
 from mmerep.environments.replicas import settle_replicas
 from mmerep.errors import KubeError, KubeTimeout, UsageError
 from mmerep.kube import Kube
@@ -42,9 +47,7 @@ def _change_locked(kube: Kube, namespace: str, env_name: str, kind: str, name: s
     if not records:
         raise UsageError(f"environment {env_name} not found in namespace {namespace}",
                          hint="mme-rep env list shows what is deployed")
-    # The live revision (a failed change after it is not what runs).
-    live = next((r for r in reversed(records) if r["data"]["status"] == "deployed"),
-                records[-1])
+    live = live_record(records) or records[-1]
     current = rendered_from_record(live)
     found = [o for o in current.objects if (o["kind"], o["metadata"]["name"]) == (kind, name)]
     if not found:

@@ -71,6 +71,13 @@ def read_records(kube: Kube, namespace: str, env_name: str) -> list[Obj]:
     return sorted(found, key=revision_of)
 
 
+def live_record(records: list[Obj]) -> Obj | None:
+    """The record of the revision that runs: the newest that says "deployed" (a vscale
+    cannot relabel the one before it, so several may; a failed change after it does not
+    run)."""
+    return next((r for r in reversed(records) if r["data"]["status"] == "deployed"), None)
+
+
 def good_records(records: list[Obj]) -> list[Obj]:
     """Records of revisions that once became ready (what a rollback may return to)."""
     return [r for r in records if r["data"]["status"] in ("deployed", "superseded")]
@@ -104,8 +111,8 @@ def history(kube: Kube, namespace: str, env_name: str) -> list[dict[str, Any]]:
     if not records:
         raise UsageError(f"environment {env_name} not found in namespace {namespace}",
                          hint="mme-rep env list shows what is deployed")
-    live = max((revision_of(r) for r in records if r["data"]["status"] == "deployed"),
-               default=None)
+    live_one = live_record(records)
+    live = revision_of(live_one) if live_one else None
 
     def status(r: Obj) -> str:
         # A revision written from inside the pool (vscale) cannot relabel the older one.

@@ -14,16 +14,15 @@ from __future__ import annotations
 import dataclasses
 
 from mmerep.environments.model import Obj, Rendered, kind_and_name
-from mmerep.environments.records import rendered_from_record
+from mmerep.environments.records import live_record, rendered_from_record
 
 RESOURCES = ("cpu", "memory")  # what vscale changes; other resources stay as rendered
 
 
 def live_revision(records: list[Obj]) -> Rendered | None:
-    """The live revision as recorded (the newest record that says "deployed": a vscale
-    cannot relabel the one before it, so several may), when something in it is owned by
-    vscale; else None (and nothing is unpacked)."""
-    record = next((r for r in reversed(records) if r["data"]["status"] == "deployed"), None)
+    """The live revision as recorded, when something in it is owned by vscale; else None
+    (and nothing is unpacked)."""
+    record = live_record(records)
     return rendered_from_record(record) if record and record["data"].get("owned") else None
 
 
