@@ -18,6 +18,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from mmerep.cli.plain import console_width
+
 GREEN, RED, RESET = "\x1b[32m", "\x1b[31m", "\x1b[0m"
 
 
@@ -97,17 +99,6 @@ def print_status(word: str, colour: str, rest: str) -> None:
     print(f"{word} {rest}", flush=True)
 
 
-def _columns(stream: IO[str]) -> int:
-    try:
-        return max(20, int(os.environ["COLUMNS"]))
-    except (KeyError, ValueError):
-        pass
-    try:
-        return max(20, os.get_terminal_size(stream.fileno()).columns)
-    except (AttributeError, OSError, ValueError):
-        return 80
-
-
 def _size(n: float) -> tuple[float, str]:
     for unit in ("B", "kB", "MB", "GB"):
         if n < 1000:
@@ -175,7 +166,7 @@ def progress_bar(stream: IO[str]) -> Iterator[Any]:
             or os.environ.get("TTY_INTERACTIVE") == "0"):
         yield None
         return
-    bar = Bar(stream, _columns(stream), _colour())
+    bar = Bar(stream, max(20, console_width()), _colour())  # the width rich would take
 
     def update(p: Any) -> None:
         bar.draw(bar.line(p.dataset, p.files_done, p.files_total, p.bytes_done,
