@@ -256,13 +256,14 @@ def _clear(kube: Any) -> None:
         time.sleep(1)
 
 
-def run(claims: int = 1000, nodes: int = 20, static_baseline: bool = True) -> list[dict[str, Any]]:
+def run(claims: int = 1000, nodes: int = 20, static_baseline: bool = True,
+        etcd_fsync: bool = False) -> list[dict[str, Any]]:
     from mmerep.cluster import local
     from provisioner import objects as o
     from testkit.private_cluster import private_cluster
 
     with private_cluster("mmerep-bench-prov-") as work, contextlib.ExitStack() as stack:
-        local.up(local.ClusterSpec(nodes=nodes))
+        local.up(local.ClusterSpec(nodes=nodes, etcd_fsync=etcd_fsync))
         kube = local.connect()
         kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
         names = [f"{local.NODE_PREFIX}{i}" for i in range(1, nodes + 1)]
@@ -305,6 +306,10 @@ def run(claims: int = 1000, nodes: int = 20, static_baseline: bool = True) -> li
             load = os.getloadavg()[0]
             _server_metrics(kube, logs / "apiserver-before.txt")
             cpu_before = [_cpu_seconds(p.pid) for p in procs]
+            components = {n: pid for n, (pid, alive) in local.component_states().items()
+                          if pid and alive}
+            cluster_before = {n: _cpu_seconds(pid) for n, pid in components.items()}
+            own_before = time.process_time()
             observer = stack.enter_context(Observer(kube, NAME))  # watches both bursts
             dynamic = _burst(kube, observer, claims, "bench-local-ssd", size, 600)
             deadline = time.monotonic() + 30
@@ -322,6 +327,11 @@ def run(claims: int = 1000, nodes: int = 20, static_baseline: bool = True) -> li
             cpu_used = [_cpu_seconds(p.pid) - before for p, before in zip(procs, cpu_before,
                                                                           strict=True)]
             controller_cpu, agents_cpu = cpu_used[0], sum(cpu_used[1:])
+            # Where the machine's CPU went during the burst: the control plane's components,
+            # the simulated nodes (kwok) and the bench itself (the users creating claims).
+            cluster_cpu = {n: _cpu_seconds(pid) - cluster_before[n]
+                           for n, pid in components.items()}
+            cluster_cpu["bench"] = time.process_time() - own_before
             for p in procs:
                 p.terminate()
             for p in procs:
@@ -329,7 +339,7 @@ def run(claims: int = 1000, nodes: int = 20, static_baseline: bool = True) -> li
             procs.clear()
             if not static_baseline:
                 return [_row(claims, nodes, dynamic, None, own, parts, (p50, p99, count),
-                             (controller_cpu, agents_cpu), load, real)]
+                             (controller_cpu, agents_cpu), load, real, cluster_cpu)]
             _clear(kube)
             # The baseline: the same claims against pre-created static local PVs.
             kube.apply({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
@@ -358,12 +368,13 @@ def run(claims: int = 1000, nodes: int = 20, static_baseline: bool = True) -> li
             for mnt in mounts:
                 subprocess.run(["umount", str(mnt)], capture_output=True, check=False)
     return [_row(claims, nodes, dynamic, static, own, parts, (p50, p99, count),
-                 (controller_cpu, agents_cpu), load, real)]
+                 (controller_cpu, agents_cpu), load, real, cluster_cpu)]
 
 
 def _row(claims: int, nodes: int, dynamic: float, static: float | None, own: list[float],
          parts: dict[str, list[float]], histogram: tuple[float, float, int],
-         cpu: tuple[float, float], load: float, real: bool) -> dict[str, Any]:
+         cpu: tuple[float, float], load: float, real: bool,
+         cluster_cpu: dict[str, float]) -> dict[str, Any]:
     p50, p99, count = histogram
     return {"case": f"{claims} claims+pods on {nodes} nodes",
             "provisioner_all_bound_s": f"{dynamic:.1f}",
@@ -381,6 +392,7 @@ def _row(claims: int, nodes: int, dynamic: float, static: float | None, own: lis
             "histogram_samples": count,
             "controller_cpu_s": f"{cpu[0]:.1f}",
             "agents_cpu_s": f"{cpu[1]:.1f}",
+            **{f"{name}_cpu_s": f"{used:.1f}" for name, used in sorted(cluster_cpu.items())},
             "load_at_start": f"{load:.1f}",
             "disks": "xfs loop" if real else "directories"}
 
@@ -391,8 +403,12 @@ def main() -> int:
     parser.add_argument("--nodes", type=int, default=20)
     parser.add_argument("--no-static", action="store_true",
                         help="skip the static-PV baseline (quicker runs of the provisioner)")
+    parser.add_argument("--etcd-fsync", action="store_true",
+                        help="the local cluster's etcd syncs every commit to disk (it does "
+                             "not by default: see local.ClusterSpec)")
     args = parser.parse_args()
-    for row in run(args.claims, args.nodes, not args.no_static):
+    for row in run(args.claims, args.nodes, not args.no_static, args.etcd_fsync):
+        row["etcd_fsync"] = "yes" if args.etcd_fsync else "no"
         print("  ".join(f"{k}={v}" for k, v in row.items()))
     return 0
 

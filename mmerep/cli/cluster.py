@@ -42,19 +42,24 @@ def up(
     node_pods: int = typer.Option(110, min=1, help="Pod capacity of each node."),
     recreate: bool = typer.Option(False, "--recreate", help="Delete the cluster and every "
                                   "object in it first, then start afresh."),
+    etcd_fsync: bool = typer.Option(False, "--etcd-fsync", help="etcd syncs every commit to "
+                                    "disk (a new cluster only): its objects then survive a "
+                                    "crash of the machine, not only of the processes."),
     name: str | None = NameOption,
 ) -> None:
     """Build (first time only) and start the local cluster; a no-op when it is running.
 
     Stopped components (a crash, a reboot) are started again on the existing data: every
-    object stays. Only `cluster down` or `--recreate` delete it.
+    object stays. Only `cluster down` or `--recreate` delete it. By default etcd does not
+    wait on the disk for each commit (a killed process loses nothing; a crash of the
+    machine could): this cluster is for trying things and tests.
     """
     from mmerep.cli.output import Spinner, console
     from mmerep.cluster import local
 
     local.select(name)
     spec = local.ClusterSpec(nodes=nodes, node_cpu=node_cpu, node_memory=node_memory,
-                             node_pods=node_pods)
+                             node_pods=node_pods, etcd_fsync=etcd_fsync)
     with Spinner("starting the local cluster") as progress:
         info = local.up(spec, progress=progress, recreate=recreate)
     verb = "already running" if info.already_running else f"up in {info.seconds:.1f}s"

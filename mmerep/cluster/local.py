@@ -51,6 +51,11 @@ class ClusterSpec:
     node_cpu: str = "16"
     node_memory: str = "64Gi"
     node_pods: int = 110
+    # etcd syncs each commit to disk only when asked: this cluster is for trying things
+    # and tests, where a write waiting on the disk (tens of ms on a busy machine) only
+    # slows everything down; a killed process loses nothing (its writes are in the page
+    # cache), a crash of the machine itself could.
+    etcd_fsync: bool = False
 
 
 @dataclass(frozen=True)
@@ -167,8 +172,10 @@ def _free_ports(count: int) -> list[int]:
     return picked
 
 
-def kwokctl_config(binaries: dict[str, Path]) -> list[dict[str, Any]]:
+def kwokctl_config(binaries: dict[str, Path], spec: ClusterSpec | None = None,
+                   ) -> list[dict[str, Any]]:
     """The KwokctlConfiguration: local binaries, RBAC on, bound to 127.0.0.1."""
+    spec = spec or ClusterSpec()
     ports = dict(zip(("kubeApiserverPort", "etcdPort", "etcdPeerPort", "kwokControllerPort",
                       "kubeControllerManagerPort", "kubeSchedulerPort"), _free_ports(6),
                      strict=True))
@@ -214,6 +221,8 @@ def kwokctl_config(binaries: dict[str, Path]) -> list[dict[str, Any]]:
                 {"key": "etcd-compaction-interval", "value": "5s"},
                 {"key": "watch-cache-sizes", "value": "podtemplates#0"},
             ]},
+            *([] if spec.etcd_fsync else [
+                {"name": "etcd", "extraArgs": [{"key": "unsafe-no-fsync", "value": "true"}]}]),
         ],
     }]
 
@@ -450,7 +459,7 @@ def up(spec: ClusterSpec | None = None, progress: OnStep = _quiet, *,
             _run_kwokctl(["delete", "cluster", "--name", NAME], binaries, "cleaning up")
         config = state_dir() / "kwokctl.yaml"
         state_dir().mkdir(parents=True, exist_ok=True)
-        config.write_text(yaml.safe_dump_all(kwokctl_config(binaries)))
+        config.write_text(yaml.safe_dump_all(kwokctl_config(binaries, spec)))
         progress("starting etcd, kube-apiserver, controller-manager, scheduler and kwok")
         _run_kwokctl(["create", "cluster", "--name", NAME, "--config", str(config),
                       "--kubeconfig", "", "--wait", "120s"], binaries, "kwokctl create cluster")
