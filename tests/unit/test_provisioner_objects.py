@@ -241,3 +241,15 @@ def test_set_aside_bytes_are_held_and_survive_the_configmap() -> None:
     old = {k: v for k, v in ledger_data(ledger).items() if k != "ahead"}
     assert ledger_from_data("n1", old).ahead == {}
     assert refill_ahead(ledger, "me", 0.0).ahead_holder == ""
+
+
+def test_the_periodic_reconcile_waits_for_a_burst_of_claims_but_at_most_one_period() -> None:
+    from provisioner.controller import resync_due
+
+    period = 30.0
+    assert not resync_due(99.0, 100.0, 0.0, period)  # not due yet
+    assert resync_due(100.0, 100.0, 50.0, period)  # due, no claim for a while
+    assert not resync_due(100.0, 100.0, 99.5, period)  # due, but claims are coming
+    assert not resync_due(129.0, 100.0, 128.9, period)
+    assert resync_due(130.0, 100.0, 129.9, period)  # a whole period late: runs anyway
+    assert resync_due(101.2, 100.0, 100.1, period)  # the burst is over
