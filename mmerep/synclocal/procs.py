@@ -108,7 +108,7 @@ def _child(files: Sequence[SourceFile], first: int, step: int, out: int, tmp_dir
         if fd is not None:
             ahead[k + step * PREFETCH] = fd
         f = files[k]
-        tmp = f"{tmp_dir}/p{first}-{k:08x}-{os.path.basename(f.rel)[:60]}"
+        tmp = f"{tmp_dir}/{k:08x}-{os.path.basename(f.rel)[:60]}"
         stop = False
         try:
             if throttle:
@@ -193,13 +193,18 @@ def copy_in_processes(files: Sequence[SourceFile], nprocs: int, *, tmp_dir: str,
     gc.freeze()
     try:
         for w in range(nprocs):
+            # Each worker creates its temporaries in a directory of its own: creating a
+            # file locks its directory, and in one shared directory the workers spun on
+            # that lock (perf: 4% of a run's CPU in rwsem_spin_on_owner from open).
+            own_tmp = f"{tmp_dir}/p{w}"
+            os.makedirs(own_tmp, exist_ok=True)
             r, wfd = os.pipe()
             pid = os.fork()
             if pid == 0:  # pragma: no cover - measured in the parent, through the pipe
                 code = 1
                 try:
                     os.close(r)
-                    _child(files, w, nprocs, wfd, tmp_dir, dest, verify, rate, hook)
+                    _child(files, w, nprocs, wfd, own_tmp, dest, verify, rate, hook)
                     code = 0
                 finally:
                     os._exit(code)
@@ -258,4 +263,8 @@ def copy_in_processes(files: Sequence[SourceFile], nprocs: int, *, tmp_dir: str,
             sel.unregister(fd)
             os.close(fd)
         sel.close()
+        if not stopped:  # empty unless a worker died mid-copy; the next run clears it then
+            for w in range(nprocs):
+                with contextlib.suppress(OSError):
+                    os.rmdir(f"{tmp_dir}/p{w}")
     return not stopped
