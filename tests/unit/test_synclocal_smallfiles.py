@@ -161,7 +161,7 @@ def test_index_snapshot_is_the_json_of_the_index(tmp_path: Path) -> None:
         'b/"x".dat': ix.Entry('/bulk/"q"/b/"x".dat', 1, 10**18, 10**18 + 1, 7, "ab" * 16),
         "a/é\n.dat": ix.Entry("/bulk/é/a/é\n.dat", 2, 5, 6, 8, None),
         "0": ix.Entry("/bulk/0", 0, 0, 0, 0, "00" * 16)}
-    raw = index.snapshot()
+    raw = ix.snapshot(index)
     assert raw == json.dumps(index.to_json(), separators=(",", ":")).encode()
     assert list(json.loads(raw)["files"]) == ["0", "a/é\n.dat", 'b/"x".dat']
     layout = Layout(tmp_path / "ssd")
