@@ -41,6 +41,7 @@ class EarlyCopies:
         # what the dataset needs, not also in what is used.
         self.free = shutil.disk_usage(layout.root).free
         self.budget = min(BUDGET, self.free // 2)
+        self.block = os.statvfs(layout.root).f_frsize or 4096  # what a small file takes
         self.used = 0
         self.full = False
         self.waiting: list[SourceFile] = []
@@ -71,10 +72,11 @@ class EarlyCopies:
         for f in files:
             if f.size > PIECE or unchanged(f, self.index, self.dest, self.verify):
                 continue
-            if self.used + f.size > self.budget:
+            size = -(-f.size // self.block) * self.block
+            if self.used + size > self.budget:
                 self.full = True  # the rest waits for the space check
                 break
-            self.used += f.size
+            self.used += size
             self.waiting.append(f)
         if self.workers is None and len(self.waiting) >= self.threshold:
             self.workers = Workers(
