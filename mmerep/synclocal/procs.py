@@ -16,7 +16,6 @@ import collections
 import contextlib
 import ctypes
 import gc
-import itertools
 import json
 import marshal
 import os
@@ -147,6 +146,7 @@ def _child(cmd: int, out: int, tmp_dir: str, dest: str, verify: bool, bwlimit: i
     behind = WriteBehind()
     commands = _Commands(cmd)
     go = placed
+    opened = 0
     dropped: set[int] = set()
     stop = False
     while not stop:
@@ -175,10 +175,14 @@ def _child(cmd: int, out: int, tmp_dir: str, dest: str, verify: bool, bwlimit: i
             if commands.eof:
                 break
             continue
-        for k2, f2 in itertools.islice(queue, 1, PREFETCH + 1):
-            if k2 not in ahead:
-                ahead[k2] = _prefetch(f2)
+        # The queue's first ``opened`` files were read ahead (their descriptors in ahead).
+        opened = min(opened, len(queue))
+        while opened < PREFETCH + 1 and opened < len(queue):
+            k2, f2 = queue[opened]
+            ahead[k2] = _prefetch(f2)
+            opened += 1
         k, f = queue.popleft()
+        opened -= 1
         if k in dropped:  # sent before the parent knew it has nowhere to go
             fd = ahead.pop(k, None)
             if fd is not None:

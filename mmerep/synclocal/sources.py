@@ -14,12 +14,15 @@ import stat
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
+from typing import NamedTuple
 
 from mmerep.synclocal.errors import SourceMissing, SyncError
 
 
-@dataclass(frozen=True)
-class SourceFile:
+class SourceFile(NamedTuple):
+    """A file to stage, as listed. A named tuple: a frozen dataclass took twice as long
+    to make, and a run makes one per file in the parent and again in a worker."""
+
     path: str
     rel: str
     size: int
