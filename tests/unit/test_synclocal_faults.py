@@ -361,3 +361,51 @@ def test_rerun_with_early_copies_replaces_changed_and_removes_deleted(
     assert report.files_skipped == 295
     index = assert_consistent(tmp_path / "ssd", "ds", src)
     assert len(index.files) == 298
+
+
+def test_interrupted_while_listing_with_early_copies_leaves_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C while the source is listed and workers already copy: no worker outlives the
+    run, no temporary stays, no dataset was begun."""
+    from mmerep.synclocal import sources
+    from mmerep.synclocal import stage as stage_mod
+
+    src = tmp_path / "many"
+    for i in range(400):
+        write(src / f"d{i // 100}" / f"{i:03d}.dat", 2048, seed=i)
+    batches = []
+
+    def listed_then_interrupted(specs, avoid=None, on_files=None):  # type: ignore[no-untyped-def]
+        def on(batch):  # type: ignore[no-untyped-def]
+            assert on_files is not None
+            on_files(batch)
+            batches.append(len(batch))
+            if len(batches) == 3:
+                time.sleep(0.2)  # the workers copy meanwhile
+                raise KeyboardInterrupt
+        return sources.resolve(specs, avoid, on)
+
+    monkeypatch.setattr(stage_mod, "PROCESS_THRESHOLD", 16)
+    monkeypatch.setattr(stage_mod, "resolve", listed_then_interrupted)
+    copied = tmp_path / "copied"
+
+    def note(rel: str, offset: int) -> None:
+        with open(copied, "a") as f:
+            f.write(f"{rel}\n")
+
+    with pytest.raises(KeyboardInterrupt):
+        stage(tmp_path / "ssd", "ds", [str(src)], processes=2, piece_hook=note)
+    assert copied.exists(), "no copy began while the source was listed"
+    children = [p for p in os.listdir("/proc") if p.isdigit()
+                and _ppid(p) == os.getpid()]
+    assert children == [], "a worker outlived the interrupted run"
+    assert not (tmp_path / "ssd" / "ds").exists()
+    assert not list((tmp_path / "ssd" / ".synclocal" / "tmp").iterdir())
+    assert stage(tmp_path / "ssd", "ds", [str(src)], processes=2).complete
+
+
+def _ppid(pid: str) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
