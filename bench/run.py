@@ -41,6 +41,12 @@ BENCHMARKS = {
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["synclocal"] and argv[1:2] and argv[1].startswith("-"):
+        # Options for that benchmark alone (`bench synclocal --case small --repeat 5`):
+        # its own table and ratios.
+        sys.argv = ["bench_synclocal.py", *argv[1:]]
+        bench_synclocal.main()
+        return 0
     chosen = argv or [n for n in BENCHMARKS if n != "synclocal-quick"]
     unknown = [n for n in chosen if n not in BENCHMARKS]
     if unknown:

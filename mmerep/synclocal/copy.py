@@ -146,7 +146,7 @@ def _unlink(path: str) -> None:
         os.unlink(path)
 
 
-def copy_small(src: SourceFile, tmp: str, final: str, verify: bool, view: memoryview,
+def copy_small(src: SourceFile, tmp: str, final: str | None, verify: bool, view: memoryview,
                hook: PieceHook | None = None, rfd: int | None = None,
                behind: Callable[[int], None] | None = None) -> str | None:
     """A file that fits in one piece, in straight-line system calls.
@@ -155,7 +155,8 @@ def copy_small(src: SourceFile, tmp: str, final: str, verify: bool, view: memory
     not bandwidth, decides the speed. ``rfd``: the source already opened (by read-ahead);
     it is closed here. ``behind``: takes the copy's open descriptor once it is in place
     (the worker processes' write-behind, procs.WriteBehind); the source's pages are then
-    dropped as soon as they are read.
+    dropped as soon as they are read. ``final`` None: the copy stays at ``tmp``, for the
+    caller to place.
     """
     if rfd is None:
         rfd = os.open(src.path, os.O_RDONLY)
@@ -178,7 +179,7 @@ def copy_small(src: SourceFile, tmp: str, final: str, verify: bool, view: memory
     try:
         wfd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, src.mode)
     except OSError as exc:
-        raise write_error(exc, final) from exc
+        raise write_error(exc, final or tmp) from exc
     try:
         try:
             written = os.write(wfd, data)
@@ -195,8 +196,12 @@ def copy_small(src: SourceFile, tmp: str, final: str, verify: bool, view: memory
             os.close(wfd)
         _unlink(tmp)
         if isinstance(exc, OSError):
-            raise write_error(exc, final) from exc
+            raise write_error(exc, final or tmp) from exc
         raise
+    if final is None:
+        if behind is not None:
+            behind(wfd)
+        return checksum
     try:
         os.rename(tmp, final)
     except OSError as exc:

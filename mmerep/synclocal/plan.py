@@ -25,7 +25,7 @@ class Plan:
         return sum(f.size for f in self.copy)
 
 
-def _unchanged(f: SourceFile, index: Index, dest: str, verify: bool) -> bool:
+def unchanged(f: SourceFile, index: Index, dest: str, verify: bool) -> bool:
     """Skip only what the index vouches for and the disk still agrees with."""
     e = index.files.get(f.rel)
     if e is None or e.src != f.path or (verify and e.checksum is None):
@@ -43,7 +43,7 @@ def make_plan(files: Sequence[SourceFile], index: Index, dest: str, *, verify: b
               recheck: bool, jobs: int) -> Plan:
     plan = Plan()
     for f in files:
-        (plan.skip if _unchanged(f, index, dest, verify) else plan.copy).append(f)
+        (plan.skip if unchanged(f, index, dest, verify) else plan.copy).append(f)
     wanted = {f.rel for f in files}
     plan.stale = sorted(rel for rel in index.files if rel not in wanted)
     if recheck and plan.skip:
@@ -67,9 +67,11 @@ def bytes_needed(plan: Plan, index: Index) -> int:
     return plan.bytes_to_copy - replaced
 
 
-def check_space(root: str, need: int) -> None:
-    """Fail before copying anything rather than fill the disk and stop half-way."""
-    free = shutil.disk_usage(root).free
+def check_space(root: str, need: int, free: int | None = None) -> None:
+    """Fail before copying anything rather than fill the disk and stop half-way. ``free``:
+    as measured before the run began copying (early.py), else now."""
+    if free is None:
+        free = shutil.disk_usage(root).free
     if need > free:
         raise DestinationFull(
             f"{root} has {human_size(free)} free but the dataset needs {human_size(need)} more",

@@ -30,6 +30,7 @@ from mmerep.synclocal.copy import (
     copy_small,
     failure_of,
 )
+from mmerep.synclocal.early import EarlyCopies
 from mmerep.synclocal.errors import (
     LocalWriteError,
     SourceChanged,
@@ -292,26 +293,37 @@ def stage_dataset(layout: Layout, name: str, sources: Sequence[str],
     started = time.monotonic()
     layout.ensure()
     layout.clear_tmp()  # leftovers of a killed run; safe, we hold the writer lock
-    files, problems = resolve(sources, avoid=str(layout.root))
     index = ix.load(layout, name) or ix.Index(dataset=name)
     index.chunk_size = index.chunk_size or opts.chunk_size
     dest = str(layout.dataset_dir(name))
-    plan = make_plan(files, index, dest, verify=opts.verify, recheck=opts.recheck,
-                     jobs=opts.jobs)
-    report = StageReport(name, files_total=len(files), files_skipped=len(plan.skip),
-                         bytes_total=sum(f.size for f in files),
-                         verify_failures=len(plan.recheck_failures))
-    report.failures = [Failure(p.path, p.reason, SourceUnreadable) for p in problems]
-    unchanged = not plan.copy and not plan.stale and index.sources == list(sources)
-    if unchanged and index.complete and not problems:
-        report.seconds = time.monotonic() - started
-        report.complete = True
-        return report
-    need = bytes_needed(plan, index)
-    if opts.make_room and need > 0:
-        opts.make_room(need)
-    check_space(str(layout.root), need)
-    journal = ix.Journal(layout, name)
+    early = EarlyCopies.maybe(layout, index, sources, dest, _nprocs(opts), PROCESS_THRESHOLD,
+                              verify=opts.verify, recheck=opts.recheck, bwlimit=opts.bwlimit,
+                              hook=opts.piece_hook, make_room=opts.make_room)
+    try:
+        files, problems = resolve(sources, avoid=str(layout.root),
+                                  on_files=early.listed if early else None)
+        plan = make_plan(files, index, dest, verify=opts.verify, recheck=opts.recheck,
+                         jobs=opts.jobs)
+        report = StageReport(name, files_total=len(files), files_skipped=len(plan.skip),
+                             bytes_total=sum(f.size for f in files),
+                             verify_failures=len(plan.recheck_failures))
+        report.failures = [Failure(p.path, p.reason, SourceUnreadable) for p in problems]
+        unchanged = not plan.copy and not plan.stale and index.sources == list(sources)
+        if unchanged and index.complete and not problems:
+            if early:
+                early.abandon()
+            report.seconds = time.monotonic() - started
+            report.complete = True
+            return report
+        need = bytes_needed(plan, index)
+        if opts.make_room and need > 0:
+            opts.make_room(need)
+        check_space(str(layout.root), need, early.free if early else None)
+        journal = ix.Journal(layout, name)
+    except BaseException:
+        if early:  # nothing was placed: the early copies go with the refusal
+            early.abandon()
+        raise
     run = _Run(layout, index, journal, report, opts, dest)
     run.files_todo, run.bytes_todo = len(plan.copy), plan.bytes_to_copy
     try:
@@ -321,9 +333,12 @@ def stage_dataset(layout: Layout, name: str, sources: Sequence[str],
         for f in plan.copy:
             index.files.pop(f.rel, None)
         todo = _make_dirs(dest, plan.copy, run)
-        todo = _small_files_in_processes(run, todo)
+        todo = _small_files_in_processes(run, todo, early)
+        early = None
         _run_workers(run, todo, opts.jobs)
     finally:
+        if early:  # stopped before the workers were handed over
+            early.abandon()
         try:
             journal.close()
         except SyncError as exc:  # the last records are lost: those files are copied again
@@ -378,25 +393,51 @@ def _make_dirs(dest: str, files: list[SourceFile], run: _Run) -> list[SourceFile
     return todo
 
 
-def _small_files_in_processes(run: _Run, files: list[SourceFile]) -> list[SourceFile]:
-    """Copy the one-piece files in worker processes when it pays; returns the rest."""
+def _nprocs(opts: StageOptions) -> int:
+    """Worker processes for a run with many small files."""
+    if opts.processes is not None:
+        return opts.processes
+    # One per CPU: the workers' read-ahead (procs.PREFETCH) keeps the disk busy, and
+    # more workers than CPUs measured slower and less steady (2 CPUs, 20,000 cold
+    # 64 KiB files: 2 workers 1.6-2.0 s, 4 workers 1.5-4.3 s, rsync 3.6-4.3 s).
+    return min(opts.jobs, os.cpu_count() or 1)
+
+
+def _small_files_in_processes(run: _Run, files: list[SourceFile],
+                              early: EarlyCopies | None) -> list[SourceFile]:
+    """Copy the one-piece files in worker processes when it pays; returns the rest.
+    Workers that started during the listing (``early``) place their copies now and
+    take the rest."""
     small = [f for f in files if f.size <= PIECE]
-    nprocs = run.opts.processes
-    if nprocs is None:
-        # One per CPU: the workers' read-ahead (procs.PREFETCH) keeps the disk busy, and
-        # more workers than CPUs measured slower and less steady (2 CPUs, 20,000 cold
-        # 64 KiB files: 2 workers 1.6-2.0 s, 4 workers 1.5-4.3 s, rsync 3.6-4.3 s).
-        cpus = os.cpu_count() or 1
-        nprocs = min(run.opts.jobs, cpus) if len(small) >= PROCESS_THRESHOLD else 0
-    if nprocs < 2 or not small:
-        return files
+    workers = early.workers if early else None
+    if workers is None:
+        nprocs = _nprocs(run.opts) if len(small) >= PROCESS_THRESHOLD else 0
+        if nprocs < 2 or not small:
+            return files
     changed: list[SourceFile] = []
     try:
-        finished = copy_in_processes(
-            small, nprocs, tmp_dir=run.tmp, dest=run.dest, verify=run.opts.verify,
-            bwlimit=run.opts.bwlimit, hook=run.opts.piece_hook, stop=run.stop,
-            on_done=run.done_elsewhere, on_failure=run.add_failure, on_changed=changed.append)
+        if early is not None and workers is not None:
+            sent = early.sent()
+            early.workers = None  # the run's from here on
+            workers.stop = run.stop
+            workers.on_done, workers.on_failure = run.done_elsewhere, run.add_failure
+            workers.on_changed = changed.append
+            for failure in early.failures:
+                run.add_failure(failure)
+            changed.extend(early.changed)
+            kept = {f.rel for f in small}  # those whose parent could not be made are not
+            workers.go({k for k, f in enumerate(workers.files) if f.rel not in kept})
+            workers.add([f for f in small if f.rel not in sent])
+            finished = workers.finish()
+        else:
+            finished = copy_in_processes(
+                small, nprocs, tmp_dir=run.tmp, dest=run.dest, verify=run.opts.verify,
+                bwlimit=run.opts.bwlimit, hook=run.opts.piece_hook, stop=run.stop,
+                on_done=run.done_elsewhere, on_failure=run.add_failure,
+                on_changed=changed.append)
     except BaseException:  # Ctrl-C, SIGTERM: the workers are gone, so are their temporaries
+        if workers is not None:
+            workers.close()
         run.layout.clear_tmp()
         raise
     if not finished:

@@ -308,3 +308,104 @@ def test_killed_mid_copy_leaves_no_partial_file_and_resumes(
     after = assert_consistent(root, "ds", s)
     assert after.complete and len(after.files) == count
     assert not any((root / ".synclocal" / "tmp").iterdir())
+
+
+def test_too_big_for_the_disk_is_refused_untouched_though_copies_began_while_listing(
+        small_fs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Workers copy small files while the source is still listed; a dataset that turns
+    out not to fit is refused all the same, with no file of it placed and the early
+    copies deleted, and the disk never filled by them."""
+    from mmerep.synclocal import plan
+    from mmerep.synclocal import stage as stage_mod
+
+    src = tmp_path / "many"
+    for i in range(700):  # 2.8 MB: more than the 2 MiB disk
+        write(src / f"d{i // 100}" / f"{i:03d}.dat", 4096, seed=i)
+    copied = tmp_path / "copied"
+
+    def note(rel: str, offset: int) -> None:
+        with open(copied, "a") as f:
+            f.write(f"{rel}\n")
+
+    def check_after_a_copy(root: str, need: int, free: int | None = None) -> None:
+        deadline = time.monotonic() + 20
+        while not copied.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        plan.check_space(root, need, free)
+
+    monkeypatch.setattr(stage_mod, "PROCESS_THRESHOLD", 16)
+    monkeypatch.setattr(stage_mod, "check_space", check_after_a_copy)
+    with pytest.raises(DestinationFull, match="free but the dataset needs"):
+        stage(small_fs, "ds", [str(src)], processes=2, piece_hook=note)
+    assert copied.exists(), "no copy began while the source was listed"
+    assert not (small_fs / "ds").exists()  # refused before the dataset was begun
+    assert not list((small_fs / ".synclocal" / "tmp").iterdir())
+    assert shutil.disk_usage(small_fs).free > 1.5 * 2**20
+
+
+def test_rerun_with_early_copies_replaces_changed_and_removes_deleted(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mmerep.synclocal import stage as stage_mod
+
+    monkeypatch.setattr(stage_mod, "PROCESS_THRESHOLD", 2)
+    src = tmp_path / "many"
+    for i in range(300):
+        write(src / f"d{i // 100}" / f"{i:03d}.dat", 3000, seed=i)
+    assert stage(tmp_path / "ssd", "ds", [str(src)], processes=2).complete
+    for i in (5, 150, 299):
+        write(src / f"d{i // 100}" / f"{i:03d}.dat", 5000, seed=1000 + i)
+    for i in (7, 8):
+        (src / "d0" / f"{i:03d}.dat").unlink()
+    report = stage(tmp_path / "ssd", "ds", [str(src)], processes=2)
+    assert report.complete and report.files_copied == 3 and report.files_removed == 2
+    assert report.files_skipped == 295
+    index = assert_consistent(tmp_path / "ssd", "ds", src)
+    assert len(index.files) == 298
+
+
+def test_interrupted_while_listing_with_early_copies_leaves_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C while the source is listed and workers already copy: no worker outlives the
+    run, no temporary stays, no dataset was begun."""
+    from mmerep.synclocal import sources
+    from mmerep.synclocal import stage as stage_mod
+
+    src = tmp_path / "many"
+    for i in range(400):
+        write(src / f"d{i // 100}" / f"{i:03d}.dat", 2048, seed=i)
+    batches = []
+
+    def listed_then_interrupted(specs, avoid=None, on_files=None):  # type: ignore[no-untyped-def]
+        def on(batch):  # type: ignore[no-untyped-def]
+            assert on_files is not None
+            on_files(batch)
+            batches.append(len(batch))
+            if len(batches) == 3:
+                time.sleep(0.2)  # the workers copy meanwhile
+                raise KeyboardInterrupt
+        return sources.resolve(specs, avoid, on)
+
+    monkeypatch.setattr(stage_mod, "PROCESS_THRESHOLD", 16)
+    monkeypatch.setattr(stage_mod, "resolve", listed_then_interrupted)
+    copied = tmp_path / "copied"
+
+    def note(rel: str, offset: int) -> None:
+        with open(copied, "a") as f:
+            f.write(f"{rel}\n")
+
+    with pytest.raises(KeyboardInterrupt):
+        stage(tmp_path / "ssd", "ds", [str(src)], processes=2, piece_hook=note)
+    assert copied.exists(), "no copy began while the source was listed"
+    children = [p for p in os.listdir("/proc") if p.isdigit()
+                and _ppid(p) == os.getpid()]
+    assert children == [], "a worker outlived the interrupted run"
+    assert not (tmp_path / "ssd" / "ds").exists()
+    assert not list((tmp_path / "ssd" / ".synclocal" / "tmp").iterdir())
+    assert stage(tmp_path / "ssd", "ds", [str(src)], processes=2).complete
+
+
+def _ppid(pid: str) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None

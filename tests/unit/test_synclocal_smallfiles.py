@@ -138,3 +138,34 @@ def test_copies_end_on_disk_and_leave_the_page_cache_to_the_jobs(tmp_path: Path)
     assert cached_fraction(copies) < 0.05
     assert cached_fraction(sources) < 0.05
     staged(tmp_path / "ssd", src)  # and every copy is whole and true to its checksum
+
+
+def test_workers_leave_no_temporary_behind(tmp_path: Path) -> None:
+    """Each worker has a temporary directory of its own (creating files in one shared
+    directory made them wait on its lock); a finished run leaves none of them."""
+    src = make_tree(tmp_path / "src", 3, 120, 2048)
+    report = stage(tmp_path / "ssd", [str(src)], processes=2)
+    assert report.complete and report.files_copied == 360
+    assert list(Layout(tmp_path / "ssd").tmp_dir.iterdir()) == []
+    assert len(staged(tmp_path / "ssd", src).files) == 360
+
+
+def test_index_snapshot_is_the_json_of_the_index(tmp_path: Path) -> None:
+    """The snapshot is formatted by hand for speed: it must be the very JSON that
+    json.dumps writes, for names and sources with quotes, backslashes and non-ASCII."""
+    import json
+
+    index = ix.Index("ds", sources=['/bulk/"q"', "/bulk/é"], chunk_size=1 << 26,
+                     complete=True, updated=1.5, bytes=3, errors=["a: no \\ way"])
+    index.files = {
+        'b/"x".dat': ix.Entry('/bulk/"q"/b/"x".dat', 1, 10**18, 10**18 + 1, 7, "ab" * 16),
+        "a/é\n.dat": ix.Entry("/bulk/é/a/é\n.dat", 2, 5, 6, 8, None),
+        "0": ix.Entry("/bulk/0", 0, 0, 0, 0, "00" * 16)}
+    raw = ix.snapshot(index)
+    assert raw == json.dumps(index.to_json(), separators=(",", ":")).encode()
+    assert list(json.loads(raw)["files"]) == ["0", "a/é\n.dat", 'b/"x".dat']
+    layout = Layout(tmp_path / "ssd")
+    layout.ensure()
+    ix.save(layout, index)
+    again = ix.load(layout, "ds")
+    assert again is not None and again.files == index.files and again.complete
