@@ -342,8 +342,9 @@ def run(claims: int = 1000, nodes: int = 20, static_baseline: bool = True,
                 p.wait(30)
             procs.clear()
             if not static_baseline:
-                return [_row(claims, nodes, dynamic, None, own, parts, (p50, p99, count),
-                             (controller_cpu, agents_cpu), load, real, cluster_cpu)]
+                return [{**_row(claims, nodes, dynamic, None, own, parts, (p50, p99, count),
+                                (controller_cpu, agents_cpu), load, real, cluster_cpu),
+                         "etcd_fsync": "yes" if etcd_fsync else "no"}]
             _clear(kube)
             # The baseline: the same claims against pre-created static local PVs.
             kube.apply({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
@@ -371,8 +372,9 @@ def run(claims: int = 1000, nodes: int = 20, static_baseline: bool = True,
                 p.kill()
             for mnt in mounts:
                 subprocess.run(["umount", str(mnt)], capture_output=True, check=False)
-    return [_row(claims, nodes, dynamic, static, own, parts, (p50, p99, count),
-                 (controller_cpu, agents_cpu), load, real, cluster_cpu)]
+    return [{**_row(claims, nodes, dynamic, static, own, parts, (p50, p99, count),
+                    (controller_cpu, agents_cpu), load, real, cluster_cpu),
+             "etcd_fsync": "yes" if etcd_fsync else "no"}]
 
 
 def _row(claims: int, nodes: int, dynamic: float, static: float | None, own: list[float],
@@ -412,7 +414,6 @@ def main() -> int:
                              "not by default: see local.ClusterSpec)")
     args = parser.parse_args()
     for row in run(args.claims, args.nodes, not args.no_static, args.etcd_fsync):
-        row["etcd_fsync"] = "yes" if args.etcd_fsync else "no"
         print("  ".join(f"{k}={v}" for k, v in row.items()))
     return 0
 
