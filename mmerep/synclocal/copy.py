@@ -146,9 +146,68 @@ def _unlink(path: str) -> None:
         os.unlink(path)
 
 
+_EXT4_MAGIC = 0xEF53  # statfs f_type of ext2, ext3 and ext4
+_proc_fd = (-1, -1)  # (pid, descriptor of its /proc/self/fd): a forked worker opens its own
+
+
+def _fs_type(path: str) -> int | None:
+    """statfs(2)'s f_type for ``path`` (Python's os.statvfs leaves it out); None if unknown."""
+    import ctypes
+
+    buf = ctypes.create_string_buffer(256)  # struct statfs, f_type its first field
+    if ctypes.CDLL(None, use_errno=True).statfs(os.fsencode(path), buf) != 0:
+        return None
+    return ctypes.c_long.from_buffer(buf).value
+
+
+def _proc_fds() -> int:
+    global _proc_fd
+    if _proc_fd[0] != os.getpid():
+        _proc_fd = (os.getpid(), os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY))
+    return _proc_fd[1]
+
+
+def _link_into_place(wfd: int, final: str) -> None:
+    """Give an unnamed file (O_TMPFILE) its name: linkat through /proc/self/fd, which
+    needs no privilege (AT_EMPTY_PATH does)."""
+    os.link(str(wfd), final, src_dir_fd=_proc_fds(), follow_symlinks=True)
+
+
+def unnamed_temporaries(tmp_dir: str) -> bool:
+    """Whether small copies on this file system are best written as unnamed files
+    (O_TMPFILE in the final directory), then linked under their final name, instead of
+    written under a temporary name in ``tmp_dir`` and renamed into the dataset.
+
+    Measured with 2 worker processes, 20,000 x 64 KiB, page cache dropped before each
+    run, median of 5 rounds, twice: on ext4 unnamed files were 12-13% faster (3.35 vs
+    3.79 s, 3.51 vs 4.04 s) with 12-15% less CPU. A rename from one directory to another
+    takes the file system's rename lock, so the workers queued on it, and the temporary
+    directory's entries churned. On XFS they were 7% slower (4.27 vs 3.97 s): each
+    unnamed inode goes on, and then off, its allocation group's unlinked list, two more
+    logged changes. So ext4 only, once it is seen to work here (a /proc, O_TMPFILE).
+    Either way no partial file ever has a final name; an unnamed one is freed by the
+    kernel when a killed worker's descriptors close.
+    """
+    if _fs_type(tmp_dir) != _EXT4_MAGIC:
+        return False
+    probe = f"{tmp_dir}/.unnamed-{os.getpid()}"
+    try:
+        fd = os.open(tmp_dir, os.O_WRONLY | os.O_TMPFILE, 0o600)
+    except (OSError, AttributeError):  # AttributeError: a Python without os.O_TMPFILE
+        return False
+    try:
+        _link_into_place(fd, probe)
+        os.unlink(probe)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return True
+
+
 def copy_small(src: SourceFile, tmp: str, final: str | None, verify: bool, view: memoryview,
                hook: PieceHook | None = None, rfd: int | None = None,
-               behind: Callable[[int], None] | None = None) -> str | None:
+               behind: Callable[[int], None] | None = None, unnamed: bool = False) -> str | None:
     """A file that fits in one piece, in straight-line system calls.
 
     Most files of a many-small-files dataset take this path, where per-file overhead,
@@ -156,7 +215,9 @@ def copy_small(src: SourceFile, tmp: str, final: str | None, verify: bool, view:
     it is closed here. ``behind``: takes the copy's open descriptor once it is in place
     (the worker processes' write-behind, procs.WriteBehind); the source's pages are then
     dropped as soon as they are read. ``final`` None: the copy stays at ``tmp``, for the
-    caller to place.
+    caller to place. ``unnamed`` (see unnamed_temporaries): written as an unnamed file in
+    the final directory and linked there; ``tmp`` is then used only to replace a file
+    that is already at ``final``.
     """
     if rfd is None:
         rfd = os.open(src.path, os.O_RDONLY)
@@ -176,6 +237,9 @@ def copy_small(src: SourceFile, tmp: str, final: str | None, verify: bool, view:
         raise Changed
     data = view[:n]
     checksum = xxhash.xxh3_128_hexdigest(data) if verify else None
+    if unnamed and final is not None:
+        _write_unnamed(src, data, tmp, final, behind)
+        return checksum
     try:
         wfd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, src.mode)
     except OSError as exc:
@@ -212,6 +276,43 @@ def copy_small(src: SourceFile, tmp: str, final: str | None, verify: bool, view:
     if behind is not None:
         behind(wfd)
     return checksum
+
+
+def _write_unnamed(src: SourceFile, data: memoryview, tmp: str, final: str,
+                   behind: Callable[[int], None] | None) -> None:
+    """copy_small's write for ``unnamed``: the file has no name until it is complete."""
+    try:
+        wfd = os.open(os.path.dirname(final), os.O_WRONLY | os.O_TMPFILE, src.mode)
+    except OSError as exc:
+        raise write_error(exc, final) from exc
+    try:
+        try:
+            written = os.write(wfd, data)
+            while written < len(data):
+                written += os.write(wfd, data[written:])
+            if src.mode & _UMASK:
+                os.fchmod(wfd, src.mode)
+            os.utime(wfd, ns=(src.mtime_ns, src.mtime_ns))
+        except OSError as exc:
+            raise write_error(exc, final) from exc
+        try:
+            _link_into_place(wfd, final)
+        except FileExistsError:  # an older version is there: replaced in one rename
+            try:
+                _link_into_place(wfd, tmp)
+                os.rename(tmp, final)
+            except OSError as exc:
+                _unlink(tmp)
+                raise place_error(exc, final) from exc
+        except OSError as exc:
+            raise place_error(exc, final) from exc
+    except BaseException:
+        os.close(wfd)
+        raise
+    if behind is None:
+        os.close(wfd)
+    else:
+        behind(wfd)
 
 
 class FileCopy:

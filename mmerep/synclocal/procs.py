@@ -37,6 +37,7 @@ from mmerep.synclocal.copy import (
     copy_small,
     failure_of,
     place_error,
+    unnamed_temporaries,
 )
 from mmerep.synclocal.errors import LocalWriteError, SyncError
 from mmerep.synclocal.sources import SourceFile
@@ -144,6 +145,7 @@ def _child(cmd: int, out: int, tmp_dir: str, dest: str, verify: bool, bwlimit: i
     ahead: dict[int, int | None] = {}  # file -> its descriptor, opened by read-ahead
     waiting: list[tuple[int, str, str, str | None]] = []  # copied, not placed yet
     behind = WriteBehind()
+    unnamed = unnamed_temporaries(tmp_dir)
     commands = _Commands(cmd)
     go = placed
     opened = 0
@@ -194,7 +196,7 @@ def _child(cmd: int, out: int, tmp_dir: str, dest: str, verify: bool, bwlimit: i
             if throttle:
                 throttle.take(f.size)
             checksum = copy_small(f, tmp, final if go else None, verify, view, hook,
-                                  rfd=ahead.pop(k, None), behind=behind)
+                                  rfd=ahead.pop(k, None), behind=behind, unnamed=unnamed)
             if go:
                 pending.append(f"{k} {checksum or '-'}")  # the common line, read without json
             else:

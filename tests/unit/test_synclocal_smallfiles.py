@@ -14,8 +14,10 @@ from pathlib import Path
 import pytest
 
 from mmerep.synclocal import index as ix
-from mmerep.synclocal.copy import file_checksum
+from mmerep.synclocal.copy import PIECE, copy_small, file_checksum, unnamed_temporaries
+from mmerep.synclocal.errors import SyncError
 from mmerep.synclocal.layout import Layout, writer_lock
+from mmerep.synclocal.sources import SourceFile
 from mmerep.synclocal.stage import StageOptions, StageReport, stage_dataset
 from testkit.pagecache import cached_fraction
 
@@ -169,3 +171,54 @@ def test_index_snapshot_is_the_json_of_the_index(tmp_path: Path) -> None:
     ix.save(layout, index)
     again = ix.load(layout, "ds")
     assert again is not None and again.files == index.files and again.complete
+
+
+def _fs(path: Path) -> str:
+    return subprocess.run(["stat", "-f", "-c", "%T", str(path)], capture_output=True,
+                          text=True, check=True).stdout.strip()
+
+
+def _source(path: Path, data: bytes, mode: int, mtime_ns: int) -> SourceFile:
+    path.write_bytes(data)
+    os.chmod(path, mode)
+    os.utime(path, ns=(mtime_ns, mtime_ns))
+    return SourceFile.of(str(path), path.name, os.stat(path))
+
+
+def test_small_copies_on_ext4_have_no_name_until_whole(tmp_path: Path) -> None:
+    """On ext4 a worker writes each small copy as an unnamed file (O_TMPFILE) in its final
+    directory and links it there once whole: the temporary directory is never used, a
+    killed worker's half-written file is freed by the kernel, and a file already at the
+    final name (an older version) is replaced in one rename. Elsewhere (tmpfs here)
+    copies are named in the temporary directory and renamed, as before."""
+    if _fs(tmp_path) != "ext2/ext3":
+        pytest.skip(f"needs an ext4 temporary directory; {tmp_path} is {_fs(tmp_path)}")
+    tmp_dir, final_dir = tmp_path / "tmp", tmp_path / "ds"
+    tmp_dir.mkdir()
+    final_dir.mkdir()
+    assert unnamed_temporaries(str(tmp_dir))
+    assert list(tmp_dir.iterdir()) == []  # the probe left nothing
+    if _fs(Path("/dev/shm")) == "tmpfs":
+        assert not unnamed_temporaries("/dev/shm")
+
+    view = memoryview(bytearray(PIECE))
+    final = final_dir / "a.nc"
+    first = _source(tmp_path / "a.nc", b"first version" * 100, 0o640, 1_600_000_000 * 10**9)
+    checksum = copy_small(first, str(tmp_dir / "0-a.nc"), str(final), True, view,
+                          unnamed=True)
+    assert final.read_bytes() == b"first version" * 100
+    st = final.stat()
+    assert (st.st_mode & 0o777, st.st_mtime_ns) == (0o640, 1_600_000_000 * 10**9)
+    assert checksum == file_checksum(final, 64 << 20)
+    assert list(tmp_dir.iterdir()) == []
+
+    second = _source(tmp_path / "a.nc", b"second", 0o644, 1_700_000_000 * 10**9)
+    copy_small(second, str(tmp_dir / "1-a.nc"), str(final), True, view, unnamed=True)
+    assert final.read_bytes() == b"second" and final.stat().st_mode & 0o777 == 0o644
+    assert list(tmp_dir.iterdir()) == []
+    assert sorted(p.name for p in final_dir.iterdir()) == ["a.nc"]
+
+    gone = final_dir / "removed" / "b.nc"  # its directory vanished under the run
+    with pytest.raises(SyncError, match=r"b\.nc"):
+        copy_small(second, str(tmp_dir / "2-b.nc"), str(gone), True, view, unnamed=True)
+    assert list(tmp_dir.iterdir()) == [] and not gone.parent.exists()
