@@ -246,12 +246,7 @@ def copy_small(src: SourceFile, tmp: str, final: str | None, verify: bool, view:
         raise write_error(exc, final or tmp) from exc
     try:
         try:
-            written = os.write(wfd, data)
-            while written < n:
-                written += os.write(wfd, data[written:])
-            if src.mode & _UMASK:
-                os.fchmod(wfd, src.mode)
-            os.utime(wfd, ns=(src.mtime_ns, src.mtime_ns))
+            _fill(wfd, data, src)
         finally:
             if behind is None:
                 os.close(wfd)
@@ -278,6 +273,16 @@ def copy_small(src: SourceFile, tmp: str, final: str | None, verify: bool, view:
     return checksum
 
 
+def _fill(wfd: int, data: memoryview, src: SourceFile) -> None:
+    """A small copy's content, mode and modification time."""
+    written = os.write(wfd, data)
+    while written < len(data):
+        written += os.write(wfd, data[written:])
+    if src.mode & _UMASK:
+        os.fchmod(wfd, src.mode)
+    os.utime(wfd, ns=(src.mtime_ns, src.mtime_ns))
+
+
 def _write_unnamed(src: SourceFile, data: memoryview, tmp: str, final: str,
                    behind: Callable[[int], None] | None) -> None:
     """copy_small's write for ``unnamed``: the file has no name until it is complete."""
@@ -287,12 +292,7 @@ def _write_unnamed(src: SourceFile, data: memoryview, tmp: str, final: str,
         raise write_error(exc, final) from exc
     try:
         try:
-            written = os.write(wfd, data)
-            while written < len(data):
-                written += os.write(wfd, data[written:])
-            if src.mode & _UMASK:
-                os.fchmod(wfd, src.mode)
-            os.utime(wfd, ns=(src.mtime_ns, src.mtime_ns))
+            _fill(wfd, data, src)
         except OSError as exc:
             raise write_error(exc, final) from exc
         try:
