@@ -32,7 +32,7 @@ command -v ssh >/dev/null 2>&1 && command -v ssh-keygen >/dev/null 2>&1 \
 command -v nc >/dev/null 2>&1 || missing+=(netcat-openbsd)  # bench ssh: the kubectl recipe
 # The provisioner's tests give each simulated node loop-mounted XFS images as disks.
 command -v mkfs.xfs >/dev/null 2>&1 || [ -x /usr/sbin/mkfs.xfs ] || missing+=(xfsprogs)
-# The console's browser tests (tests/cluster/test_console_browser.py) drive headless Chromium.
+# The console's browser tests (tests/cluster/test_console.py) drive headless Chromium.
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
 if [ "${#missing[@]}" -gt 0 ]; then

@@ -19,8 +19,8 @@ app = typer.Typer(
     "  mme-rep ci init --flavours htcondor-batch,interactive --image-name sentinel3\n\n"
     "  mme-rep ci status\n\n"
     "  mme-rep ci status --project processors/sentinel3 --ref main -o json\n\n"
-    "  mme-rep ci logs build-image --follow\n\n"
-    "  mme-rep ci trigger --var SCAN=0",
+    "  mme-rep ci logs mmerep:build:processor --follow\n\n"
+    "  mme-rep ci trigger --var MMEREP_SCAN=false",
     no_args_is_help=True,
 )
 
@@ -114,7 +114,7 @@ class LivePipeline:
 def _parse_vars(values: list[str]) -> dict[str, str]:
     from mmerep.grammar.assignments import parse_assignments
 
-    return parse_assignments(values, "--var", "SCAN=0")
+    return parse_assignments(values, "--var", "MMEREP_SCAN=false")
 
 
 def _failure_line(data: dict[str, Any]) -> tuple[str, str | None]:
@@ -210,7 +210,7 @@ def logs_cmd(
 
       mme-rep ci logs 4711
 
-      mme-rep ci logs build-image --follow --ref main
+      mme-rep ci logs mmerep:build:processor --follow --ref main
     """
     from mmerep import gitlab_ci
 
@@ -246,7 +246,7 @@ def trigger_cmd(
 
       mme-rep ci trigger
 
-      mme-rep ci trigger --ref v0.1.0 --var SCAN=0 --var FLAVOURS=htcondor-batch
+      mme-rep ci trigger --ref v0.1.0 --var MMEREP_SCAN=false --var MMEREP_FLAVOURS=htcondor-batch
     """
     from mmerep import gitlab_ci
     from mmerep.cli.output import err_console, fail, render
