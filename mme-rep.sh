@@ -75,10 +75,6 @@ case "${1:-}" in
   bench)
     shift
     ensure_venv test
-    # The baselines (rsync, buildah, nc, chromium, ...) and the local cluster's binaries:
-    # on a fresh machine a benchmark would otherwise report its baseline as unavailable.
-    bash "$here/.ci/setup-tools.sh"
-    run_mmerep cluster build >&2
     exec "$venv/bin/python" "$here/bench/run.py" "$@"
     ;;
   *)

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -40,10 +41,26 @@ BENCHMARKS = {
 }
 
 
+def set_up() -> None:
+    """What the baselines need (rsync, nc, buildah, Chromium, ...: the test command's
+    .ci/setup-tools.sh) and the local cluster's binaries: on a fresh machine a benchmark
+    would otherwise report its baseline unavailable. Neither is fatal: a benchmark whose
+    baseline is missing says so in its row."""
+    root = Path(__file__).resolve().parents[1]
+    if subprocess.run(["bash", str(root / ".ci" / "setup-tools.sh")]).returncode != 0:
+        print("bench: some baseline tools are missing; their rows will say unavailable",
+              file=sys.stderr)
+    if subprocess.run([sys.executable, "-m", "mmerep", "cluster", "build"],
+                      stdout=sys.stderr).returncode != 0:
+        print("bench: the cluster binaries are not built; cluster benchmarks will fail",
+              file=sys.stderr)
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] == ["synclocal"] and argv[1:2] and argv[1].startswith("-"):
         # Options for that benchmark alone (`bench synclocal --case small --repeat 5`):
         # its own table and ratios.
+        set_up()
         sys.argv = ["bench_synclocal.py", *argv[1:]]
         bench_synclocal.main()
         return 0
@@ -53,6 +70,7 @@ def main(argv: list[str]) -> int:
         print(f"unknown benchmark(s): {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}",
               file=sys.stderr)
         return 2
+    set_up()
     for name in chosen:
         print(f"== {name}")
         for row in BENCHMARKS[name]():
